@@ -1,0 +1,29 @@
+"""ralif: deep active learning with influence functions (RALIF, Xia & Henao, TMLR 2023)."""
+
+from ralif._validation import RalifInputError
+from ralif.api import select
+from ralif.head import LinearHead
+from ralif.influence import influence_matrix
+from ralif.scores import authors_score, kept_classes, truncated_expectation
+from ralif.selectors import candidate_set, kmeans_pp_select, top_k
+from ralif.strategies import RALIF, STRATEGIES, DiversityFallbackWarning, Strategy, make_strategy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RALIF",
+    "STRATEGIES",
+    "DiversityFallbackWarning",
+    "LinearHead",
+    "RalifInputError",
+    "Strategy",
+    "authors_score",
+    "candidate_set",
+    "influence_matrix",
+    "kept_classes",
+    "kmeans_pp_select",
+    "make_strategy",
+    "select",
+    "top_k",
+    "truncated_expectation",
+]

@@ -1,0 +1,164 @@
+"""Input checks done once, at the door of every public function.
+
+Each check raises :class:`RalifInputError` (a ``ValueError``) whose message names the
+argument and the offending value, so that the CLI can print it as one line.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+UNLABELED = -1
+
+_FINITE_CHECK_ROWS = 16384
+
+
+class RalifInputError(ValueError):
+    """Bad input given to ralif: the message says what is wrong and where."""
+
+
+def _format_rows(rows: np.ndarray, limit: int = 10) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:limit])
+    more = f", ... ({len(rows)} rows in all)" if len(rows) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def check_features(X: object, name: str = "X", min_rows: int = 0) -> np.ndarray:
+    """Return ``X`` as a 2-D floating array, refusing NaN, inf and bad shapes.
+
+    float32 and float64 arrays are kept as they are (no copy); other numeric types
+    are converted to float64.
+    """
+    if isinstance(X, np.ndarray) and X.dtype == object:
+        raise RalifInputError(f"{name} has dtype object; features must be numeric")
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise RalifInputError(f"{name} cannot be read as a numeric array: {exc}") from None
+    if arr.dtype.kind not in "fiub":
+        raise RalifInputError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim != 2:
+        raise RalifInputError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise RalifInputError(f"{name} has no feature columns (shape {arr.shape})")
+    if arr.shape[0] < min_rows:
+        raise RalifInputError(f"{name} needs at least {min_rows} rows, got {arr.shape[0]}")
+    _check_finite(arr, name)
+    return arr
+
+
+def _check_finite(arr: np.ndarray, name: str) -> None:
+    # A row sum is cheap and propagates NaN/inf; only when it flags something do we
+    # look row by row (in chunks, so a large pool never gets a full boolean copy).
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(arr.sum(axis=1)).all():
+            return
+    bad = []
+    for start in range(0, arr.shape[0], _FINITE_CHECK_ROWS):
+        block = arr[start : start + _FINITE_CHECK_ROWS]
+        rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        bad.append(rows + start)
+    bad_rows = np.concatenate(bad)
+    if len(bad_rows) == 0:
+        return
+    kinds = []
+    sub = arr[bad_rows[:1000]]
+    if np.isnan(sub).any():
+        kinds.append("NaN")
+    if np.isinf(sub).any():
+        kinds.append("inf")
+    raise RalifInputError(f"{name} contains {'/'.join(kinds)} in rows {_format_rows(bad_rows)}")
+
+
+def check_labels(y: object, n_samples: int | None = None, name: str = "y") -> np.ndarray:
+    """Return ``y`` as a 1-D int64 array where -1 marks an unlabeled item.
+
+    Floats are accepted only when they hold whole numbers (NaN counts as unlabeled).
+    """
+    try:
+        arr = np.asarray(y)
+    except (TypeError, ValueError) as exc:
+        raise RalifInputError(f"{name} cannot be read as an array: {exc}") from None
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise RalifInputError(f"{name} must be 1-D, got shape {arr.shape}")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise RalifInputError(
+            f"{name} has {arr.shape[0]} entries but the features have {n_samples} rows"
+        )
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iuf":
+        raise RalifInputError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        missing = np.isnan(arr)
+        filled = np.where(missing, UNLABELED, arr)
+        frac = np.flatnonzero((filled != np.round(filled)) | np.isinf(filled))
+        if len(frac):
+            raise RalifInputError(
+                f"{name} must hold integer class labels; non-integer values in rows "
+                f"{_format_rows(frac)} (e.g. {arr[frac[0]]!r})"
+            )
+        arr = filled.astype(np.int64)
+    else:
+        arr = arr.astype(np.int64)
+    bad = np.flatnonzero(arr < UNLABELED)
+    if len(bad):
+        raise RalifInputError(
+            f"{name} has negative labels other than -1 (unlabeled) in rows "
+            f"{_format_rows(bad)} (e.g. {arr[bad[0]]})"
+        )
+    return arr
+
+
+def check_budget(budget: object, pool_size: int) -> int:
+    """Return ``budget`` as an int in ``[1, pool_size]``."""
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):
+        raise RalifInputError(f"budget must be a positive integer, got {budget!r}")
+    budget = int(budget)
+    if pool_size == 0:
+        raise RalifInputError("the pool is empty: every item is already labeled")
+    if budget <= 0:
+        raise RalifInputError(f"budget must be a positive integer, got {budget}")
+    if budget > pool_size:
+        raise RalifInputError(
+            f"budget {budget} is larger than the pool ({pool_size} unlabeled items)"
+        )
+    return budget
+
+
+def check_random_state(seed: object) -> np.random.Generator:
+    """Turn ``None``, an int or a Generator into a :class:`numpy.random.Generator`."""
+    if seed is None or isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
+        if isinstance(seed, bool):
+            raise RalifInputError(f"random_state must be None, an int or a Generator, got {seed!r}")
+        return np.random.default_rng(seed)
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, np.random.RandomState):
+        return np.random.default_rng(seed.randint(0, 2**31 - 1))
+    raise RalifInputError(f"random_state must be None, an int or a Generator, got {seed!r}")
+
+
+def check_in_range(
+    value: object, name: str, low: float, high: float, low_open: bool = False
+) -> float:
+    """Return ``value`` as a float in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise RalifInputError(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    ok = (v > low if low_open else v >= low) and v <= high and np.isfinite(v)
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise RalifInputError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+    return v
+
+
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``."""
+    if value not in choices:
+        raise RalifInputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return str(value)

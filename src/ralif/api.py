@@ -1,0 +1,51 @@
+"""The one-call entry point."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ralif.strategies import make_strategy
+
+
+def select(
+    X: np.ndarray,
+    y: np.ndarray,
+    budget: int,
+    strategy: str = "ralif",
+    random_state: object = None,
+    **params: object,
+) -> np.ndarray:
+    """Choose which unlabeled items a person should label next.
+
+    Parameters
+    ----------
+    X : array-like of shape (N, d)
+        Features of all items (e.g. embeddings from a frozen encoder). float32 input
+        stays float32 throughout.
+    y : array-like of shape (N,)
+        Integer class labels; ``-1`` marks unlabeled items (scikit-learn's
+        semi-supervised convention).
+    budget : int
+        How many items to choose.
+    strategy : str, default="ralif"
+        Name of the strategy (see ``ralif.STRATEGIES``).
+    random_state : None, int or Generator
+        Seed; the same seed gives the same picks.
+    **params
+        Passed to the strategy, e.g. ``l2=0.01`` or ``tau=4`` for RALIF.
+
+    Returns
+    -------
+    indices : ndarray of shape (budget,)
+        Distinct indices into ``X`` of unlabeled items, in the order picked.
+
+    Examples
+    --------
+    >>> import numpy as np, ralif
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 4)); y = np.full(300, -1)
+    >>> y[:10] = (X[:10, 0] > 0).astype(int)
+    >>> ralif.select(X, y, budget=5, l2=0.1, random_state=0).shape
+    (5,)
+    """
+    return make_strategy(strategy, random_state=random_state, **params).select(X, y, budget)

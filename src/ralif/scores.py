@@ -1,0 +1,95 @@
+"""Per-item scores (measures): probabilities and influence in, one number per item out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def kept_classes(proba: np.ndarray, tau: float = 4.0) -> np.ndarray:
+    """Mask of the labels kept by the truncation ``K(z)``.
+
+    ``K(z) = {y : p_y(z) > tau / C} U {argmax p(z)}``: the top label is always kept.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (N, C)
+        Class probabilities.
+    tau : float, default=4.0
+        Truncation level; ``tau / C`` is the probability threshold.
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (N, C)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> kept_classes(np.array([[0.7, 0.2, 0.1], [0.5, 0.45, 0.05]]), tau=1.2).tolist()
+    [[True, False, False], [True, True, False]]
+    """
+    C = proba.shape[1]
+    mask = proba > tau / C
+    mask[np.arange(proba.shape[0]), proba.argmax(axis=1)] = True
+    return mask
+
+
+def truncated_expectation(delta: np.ndarray, proba: np.ndarray, tau: float = 4.0) -> np.ndarray:
+    """Expected influence over the kept labels, probabilities renormalized over ``K(z)``.
+
+    ``E(z) = sum_{y in K(z)} p~_y(z) Delta(z, y)``. Without truncation the expectation
+    would be identically zero for the softmax head (``sum_y p_y (p - e_y) = 0``); the
+    truncation is what makes it informative. Negative values are predicted loss drops.
+
+    Parameters
+    ----------
+    delta : ndarray of shape (N, C)
+        Influence of each (item, label) pair, e.g. from :func:`ralif.influence_matrix`.
+    proba : ndarray of shape (N, C)
+        Class probabilities.
+    tau : float, default=4.0
+        Truncation level.
+
+    Returns
+    -------
+    E : ndarray of shape (N,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([[0.6, 0.3, 0.1]]); d = np.array([[-1.0, 2.0, 5.0]])
+    >>> truncated_expectation(d, p, tau=0.6).round(3).tolist()   # keeps labels 0 and 1
+    [0.0]
+    """
+    w = np.where(kept_classes(proba, tau), proba, 0.0)
+    w /= w.sum(axis=1, keepdims=True)
+    return (w * delta).sum(axis=1)
+
+
+def authors_score(
+    delta: np.ndarray, proba: np.ndarray, target_loss: float, tau: float = 4.0
+) -> np.ndarray:
+    """The score of the original RALIF code: mean over ``K(z)`` of ``p_y (L_T + Delta(z, y))``.
+
+    No renormalization; the top label is always kept, so the mean is never empty.
+    Since ``L_T`` dominates ``Delta``, the ranking is close to "smallest mean kept
+    probability" (an uncertainty measure) with influence as a small correction.
+    Lower is better.
+
+    Parameters
+    ----------
+    delta : ndarray of shape (N, C)
+        Influence of each (item, label) pair.
+    proba : ndarray of shape (N, C)
+        Class probabilities.
+    target_loss : float
+        Current mean target loss ``L_T``.
+    tau : float, default=4.0
+        Truncation level.
+
+    Returns
+    -------
+    score : ndarray of shape (N,)
+    """
+    mask = kept_classes(proba, tau)
+    total = np.where(mask, proba * (target_loss + delta), 0.0).sum(axis=1)
+    return total / mask.sum(axis=1)

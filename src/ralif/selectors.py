@@ -1,0 +1,161 @@
+"""Selectors: scores or features in, indices out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ralif._validation import RalifInputError, check_random_state
+
+_DISTANCE_BLOCK_ENTRIES = 1 << 22
+
+
+def top_k(scores: np.ndarray, k: int, largest: bool = True) -> np.ndarray:
+    """Indices of the ``k`` best scores, best first; ties go to the lower index.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (N,)
+    k : int
+        How many, ``0 <= k <= N``.
+    largest : bool, default=True
+        Whether larger scores are better.
+
+    Returns
+    -------
+    indices : ndarray of shape (k,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> top_k(np.array([0.1, 0.9, 0.5, 0.9]), 2).tolist()
+    [1, 3]
+    """
+    scores = np.asarray(scores)
+    if not 0 <= k <= len(scores):
+        raise RalifInputError(f"k must be in [0, {len(scores)}], got {k}")
+    key = -scores if largest else scores
+    if k == 0:
+        return np.empty(0, dtype=np.intp)
+    if k < len(scores):
+        # Keep everything tied with the k-th score, then break ties by index.
+        kth = np.partition(key, k - 1)[k - 1]
+        part = np.flatnonzero(key <= kth)
+    else:
+        part = np.arange(len(scores))
+    return part[np.lexsort((part, key[part]))][:k]
+
+
+def candidate_set(scores: np.ndarray, fraction: float, budget: int) -> np.ndarray:
+    """The ``max(budget, ceil(fraction * N))`` items with the lowest scores, best first.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (N,)
+        Lower is better (e.g. a predicted loss change).
+    fraction : float
+        ``rho`` in (0, 1].
+    budget : int
+        The candidate set is never smaller than this.
+
+    Returns
+    -------
+    indices : ndarray
+    """
+    n = len(scores)
+    m = min(n, max(budget, math.ceil(fraction * n - 1e-9)))
+    return top_k(scores, m, largest=False)
+
+
+def min_sq_distances(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """``min_j ||x_i - y_j||^2`` for every row of ``X``, in blocks of ``Y`` (never |X| x |Y|)."""
+    out = np.full(X.shape[0], np.inf, dtype=np.float64)
+    if Y.shape[0] == 0:
+        return out
+    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    step = max(1, _DISTANCE_BLOCK_ENTRIES // max(1, X.shape[0]))
+    for start in range(0, Y.shape[0], step):
+        block = np.asarray(Y[start : start + step], dtype=X.dtype)
+        y_sq = np.einsum("ij,ij->i", block, block, dtype=np.float64)
+        G = X @ block.T
+        np.minimum(out, np.min(y_sq[None, :] - 2.0 * G, axis=1) + x_sq, out=out)
+    return np.maximum(out, 0.0, out=out)
+
+
+def kmeans_pp_select(
+    X: np.ndarray,
+    n_select: int,
+    *,
+    first: int | None = None,
+    X_reference: np.ndarray | None = None,
+    random_state: object = None,
+) -> np.ndarray:
+    """k-means++ seeding: each next pick drawn with probability proportional to ``D^2``.
+
+    ``D^2(x)`` is the squared distance from ``x`` to the nearest of the reference points
+    (e.g. the labeled items) and the picks so far. It is updated with one distance row
+    per pick, never recomputed.
+
+    Parameters
+    ----------
+    X : ndarray of shape (M, d)
+        Points to choose from.
+    n_select : int
+        How many to choose, ``1 <= n_select <= M``.
+    first : int, optional
+        Index of the first pick (RALIF: the best candidate). By default it is drawn
+        like the others (uniformly when there are no reference points).
+    X_reference : ndarray of shape (R, d), optional
+        Points already chosen (the labeled set); ``D^2`` starts from them.
+    random_state : None, int or Generator
+        Seed of the draws.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_select,)
+        Distinct row indices into ``X``, in the order picked.
+
+    References
+    ----------
+    Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007.
+    """
+    M = X.shape[0]
+    if not 1 <= n_select <= M:
+        raise RalifInputError(f"n_select must be in [1, {M}], got {n_select}")
+    rng = check_random_state(random_state)
+    if X_reference is not None and len(X_reference):
+        d2 = min_sq_distances(X, X_reference)
+    else:
+        d2 = np.full(M, np.inf)
+    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    picks = np.empty(n_select, dtype=np.intp)
+    chosen = np.zeros(M, dtype=bool)
+    for t in range(n_select):
+        if t == 0 and first is not None:
+            i = int(first)
+        else:
+            i = _draw(d2, chosen, rng)
+        picks[t] = i
+        chosen[i] = True
+        if t + 1 < n_select:
+            row = x_sq + x_sq[i] - 2.0 * (X @ X[i])
+            np.minimum(d2, row, out=d2)
+            np.maximum(d2, 0.0, out=d2)
+            d2[i] = 0.0
+    return picks
+
+
+def _draw(d2: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> int:
+    """One index with probability proportional to ``d2`` among the unchosen ones."""
+    w = np.where(chosen, 0.0, d2)
+    if np.isinf(w).any():
+        free = np.flatnonzero(np.isinf(w))
+        return int(free[rng.integers(len(free))])
+    cum = np.cumsum(w)
+    total = cum[-1]
+    if not total > 0:
+        free = np.flatnonzero(~chosen)
+        return int(free[rng.integers(len(free))])
+    # cum[i-1] <= u < cum[i] implies w[i] > 0, so a chosen item (w = 0) is never hit.
+    return int(np.searchsorted(cum, rng.random() * total, side="right"))
