@@ -1,0 +1,183 @@
+"""The ``ralif`` command line: ``ralif select`` and ``ralif demo``.
+
+Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from ralif._validation import RalifInputError, check_features, check_labels
+from ralif.io import load_features, load_labels, write_csv_atomic
+from ralif.strategies import STRATEGIES, make_strategy
+
+EXIT_BAD_INPUT = 2
+
+
+def _l2_arg(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or 'auto', got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {text!r}")
+    return value
+
+
+def _add_ralif_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("RALIF options")
+    g.add_argument(
+        "--l2",
+        type=_l2_arg,
+        default=None,
+        help="ridge strength of the head, or 'auto' (default: auto)",
+    )
+    g.add_argument(
+        "--tau", type=float, default=None, help="truncation: keep labels with p > tau/C (default 4)"
+    )
+    g.add_argument(
+        "--candidate-fraction",
+        type=float,
+        default=None,
+        help="fraction of the pool kept as candidates (default 0.1)",
+    )
+    g.add_argument(
+        "--score",
+        choices=("expected", "authors"),
+        default=None,
+        help="scoring rule (default: expected)",
+    )
+    g.add_argument(
+        "--target",
+        choices=("pool", "all"),
+        default=None,
+        help="target set of the loss (default: pool)",
+    )
+    g.add_argument(
+        "--damping", type=float, default=None, help="damping added to the Hessian (default 0)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``ralif`` command."""
+    parser = argparse.ArgumentParser(
+        prog="ralif",
+        description="Deep active learning with influence functions: which items should a person label next?",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sel = sub.add_parser(
+        "select",
+        help="choose the next items to label",
+        description="Read features and partial labels, print (or write) the items to label next.",
+    )
+    sel.add_argument(
+        "--features",
+        required=True,
+        help="features: .npy, .npz, .csv or .parquet (one row per item)",
+    )
+    sel.add_argument(
+        "--labels",
+        required=True,
+        help="labels: .npy or .csv, one per item; -1 or empty = unlabeled",
+    )
+    sel.add_argument("--budget", required=True, type=int, help="how many items to pick")
+    sel.add_argument(
+        "--strategy",
+        default="ralif",
+        choices=sorted(STRATEGIES),
+        help="query strategy (default: ralif)",
+    )
+    sel.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sel.add_argument("--out", help="write the picks to this CSV file instead of standard output")
+    sel.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _add_ralif_options(sel)
+
+    demo = sub.add_parser(
+        "demo",
+        help="a demonstration selection on scikit-learn's digits",
+        description="Label a few digits, let RALIF choose the next ones, and show why.",
+    )
+    demo.add_argument(
+        "--labeled", type=int, default=30, help="initially labeled items (default 30)"
+    )
+    demo.add_argument("--budget", type=int, default=10, help="items to pick (default 10)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _add_ralif_options(demo)
+    return parser
+
+
+def _ralif_params(args: argparse.Namespace) -> dict[str, object]:
+    names = {
+        "l2": "l2",
+        "tau": "tau",
+        "candidate_fraction": "candidate_fraction",
+        "score": "score",
+        "target": "target",
+        "damping": "damping",
+    }
+    return {k: getattr(args, a) for a, k in names.items() if getattr(args, a, None) is not None}
+
+
+def _cmd_select(args: argparse.Namespace) -> int:
+    X = check_features(load_features(args.features), f"features ({args.features})")
+    y = check_labels(load_labels(args.labels), X.shape[0], f"labels ({args.labels})")
+    params = _ralif_params(args)
+    if params and args.strategy != "ralif":
+        raise RalifInputError(
+            f"options {', '.join(sorted(params))} apply to the ralif strategy only"
+        )
+    strategy = make_strategy(args.strategy, random_state=args.seed, **params)
+    picks = strategy.select(X, y, args.budget)
+    position = np.searchsorted(strategy.pool_index_, picks)
+    scores = strategy.scores_[position]
+    rows = [
+        (int(i), rank, f"{s:.6g}")
+        for rank, (i, s) in enumerate(zip(picks, scores, strict=True), start=1)
+    ]
+    header = ["index", "rank", "score"]
+    if args.out:
+        write_csv_atomic(args.out, header, rows)
+        if not args.quiet:
+            print(f"wrote {len(rows)} picks to {args.out}", file=sys.stderr)
+    else:
+        print(",".join(header))
+        for r in rows:
+            print(",".join(str(v) for v in r))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from ralif.demo import run_demo
+
+    run_demo(n_labeled=args.labeled, budget=args.budget, seed=args.seed, **_ralif_params(args))
+    return 0
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"ralif: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _warning_line
+    try:
+        if args.command == "select":
+            return _cmd_select(args)
+        return _cmd_demo(args)
+    except RalifInputError as exc:
+        print(f"ralif: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

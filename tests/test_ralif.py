@@ -1,0 +1,161 @@
+"""The RALIF strategy and ralif.select end to end, bad input included."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+import ralif
+from ralif import RALIF, DiversityFallbackWarning, RalifInputError
+from ralif.scores import authors_score, truncated_expectation
+from tests.conftest import partial_labels
+
+
+@pytest.fixture(scope="module")
+def problem(digits):
+    X, y = digits
+    return X, partial_labels(y, 60, seed=0)
+
+
+def test_picks_are_distinct_unlabeled_candidates(problem):
+    X, y = problem
+    strat = RALIF(l2=0.05, random_state=0)
+    picks = strat.select(X, y, 30)
+    assert len(set(picks.tolist())) == 30
+    assert (y[picks] == -1).all()
+    cand_items = set(strat.pool_index_[strat.candidates_].tolist())
+    assert set(picks.tolist()) <= cand_items
+    assert len(strat.candidates_) == int(np.ceil(0.1 * (y == -1).sum()))
+
+
+def test_first_pick_is_the_best_candidate(problem):
+    X, y = problem
+    strat = RALIF(l2=0.05, random_state=0)
+    picks = strat.select(X, y, 10)
+    assert picks[0] == strat.pool_index_[np.argmin(strat.scores_)]
+
+
+def test_scores_are_the_truncated_expectation_of_the_influence(problem):
+    X, y = problem
+    strat = RALIF(l2=0.05, tau=2.0, random_state=0)
+    strat.select(X, y, 5)
+    infl = strat.influence_
+    np.testing.assert_allclose(strat.scores_, truncated_expectation(infl.delta, infl.proba, 2.0))
+    authors = RALIF(l2=0.05, tau=2.0, score="authors", random_state=0)
+    authors.select(X, y, 5)
+    np.testing.assert_allclose(
+        authors.scores_, authors_score(infl.delta, infl.proba, infl.target_loss, 2.0)
+    )
+
+
+def test_same_seed_same_picks_other_seed_other_picks(problem):
+    X, y = problem
+    a = ralif.select(X, y, 20, l2=0.05, random_state=1)
+    assert np.array_equal(a, ralif.select(X, y, 20, l2=0.05, random_state=1))
+    assert not np.array_equal(a, ralif.select(X, y, 20, l2=0.05, random_state=2))
+
+
+def test_without_diversity_takes_the_top_scores(problem):
+    X, y = problem
+    strat = RALIF(l2=0.05, diversity=False)
+    picks = strat.select(X, y, 15)
+    order = np.argsort(strat.scores_, kind="stable")[:15]
+    assert picks.tolist() == strat.pool_index_[order].tolist()
+
+
+def test_candidate_set_never_smaller_than_budget(problem):
+    X, y = problem
+    strat = RALIF(l2=0.05, candidate_fraction=0.01, random_state=0)
+    picks = strat.select(X, y, 100)
+    assert len(strat.candidates_) == 100
+    assert len(set(picks.tolist())) == 100
+
+
+def test_float32_features_give_the_same_scores(problem):
+    X, y = problem
+    a, b = RALIF(l2=0.05), RALIF(l2=0.05)
+    a.select(X, y, 5)
+    b.select(X.astype(np.float32), y, 5)
+    np.testing.assert_allclose(b.scores_, a.scores_, atol=1e-4 * np.abs(a.scores_).max())
+
+
+def test_sklearn_logistic_regression_as_head(problem):
+    X, y = problem
+    lab = y >= 0
+    clf = LogisticRegression(C=1.0, tol=1e-10, max_iter=20000).fit(X[lab], y[lab])
+    strat = RALIF(head=clf, random_state=0)
+    strat.select(X, y, 10)
+    assert strat.head_.l2_ == pytest.approx(1.0 / lab.sum())
+    np.testing.assert_allclose(strat.influence_.proba, clf.predict_proba(X[~lab]), atol=1e-4)
+
+
+def test_fewer_than_two_classes_falls_back_to_diversity_with_a_warning(digits):
+    X, y_true = digits
+    y = np.full(len(y_true), -1)
+    y[np.flatnonzero(y_true == 3)[:5]] = 3
+    with pytest.warns(DiversityFallbackWarning, match="at least two classes"):
+        picks = ralif.select(X, y, 10, random_state=0)
+    assert len(set(picks.tolist())) == 10 and (y[picks] == -1).all()
+    y[:] = -1
+    with pytest.warns(DiversityFallbackWarning):
+        assert len(ralif.select(X, y, 10, random_state=0)) == 10
+
+
+def test_target_all_and_damping_change_the_scores(problem):
+    X, y = problem
+    base, alt = RALIF(l2=0.05), RALIF(l2=0.05, target="all", damping=0.25)
+    base.select(X, y, 5)
+    alt.select(X, y, 5)
+    assert not np.allclose(base.scores_, alt.scores_)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (
+            lambda X, y: (np.where(np.arange(len(X))[:, None] == 3, np.nan, X), y),
+            r"NaN in rows \[3\]",
+        ),
+        (
+            lambda X, y: (np.where(np.arange(len(X))[:, None] == 17, np.inf, X), y),
+            r"inf in rows \[17\]",
+        ),
+        (lambda X, y: (X, y[:-1]), "entries but the features have"),
+        (lambda X, y: (X, np.where(np.arange(len(y)) == 0, 1.5, y)), "non-integer values in rows"),
+        (
+            lambda X, y: (X, np.where(np.arange(len(y)) == 2, -3, y)),
+            "negative labels other than -1",
+        ),
+        (lambda X, y: (X[:, 0], y), "must be 2-D"),
+        (lambda X, y: (X.astype(str), y), "must be numeric"),
+    ],
+)
+def test_bad_input_is_named(problem, mutate, message):
+    X, y = mutate(*problem)
+    with pytest.raises(RalifInputError, match=message):
+        ralif.select(X, y, 5, l2=0.05)
+
+
+def test_budget_and_pool_errors(problem):
+    X, y = problem
+    n_pool = int((y == -1).sum())
+    for bad in (0, -2):
+        with pytest.raises(RalifInputError, match="budget must be a positive integer"):
+            ralif.select(X, y, bad)
+    with pytest.raises(RalifInputError, match=f"larger than the pool \\({n_pool} unlabeled"):
+        ralif.select(X, y, n_pool + 1)
+    with pytest.raises(RalifInputError, match="pool is empty"):
+        ralif.select(X[:10], np.arange(10) % 3, 1)
+
+
+def test_unknown_strategy_and_parameter_errors(problem):
+    X, y = problem
+    with pytest.raises(RalifInputError, match="unknown strategy 'oracle'"):
+        ralif.select(X, y, 5, strategy="oracle")
+    with pytest.raises(RalifInputError, match="unexpected keyword argument 'bogus'"):
+        ralif.select(X, y, 5, bogus=1)
+    with pytest.raises(RalifInputError, match="candidate_fraction must be in"):
+        ralif.select(X, y, 5, candidate_fraction=0.0)
+    with pytest.raises(RalifInputError, match="score must be one of"):
+        ralif.select(X, y, 5, score="best")

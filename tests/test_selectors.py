@@ -1,0 +1,95 @@
+"""Selectors on hand-worked cases, and k-means++ against a from-scratch reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ralif import RalifInputError, candidate_set, kmeans_pp_select, top_k
+from ralif.selectors import min_sq_distances
+
+
+def test_top_k_orders_best_first_and_breaks_ties_by_index():
+    s = np.array([0.2, 0.9, 0.5, 0.9, 0.9])
+    assert top_k(s, 2).tolist() == [1, 3]
+    assert top_k(s, 3, largest=False).tolist() == [0, 2, 1]
+    assert top_k(s, 5).tolist() == [1, 3, 4, 2, 0]
+    assert top_k(s, 0).tolist() == []
+
+
+def test_candidate_set_is_ceil_fraction_but_never_below_budget():
+    s = np.arange(95.0)[::-1]
+    assert len(candidate_set(s, 0.1, budget=3)) == 10  # ceil(9.5)
+    assert candidate_set(s, 0.1, budget=3)[0] == 94  # lowest score first
+    assert len(candidate_set(s, 0.1, budget=20)) == 20
+    assert len(candidate_set(s, 1.0, budget=1)) == 95
+
+
+def test_min_sq_distances_against_brute_force():
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(50, 7)), rng.normal(size=(3000, 7))
+    brute = ((A[:, None, :] - B[None, :, :]) ** 2).sum(-1).min(axis=1)
+    np.testing.assert_allclose(min_sq_distances(A, B), brute, rtol=1e-9, atol=1e-9)
+
+
+def test_kmeans_pp_picks_distinct_points_and_honors_first():
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    picks = kmeans_pp_select(X, 40, first=7, random_state=0)
+    assert picks[0] == 7
+    assert sorted(picks.tolist()) == list(range(40))
+
+
+def test_kmeans_pp_is_deterministic_under_a_seed():
+    X = np.random.default_rng(0).normal(size=(200, 4))
+    a = kmeans_pp_select(X, 20, random_state=5)
+    assert np.array_equal(a, kmeans_pp_select(X, 20, random_state=5))
+    assert not np.array_equal(a, kmeans_pp_select(X, 20, random_state=6))
+
+
+def test_distances_start_from_all_reference_points_not_just_the_last():
+    A, B = np.array([0.0, 0.0]), np.array([10.0, 0.0])
+    # Ten copies of A and one point far from both references.
+    X = np.vstack([np.tile(A, (10, 1)), [[5.0, 8.0]], [B + 0.1]])
+    for seed in range(20):
+        picks = kmeans_pp_select(X, 2, first=11, X_reference=np.vstack([A, B]), random_state=seed)
+        assert picks[1] == 10  # copies of A have D^2 = 0 from the first reference
+
+
+def test_kmeans_pp_prefers_distant_points():
+    rng = np.random.default_rng(0)
+    near = rng.normal(scale=0.01, size=(100, 2))
+    far = np.array([[50.0, 50.0]])
+    X = np.vstack([near, far])
+    hits = sum(100 in kmeans_pp_select(X, 2, first=0, random_state=s)[1:] for s in range(50))
+    assert hits == 50
+
+
+def _reference_kmeans_pp(X, k, first, ref, rng):
+    """Recompute D^2 from scratch at every step; the same draws as the library."""
+    chosen = [first]
+    for _ in range(k - 1):
+        centers = np.vstack([ref, X[chosen]])
+        d2 = ((X[:, None, :] - centers[None]) ** 2).sum(-1).min(axis=1)
+        d2[chosen] = 0.0
+        cum = np.cumsum(d2)
+        chosen.append(int(np.searchsorted(cum, rng.random() * cum[-1], side="right")))
+    return chosen
+
+
+def test_incremental_updates_match_recomputing_from_scratch():
+    rng = np.random.default_rng(1)
+    X, ref = rng.normal(size=(300, 5)), rng.normal(size=(20, 5))
+    got = kmeans_pp_select(X, 25, first=3, X_reference=ref, random_state=np.random.default_rng(9))
+    want = _reference_kmeans_pp(X, 25, 3, ref, np.random.default_rng(9))
+    assert got.tolist() == want
+
+
+def test_kmeans_pp_with_all_duplicates_still_returns_distinct_indices():
+    X = np.ones((6, 2))
+    picks = kmeans_pp_select(X, 6, X_reference=np.ones((1, 2)), random_state=0)
+    assert sorted(picks.tolist()) == list(range(6))
+
+
+def test_kmeans_pp_rejects_impossible_sizes():
+    with pytest.raises(RalifInputError, match="n_select"):
+        kmeans_pp_select(np.zeros((3, 2)), 4)
