@@ -8,7 +8,7 @@ import numpy as np
 
 from ralif._validation import RalifInputError, check_random_state
 
-_DISTANCE_BLOCK_ENTRIES = 1 << 22
+_DISTANCE_BLOCK_ENTRIES = 1 << 20
 
 
 def top_k(scores: np.ndarray, k: int, largest: bool = True) -> np.ndarray:
@@ -79,7 +79,9 @@ def min_sq_distances(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         block = np.asarray(Y[start : start + step], dtype=X.dtype)
         y_sq = np.einsum("ij,ij->i", block, block, dtype=np.float64)
         G = X @ block.T
-        np.minimum(out, np.min(y_sq[None, :] - 2.0 * G, axis=1) + x_sq, out=out)
+        G *= -2.0
+        G += y_sq.astype(G.dtype)
+        np.minimum(out, G.min(axis=1) + x_sq, out=out)
     return np.maximum(out, 0.0, out=out)
 
 
