@@ -23,10 +23,10 @@ import numpy as np
 
 
 def softmax_inplace(Z: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, computed in place on ``Z`` and returned."""
-    Z -= Z.max(axis=1, keepdims=True)
+    """Softmax over the last axis, computed in place on ``Z`` and returned."""
+    Z -= Z.max(axis=-1, keepdims=True)
     np.exp(Z, out=Z)
-    Z /= Z.sum(axis=1, keepdims=True)
+    Z /= Z.sum(axis=-1, keepdims=True)
     return Z
 
 

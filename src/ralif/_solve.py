@@ -34,6 +34,55 @@ def _null_weight(curv: Curvature) -> float:
     return float(curv.diagonal().mean())
 
 
+class HessianSolver:
+    """``(H + damping I)^{-1}`` applied to vectors, set up once and reused.
+
+    Parameters
+    ----------
+    curv : Curvature
+        The Hessian at the head's optimum.
+    damping : float
+        ``delta >= 0`` added to the diagonal.
+    solver : {"auto", "cg", "cholesky"}
+        ``"auto"`` takes Cholesky up to ``DENSE_MAX_PARAMS`` parameters, else CG.
+    tol : float
+        CG stops when ``||r|| <= tol * ||g||``.
+    max_iter : int, optional
+        CG iteration cap (default ``10 * n_params``).
+    """
+
+    def __init__(
+        self,
+        curv: Curvature,
+        damping: float = 0.0,
+        solver: str = "auto",
+        tol: float = 1e-10,
+        max_iter: int | None = None,
+    ) -> None:
+        if solver == "auto":
+            solver = "cholesky" if curv.size <= DENSE_MAX_PARAMS else "cg"
+        if solver not in ("cg", "cholesky"):
+            raise ValueError(f"solver must be 'auto', 'cg' or 'cholesky'; got {solver!r}")
+        self.curv, self.damping, self.solver = curv, damping, solver
+        self.tol, self.max_iter = tol, max_iter or 10 * curv.size
+        self.mu = _null_weight(curv)
+        self._factor = None
+        if solver == "cholesky":
+            H = curv.dense(shift=damping, null_weight=self.mu)
+            self._factor = scipy.linalg.cho_factor(
+                H, lower=True, overwrite_a=True, check_finite=False
+            )
+
+    def solve(self, g: np.ndarray) -> tuple[np.ndarray, SolveInfo]:
+        """Solve for one right-hand side (its null-direction part is removed first)."""
+        g = g - self.curv.null_projection(g)
+        if self._factor is not None:
+            s = scipy.linalg.cho_solve(self._factor, g, check_finite=False)
+            r = self.curv.matvec(s, shift=self.damping, null_weight=self.mu) - g
+            return s, SolveInfo("cholesky", 1, float(np.linalg.norm(r)))
+        return _pcg(self.curv, g, self.damping, self.mu, self.tol, self.max_iter)
+
+
 def solve_hessian_system(
     curv: Curvature,
     g: np.ndarray,
@@ -50,33 +99,15 @@ def solve_hessian_system(
         The Hessian at the head's optimum.
     g : ndarray of shape (n_params,)
         Right-hand side; its null-direction component is removed first.
-    damping : float
-        ``delta >= 0`` added to the diagonal.
-    solver : {"auto", "cg", "cholesky"}
-        ``"auto"`` takes Cholesky up to ``DENSE_MAX_PARAMS`` parameters, else CG.
-    tol : float
-        CG stops when ``||r|| <= tol * ||g||``.
-    max_iter : int, optional
-        CG iteration cap (default ``10 * n_params``).
+    damping, solver, tol, max_iter
+        As for :class:`HessianSolver`.
 
     Returns
     -------
     s : ndarray of shape (n_params,)
     info : SolveInfo
     """
-    g = g - curv.null_projection(g)
-    if solver == "auto":
-        solver = "cholesky" if curv.size <= DENSE_MAX_PARAMS else "cg"
-    mu = _null_weight(curv)
-    if solver == "cholesky":
-        H = curv.dense(shift=damping, null_weight=mu)
-        factor = scipy.linalg.cho_factor(H, lower=True, overwrite_a=True, check_finite=False)
-        s = scipy.linalg.cho_solve(factor, g, check_finite=False)
-        r = curv.matvec(s, shift=damping, null_weight=mu) - g
-        return s, SolveInfo("cholesky", 1, float(np.linalg.norm(r)))
-    if solver == "cg":
-        return _pcg(curv, g, damping, mu, tol, max_iter or 10 * curv.size)
-    raise ValueError(f"solver must be 'auto', 'cg' or 'cholesky'; got {solver!r}")
+    return HessianSolver(curv, damping, solver, tol, max_iter).solve(g)
 
 
 def _pcg(

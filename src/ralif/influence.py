@@ -29,7 +29,7 @@ from ralif._validation import (
 )
 from ralif.head import LinearHead
 
-TARGETS = ("pool", "all")
+TARGETS = ("pool", "all", "labeled")
 SOLVERS = ("auto", "cg", "cholesky")
 
 _BLOCK_BYTES = 8 << 20
@@ -125,11 +125,13 @@ def pool_influence(
     n = X_labeled.shape[0]
     proba, gW, gb, loss = _pool_proba_and_gradient(head, X, rows)
     n_target = proba.shape[0]
-    if target == "all":
+    if target in ("all", "labeled"):
         codes = np.searchsorted(head.classes_, y_labeled)
         lW, lb, lloss = _labeled_loss_and_gradient(head, X_labeled, codes)
-        gW, gb, loss = gW + lW, gb + lb, loss + lloss
-        n_target += n
+        if target == "labeled":
+            gW, gb, loss, n_target = lW, lb, lloss, n
+        else:
+            gW, gb, loss, n_target = gW + lW, gb + lb, loss + lloss, n_target + n
     g = join_params(gW / n_target, gb / n_target if head.fit_intercept else None)
     s, info = solve_hessian_system(
         head.curvature(X_labeled), g, damping=damping, solver=solver, tol=tol
@@ -172,9 +174,10 @@ def influence_matrix(
         Their labels.
     X_pool : array-like of shape (N, d)
         Features of the unlabeled pool (float32 stays float32).
-    target : {"pool", "all"}, default="pool"
+    target : {"pool", "all", "labeled"}, default="pool"
         The set whose mean cross-entropy is predicted: the pool with the head's pseudo
-        labels, or the labeled items (true labels) together with the pool.
+        labels, the labeled items (true labels) together with the pool, or the labeled
+        items alone (as in ISAL).
     damping : float, default=0.0
         ``delta`` in ``(H + delta I)^{-1}``. 0 is the exact influence; 0.25 reproduces
         the ranking of the original authors' LiSSA settings (damping 0.01, scale 25,

@@ -93,3 +93,53 @@ def authors_score(
     mask = kept_classes(proba, tau)
     total = np.where(mask, proba * (target_loss + delta), 0.0).sum(axis=1)
     return total / mask.sum(axis=1)
+
+
+def entropy(proba: np.ndarray) -> np.ndarray:
+    """Predictive entropy ``-sum_y p_y log p_y`` over the last axis (higher = more uncertain).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> entropy(np.array([[0.5, 0.5], [1.0, 0.0]])).round(4).tolist()
+    [0.6931, 0.0]
+    """
+    p = np.clip(proba, 1e-300, 1.0)
+    return -(proba * np.log(p)).sum(axis=-1)
+
+
+def margin(proba: np.ndarray) -> np.ndarray:
+    """Gap between the two largest probabilities (lower = more uncertain).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> margin(np.array([[0.5, 0.3, 0.2], [0.4, 0.4, 0.2]])).round(3).tolist()
+    [0.2, 0.0]
+    """
+    top2 = np.partition(proba, proba.shape[1] - 2, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def least_confidence(proba: np.ndarray) -> np.ndarray:
+    """``1 - max_y p_y`` (higher = more uncertain)."""
+    return 1.0 - proba.max(axis=1)
+
+
+def mutual_information(proba_samples: np.ndarray) -> np.ndarray:
+    """BALD's mutual information between the label and the parameters.
+
+    ``I = H[mean_s p_s] - mean_s H[p_s]`` (Houlsby et al., 2011); higher = the
+    posterior samples disagree more.
+
+    Parameters
+    ----------
+    proba_samples : ndarray of shape (S, N, C)
+        Probabilities under ``S`` posterior samples.
+
+    Returns
+    -------
+    mi : ndarray of shape (N,)
+    """
+    mean_entropy = entropy(proba_samples).mean(axis=0)
+    return np.maximum(entropy(proba_samples.mean(axis=0)) - mean_entropy, 0.0)

@@ -122,29 +122,138 @@ def kmeans_pp_select(
     ----------
     Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007.
     """
-    M = X.shape[0]
+    _check_n_select(n_select, X.shape[0])
+    d2 = _initial_d2(X, X_reference)
+    return _d2_sampling(d2, n_select, _euclidean_rows(X), first, check_random_state(random_state))
+
+
+def k_center_greedy(
+    X: np.ndarray,
+    n_select: int,
+    *,
+    X_reference: np.ndarray | None = None,
+    random_state: object = None,
+) -> np.ndarray:
+    """Greedy k-center: each next pick is the point farthest from all chosen so far.
+
+    The core-set strategy of Sener & Savarese (ICLR 2018). Distances start from the
+    reference points (the labeled set); without any, the first pick is drawn uniformly.
+
+    Parameters
+    ----------
+    X : ndarray of shape (M, d)
+        Points to choose from.
+    n_select : int
+        How many to choose.
+    X_reference : ndarray of shape (R, d), optional
+        Points already chosen.
+    random_state : None, int or Generator
+        Seed of the first pick when there are no reference points.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_select,)
+    """
+    _check_n_select(n_select, X.shape[0])
+    d2 = _initial_d2(X, X_reference)
+    rng = check_random_state(random_state)
+    first = int(rng.integers(X.shape[0])) if np.isinf(d2).all() else None
+    return _farthest_first(d2, n_select, _euclidean_rows(X), first)
+
+
+def gradient_kmeans_pp_select(
+    residuals: np.ndarray, X: np.ndarray, n_select: int, *, random_state: object = None
+) -> np.ndarray:
+    """k-means++ over gradient embeddings ``g(z) = r(z) (x) [x(z), 1]`` without forming them.
+
+    BADGE (Ash et al., ICLR 2020) seeds k-means++ on the last-layer gradients of the
+    loss under the predicted label, ``r = p - e_yhat``. Those embeddings have
+    ``C (d + 1)`` dimensions, but ``<g(z), g(z')> = <r, r'> <x~, x~'>``, so each distance
+    row costs two matrix-vector products. The first pick is the largest gradient.
+
+    Parameters
+    ----------
+    residuals : ndarray of shape (M, C)
+        ``p(z) - e_yhat(z)``.
+    X : ndarray of shape (M, d)
+        Features.
+    n_select : int
+        How many to choose.
+    random_state : None, int or Generator
+
+    Returns
+    -------
+    indices : ndarray of shape (n_select,)
+    """
+    _check_n_select(n_select, X.shape[0])
+    R = np.asarray(residuals, dtype=np.float64)
+    r_sq = np.einsum("ij,ij->i", R, R)
+    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64) + 1.0
+    g_sq = r_sq * x_sq
+
+    def rows(i: int) -> np.ndarray:
+        inner = (R @ R[i]) * ((X @ X[i]).astype(np.float64) + 1.0)
+        return g_sq + g_sq[i] - 2.0 * inner
+
+    first = int(np.argmax(g_sq))
+    return _d2_sampling(
+        np.full(X.shape[0], np.inf), n_select, rows, first, check_random_state(random_state)
+    )
+
+
+def _check_n_select(n_select: int, M: int) -> None:
     if not 1 <= n_select <= M:
         raise RalifInputError(f"n_select must be in [1, {M}], got {n_select}")
-    rng = check_random_state(random_state)
+
+
+def _initial_d2(X: np.ndarray, X_reference: np.ndarray | None) -> np.ndarray:
     if X_reference is not None and len(X_reference):
-        d2 = min_sq_distances(X, X_reference)
-    else:
-        d2 = np.full(M, np.inf)
+        return min_sq_distances(X, X_reference)
+    return np.full(X.shape[0], np.inf)
+
+
+def _euclidean_rows(X: np.ndarray):
+    """``i -> ||x_j - x_i||^2`` for all ``j``: one matrix-vector product per call."""
     x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+
+    def rows(i: int) -> np.ndarray:
+        return x_sq + x_sq[i] - 2.0 * (X @ X[i])
+
+    return rows
+
+
+def _update(d2: np.ndarray, row: np.ndarray, i: int) -> None:
+    np.minimum(d2, row, out=d2)
+    np.maximum(d2, 0.0, out=d2)
+    d2[i] = 0.0
+
+
+def _d2_sampling(d2, n_select, rows, first, rng) -> np.ndarray:
+    """The k-means++ loop, given initial ``D^2`` and a distance-row function."""
     picks = np.empty(n_select, dtype=np.intp)
-    chosen = np.zeros(M, dtype=bool)
+    chosen = np.zeros(len(d2), dtype=bool)
+    for t in range(n_select):
+        i = int(first) if t == 0 and first is not None else _draw(d2, chosen, rng)
+        picks[t] = i
+        chosen[i] = True
+        if t + 1 < n_select:
+            _update(d2, rows(i), i)
+    return picks
+
+
+def _farthest_first(d2, n_select, rows, first) -> np.ndarray:
+    """The k-center greedy loop: always the unchosen point with the largest ``D^2``."""
+    picks = np.empty(n_select, dtype=np.intp)
+    chosen = np.zeros(len(d2), dtype=bool)
     for t in range(n_select):
         if t == 0 and first is not None:
             i = int(first)
         else:
-            i = _draw(d2, chosen, rng)
+            i = int(np.argmax(np.where(chosen, -1.0, d2)))
         picks[t] = i
         chosen[i] = True
         if t + 1 < n_select:
-            row = x_sq + x_sq[i] - 2.0 * (X @ X[i])
-            np.minimum(d2, row, out=d2)
-            np.maximum(d2, 0.0, out=d2)
-            d2[i] = 0.0
+            _update(d2, rows(i), i)
     return picks
 
 

@@ -4,13 +4,51 @@ from __future__ import annotations
 
 from ralif._validation import RalifInputError
 from ralif.strategies.base import Strategy
+from ralif.strategies.baselines import (
+    BADGE,
+    BALD,
+    ISAL,
+    CoreSet,
+    Entropy,
+    LeastConfidence,
+    Margin,
+    Random,
+    RandomFallbackWarning,
+    TypiClust,
+)
 from ralif.strategies.ralif import RALIF, DiversityFallbackWarning
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (RALIF,)}
+_CLASSES: tuple[type[Strategy], ...] = (
+    RALIF,
+    Random,
+    Entropy,
+    Margin,
+    LeastConfidence,
+    BALD,
+    CoreSet,
+    BADGE,
+    ISAL,
+    TypiClust,
+)
+
+STRATEGIES: dict[str, tuple[type[Strategy], dict[str, object]]] = {
+    cls.name: (cls, {}) for cls in _CLASSES
+}
+"""Every strategy name: its class and the parameters that name presets."""
+
+# RALIF variants, each one measured change from the default.
+STRATEGIES.update(
+    {
+        "ralif_authors": (RALIF, {"score": "authors"}),
+        "ralif_nodiv": (RALIF, {"diversity": False}),
+        "ralif_argmax": (RALIF, {"tau": float("inf")}),
+        "ralif_damped": (RALIF, {"damping": 0.25}),
+    }
+)
 
 
 def make_strategy(name: str, random_state: object = None, **params: object) -> Strategy:
-    """Build the strategy registered under ``name`` with ``params``.
+    """Build the strategy registered under ``name``; ``params`` override its presets.
 
     Raises
     ------
@@ -21,11 +59,27 @@ def make_strategy(name: str, random_state: object = None, **params: object) -> S
         raise RalifInputError(
             f"unknown strategy {name!r}; choose from {', '.join(sorted(STRATEGIES))}"
         )
-    cls = STRATEGIES[name]
+    cls, preset = STRATEGIES[name]
     try:
-        return cls(random_state=random_state, **params)
+        return cls(random_state=random_state, **{**preset, **params})
     except TypeError as exc:
         raise RalifInputError(f"strategy {name!r}: {exc}") from None
 
 
-__all__ = ["RALIF", "STRATEGIES", "DiversityFallbackWarning", "Strategy", "make_strategy"]
+__all__ = [
+    "BADGE",
+    "BALD",
+    "ISAL",
+    "RALIF",
+    "STRATEGIES",
+    "CoreSet",
+    "DiversityFallbackWarning",
+    "Entropy",
+    "LeastConfidence",
+    "Margin",
+    "Random",
+    "RandomFallbackWarning",
+    "Strategy",
+    "TypiClust",
+    "make_strategy",
+]

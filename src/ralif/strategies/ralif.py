@@ -117,7 +117,8 @@ class RALIF(Strategy):
         self.random_state = random_state
 
     def _check_params(self) -> None:
-        check_in_range(self.tau, "tau", 0.0, np.inf)
+        if not self.tau == np.inf:  # inf keeps the pseudo label alone
+            check_in_range(self.tau, "tau", 0.0, np.inf)
         check_in_range(self.candidate_fraction, "candidate_fraction", 0.0, 1.0, low_open=True)
         check_choice(self.score, "score", SCORES)
         check_choice(self.target, "target", TARGETS)
