@@ -26,6 +26,8 @@ def _retraining_check(X, y, n_labeled, n_pool, l2, target, n_pairs=40, seed=0):
     pseudo = head.predict(X[U])
     if target == "all":
         X_t, t_labels = np.vstack([X[L], X[U]]), np.r_[y[L], pseudo]
+    elif target == "labeled":
+        X_t, t_labels = X[L], y[L]
     else:
         X_t, t_labels = X[U], pseudo
     base = _target_loss(head, X_t, t_labels)
@@ -100,7 +102,7 @@ def test_float32_pool_matches_float64(digits):
 
 
 @pytest.mark.parametrize("damping", [0.0, 0.25])
-@pytest.mark.parametrize("target", ["pool", "all"])
+@pytest.mark.parametrize("target", ["pool", "all", "labeled"])
 def test_vectorized_delta_equals_per_sample_autograd(damping, target):
     torch = pytest.importorskip("torch")
     X, y = gaussian_blobs(n=120, d=5, C=3, sep=1.0, seed=3)
@@ -125,6 +127,8 @@ def test_vectorized_delta_equals_per_sample_autograd(damping, target):
     pseudo = logits(theta, XU).argmax(dim=1)
 
     def target_loss(th):
+        if target == "labeled":
+            return torch.nn.functional.cross_entropy(logits(th, XL), yL)
         if target == "all":
             return torch.nn.functional.cross_entropy(
                 logits(th, torch.cat([XL, XU])), torch.cat([yL, pseudo])

@@ -1,0 +1,144 @@
+"""Each baseline strategy on a hand-made case where the right pick is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ralif
+from ralif import LinearHead, influence_matrix
+from ralif.posterior import laplace_samples
+from ralif.scores import entropy, margin, mutual_information
+from ralif.selectors import gradient_kmeans_pp_select, kmeans_pp_select
+from ralif.strategies import STRATEGIES, RandomFallbackWarning, make_strategy
+from tests.conftest import partial_labels
+
+
+def _line_problem():
+    """1-D: class 0 labeled near -3, class 1 near +3; the pool spread along the line."""
+    lab_x = np.array([-3.2, -3.0, -2.8, 2.8, 3.0, 3.2])
+    pool_x = np.array([-2.0, 0.05, 2.5, -1.0, 1.2])
+    X = np.r_[lab_x, pool_x][:, None]
+    y = np.r_[[0, 0, 0, 1, 1, 1], [-1] * 5]
+    return X, y
+
+
+@pytest.mark.parametrize("name", ["margin", "entropy", "least_confidence"])
+def test_uncertainty_strategies_pick_the_point_on_the_boundary(name):
+    X, y = _line_problem()
+    picks = ralif.select(X, y, 1, strategy=name, l2=0.5, random_state=0)
+    assert picks.tolist() == [7]  # x = 0.05, where the classes tie
+
+
+def test_bald_prefers_parameter_uncertainty_over_label_noise():
+    # Labeled items vary along x1 only, so the weight on x2 is known only from the prior.
+    X_lab = np.c_[np.r_[-3.2, -3.0, -2.8, 2.8, 3.0, 3.2], np.zeros(6)]
+    X_pool = np.array([[0.05, 0.0], [3.0, 8.0], [-3.0, 0.0]])
+    X = np.vstack([X_lab, X_pool])
+    y = np.r_[[0, 0, 0, 1, 1, 1], [-1, -1, -1]]
+    assert ralif.select(X, y, 1, strategy="entropy", l2=0.5).tolist() == [6]
+    assert ralif.select(X, y, 1, strategy="bald", l2=0.5, random_state=0).tolist() == [7]
+
+
+def test_margin_and_entropy_measures_by_hand():
+    p = np.array([[0.5, 0.5, 0.0], [0.8, 0.1, 0.1], [0.4, 0.35, 0.25]])
+    assert margin(p).round(3).tolist() == [0.0, 0.7, 0.05]
+    assert entropy(p)[0] == pytest.approx(np.log(2))
+
+
+def test_mutual_information_zero_when_samples_agree_log2_when_they_split():
+    agree = np.array([[[0.7, 0.3]], [[0.7, 0.3]]])
+    split = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])
+    assert mutual_information(agree)[0] == pytest.approx(0.0, abs=1e-12)
+    assert mutual_information(split)[0] == pytest.approx(np.log(2))
+
+
+def test_laplace_samples_have_covariance_inverse_hessian_over_n():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = (X[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(int)
+    head = LinearHead(l2=0.3).fit(X, y)
+    samples = laplace_samples(head, X, 20000, np.random.default_rng(1))
+    curv = head.curvature(X)
+    # Directions that change no probability are not sampled: compare on the rest.
+    keep = np.eye(curv.size) - np.stack([curv.null_projection(e) for e in np.eye(curv.size)])
+    want = keep @ np.linalg.inv(curv.dense(null_weight=1.0)) @ keep / len(y)
+    got = np.cov(samples, rowvar=False)
+    np.testing.assert_allclose(
+        samples.mean(axis=0), head.params_, atol=0.05 * np.sqrt(np.diag(want)).max()
+    )
+    np.testing.assert_allclose(got, want, atol=0.05 * np.abs(want).max())
+
+
+def test_coreset_picks_the_farthest_point_then_the_next_farthest():
+    X = np.array([[0.0], [1.0], [2.0], [10.0]])
+    y = np.array([0, -1, -1, -1])
+    assert ralif.select(X, y, 2, strategy="coreset").tolist() == [3, 2]
+
+
+def test_badge_distances_equal_explicit_gradient_embeddings():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 4))
+    R = rng.dirichlet(np.ones(3), size=80)
+    R[np.arange(80), R.argmax(axis=1)] -= 1.0
+    G = (R[:, :, None] * np.c_[X, np.ones(80)][:, None, :]).reshape(80, -1)
+    first = int(np.argmax((G**2).sum(axis=1)))
+    got = gradient_kmeans_pp_select(R, X, 15, random_state=np.random.default_rng(4))
+    want = kmeans_pp_select(G, 15, first=first, random_state=np.random.default_rng(4))
+    assert got.tolist() == want.tolist()
+
+
+def test_isal_scores_are_influence_on_labeled_loss_under_pseudo_label(digits):
+    X, y_true = digits
+    y = partial_labels(y_true, 80)
+    strat = make_strategy("isal", l2=0.05)
+    picks = strat.select(X, y, 10)
+    lab, pool = y >= 0, y < 0
+    head = LinearHead(l2=0.05).fit(X[lab], y[lab])
+    delta = influence_matrix(head, X[lab], y[lab], X[pool], target="labeled")
+    pseudo = head.predict_proba(X[pool]).argmax(axis=1)
+    np.testing.assert_allclose(
+        strat.scores_, delta[np.arange(pool.sum()), pseudo], rtol=1e-6, atol=1e-12
+    )
+    assert (
+        picks.tolist() == strat.pool_index_[np.argsort(strat.scores_, kind="stable")[:10]].tolist()
+    )
+
+
+def test_typiclust_picks_the_typical_point_of_each_uncovered_cluster():
+    grid = np.stack(np.meshgrid(np.arange(-2.0, 3.0), np.arange(-2.0, 3.0)), -1).reshape(-1, 2)
+    centers = np.array([[0.0, 0.0], [40.0, 0.0], [0.0, 40.0]])
+    X = np.vstack(
+        [c + grid for c in centers]
+    )  # 3 clusters of 25; the middle (row 12) is most typical
+    y = np.full(len(X), -1)
+    y[0] = 0  # one labeled item, in the first cluster
+    picks = make_strategy("typiclust", max_clusters=3, random_state=0).select(X, y, 2)
+    assert sorted(picks.tolist()) == [25 + 12, 50 + 12]
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_is_deterministic_and_picks_distinct_pool_items(digits, name):
+    X, y_true = digits
+    y = partial_labels(y_true, 60, seed=1)
+    params = {"l2": 0.05} if name not in ("random", "coreset", "typiclust") else {}
+    a = ralif.select(X, y, 25, strategy=name, random_state=3, **params)
+    b = ralif.select(X, y, 25, strategy=name, random_state=3, **params)
+    assert a.tolist() == b.tolist()
+    assert len(set(a.tolist())) == 25 and (y[a] == -1).all()
+
+
+def test_model_based_baselines_fall_back_to_random_with_one_class(digits):
+    X, y_true = digits
+    y = np.where(np.arange(len(y_true)) < 5, 2, -1)
+    with pytest.warns(RandomFallbackWarning, match="at least two classes"):
+        picks = ralif.select(X, y, 5, strategy="margin", random_state=0)
+    assert (y[picks] == -1).all()
+
+
+def test_variants_preset_their_parameter():
+    assert make_strategy("ralif_damped").damping == 0.25
+    assert make_strategy("ralif_authors").score == "authors"
+    assert make_strategy("ralif_nodiv").diversity is False
+    assert make_strategy("ralif_argmax").tau == np.inf
+    assert make_strategy("ralif_damped", damping=0.5).damping == 0.5
