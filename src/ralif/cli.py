@@ -111,6 +111,66 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--budget", type=int, default=10, help="items to pick (default 10)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _add_ralif_options(demo)
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmark strategies with simulated labeling rounds",
+        description="Simulate labeling rounds for several strategies and seeds; every round is "
+        "stored at once in OUT (results.sqlite, results.csv), and rerunning resumes.",
+    )
+    bench.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help="fashion-mnist, digits, or an .npz with X, y [, X_test, y_test]",
+    )
+    bench.add_argument(
+        "--strategies",
+        default="ralif,random,margin,entropy,coreset,badge",
+        help="comma-separated names",
+    )
+    bench.add_argument(
+        "--seeds", type=int, default=3, help="number of seeds (initial sets), default 3"
+    )
+    bench.add_argument(
+        "--rounds", type=int, default=10, help="labeling rounds after the initial set, default 10"
+    )
+    bench.add_argument("--init", type=int, default=100, help="initially labeled items, default 100")
+    bench.add_argument(
+        "--budget", type=int, default=100, help="items labeled per round, default 100"
+    )
+    bench.add_argument(
+        "--imbalance",
+        type=float,
+        default=None,
+        help="long-tailed pool with this largest/smallest class ratio",
+    )
+    bench.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        help="PCA dimensions (images: default 64; .npz: features as they are)",
+    )
+    bench.add_argument(
+        "--l2",
+        type=_l2_arg,
+        default="auto",
+        help="ridge of the evaluated model and the strategies' heads (default auto)",
+    )
+    bench.add_argument(
+        "--fallback-dataset",
+        default=None,
+        help="dataset to use, saying so, when --dataset cannot be loaded",
+    )
+    bench.add_argument("--out", required=True, help="results folder")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    report = sub.add_parser(
+        "report",
+        help="learning curves, AUBC and win/tie/loss from a results folder",
+        description="Write curves.png and report.md into DIR and print the AUBC table.",
+    )
+    report.add_argument("dir", help="a folder written by ralif bench")
+    report.add_argument("--quiet", action="store_true", help="print only the paths")
     return parser
 
 
@@ -161,6 +221,55 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ralif.bench.runner import BenchConfig, run_benchmark
+    from ralif.data import load_dataset
+
+    config = BenchConfig(
+        dataset=args.dataset,
+        strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
+        seeds=args.seeds,
+        rounds=args.rounds,
+        init=args.init,
+        budget=args.budget,
+        imbalance=args.imbalance,
+        dim=args.dim,
+        l2=args.l2,
+    )
+    config.check()
+    try:
+        data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
+    except RalifInputError as exc:
+        if not args.fallback_dataset:
+            raise
+        print(
+            f"ralif: {config.dataset} cannot be had ({exc}); falling back to {args.fallback_dataset}",
+            file=sys.stderr,
+        )
+        config.dataset = args.fallback_dataset
+        data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
+    store = run_benchmark(config, args.out, quiet=args.quiet, data=data)
+    store.close()
+    if not args.quiet:
+        print(f"results: {store.db_path} and {store.csv_path}", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ralif.bench.report import make_report
+
+    try:
+        out = make_report(args.dir)
+    except ValueError as exc:
+        raise RalifInputError(f"{args.dir}: {exc}") from None
+    print(f"plot:   {out['plot']}")
+    print(f"report: {out['report']}")
+    if not args.quiet:
+        print()
+        print(out["aubc_table"])
+    return 0
+
+
 def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"ralif: warning: {message}", file=sys.stderr)
 
@@ -171,9 +280,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.showwarning = _warning_line
     try:
-        if args.command == "select":
-            return _cmd_select(args)
-        return _cmd_demo(args)
+        command = {
+            "select": _cmd_select,
+            "demo": _cmd_demo,
+            "bench": _cmd_bench,
+            "report": _cmd_report,
+        }
+        return command[args.command](args)
     except RalifInputError as exc:
         print(f"ralif: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -1,0 +1,1 @@
+"""The benchmark shell: result store, runner and report."""

@@ -1,0 +1,213 @@
+"""``ralif report``: learning curves, AUBC, win/tie/loss and "at least random" per round."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+from ralif.bench.store import open_results
+
+TIE_TOLERANCE = 1e-3
+"""Accuracy differences below this (0.1 point) count as ties in the win/tie/loss matrix."""
+
+
+@dataclass
+class Curves:
+    """Per strategy: arrays (seeds x rounds) of accuracy, macro-F1, labels and timings."""
+
+    strategies: list[str]
+    rounds: np.ndarray
+    n_labeled: np.ndarray
+    accuracy: dict[str, np.ndarray]
+    macro_f1: dict[str, np.ndarray]
+    select_seconds: dict[str, np.ndarray]
+    fit_seconds: dict[str, np.ndarray]
+    seeds: list[int]
+
+
+def load_curves(rows: list[dict]) -> Curves:
+    """Arrange rows into complete curves: the seeds and rounds every strategy finished."""
+    if not rows:
+        raise ValueError("no results to report")
+    by = defaultdict(dict)
+    for r in rows:
+        by[(r["strategy"], r["seed"])][r["round"]] = r
+    strategies = sorted({s for s, _ in by}, key=_strategy_order)
+    seeds = sorted({seed for _, seed in by if all((s, seed) in by for s in strategies)})
+    if not seeds:
+        raise ValueError("no seed has results for every strategy yet")
+    last = min(max(by[(s, seed)]) for s in strategies for seed in seeds)
+    rounds = np.arange(last + 1)
+    complete = [k for k in rounds if all(k in by[(s, seed)] for s in strategies for seed in seeds)]
+    rounds = np.array(complete)
+
+    def grid(s: str, key: str) -> np.ndarray:
+        return np.array([[by[(s, seed)][k][key] for k in rounds] for seed in seeds], dtype=float)
+
+    return Curves(
+        strategies=strategies,
+        rounds=rounds,
+        n_labeled=grid(strategies[0], "n_labeled").mean(axis=0),
+        accuracy={s: grid(s, "accuracy") for s in strategies},
+        macro_f1={s: grid(s, "macro_f1") for s in strategies},
+        select_seconds={s: grid(s, "select_seconds") for s in strategies},
+        fit_seconds={s: grid(s, "fit_seconds") for s in strategies},
+        seeds=seeds,
+    )
+
+
+def _strategy_order(name: str) -> tuple[int, str]:
+    return (0 if name.startswith("ralif") else 2 if name == "random" else 1, name)
+
+
+def aubc(values: np.ndarray, rounds: np.ndarray) -> np.ndarray:
+    """Area under the budget curve per seed: mean over rounds 1..R (round 0 is shared)."""
+    after = rounds >= 1
+    return values[:, after].mean(axis=1) if after.any() else values[:, 0]
+
+
+def win_tie_loss(a: np.ndarray, b: np.ndarray, rounds: np.ndarray) -> tuple[int, int, int, float]:
+    """Counts over (seed, round >= 1) pairs of a beating, tying, losing to b; Wilcoxon p."""
+    d = (a - b)[:, rounds >= 1].ravel()
+    wins, losses = int((d > TIE_TOLERANCE).sum()), int((d < -TIE_TOLERANCE).sum())
+    p = (
+        1.0
+        if np.allclose(d, 0.0) or len(d) < 2
+        else float(wilcoxon(d, zero_method="zsplit").pvalue)
+    )
+    return wins, len(d) - wins - losses, losses, p
+
+
+def _pm(x: np.ndarray, scale: float = 100.0) -> str:
+    return f"{x.mean() * scale:.1f} ± {x.std() * scale:.1f}"
+
+
+def markdown(c: Curves, title: str) -> tuple[str, str]:
+    """(the whole report, the AUBC table alone) as markdown."""
+    has_random = "random" in c.strategies
+    after = c.rounds >= 1
+    lines = [f"# {title}", ""]
+    lines.append(
+        f"{len(c.seeds)} seeds, rounds 0–{int(c.rounds.max())}, {int(c.n_labeled[0])} → {int(c.n_labeled[-1])} labels. "
+        "AUBC: mean test accuracy (and macro-F1) over rounds 1–R, in %, mean ± std over seeds."
+    )
+    lines.append("")
+    table = [
+        "| strategy | AUBC accuracy | AUBC macro-F1 | rounds ≥ random | select s/round | fit s/round |",
+        "|---|---|---|---|---|---|",
+    ]
+    rand = c.accuracy["random"].mean(axis=0) if has_random else None
+    for s in c.strategies:
+        acc, f1 = aubc(c.accuracy[s], c.rounds), aubc(c.macro_f1[s], c.rounds)
+        ge = "—"
+        if has_random and s != "random":
+            ok = c.accuracy[s].mean(axis=0)[after] >= rand[after]
+            ge = f"{int(ok.sum())}/{int(after.sum())}"
+        sel = c.select_seconds[s][:, after].mean() if after.any() else 0.0
+        fit = c.fit_seconds[s].mean()
+        table.append(f"| {s} | {_pm(acc)} | {_pm(f1)} | {ge} | {sel:.3f} | {fit:.3f} |")
+    aubc_table = "\n".join(table)
+    lines += ["## Area under the learning curve", "", aubc_table, ""]
+    if has_random:
+        lines += ["## Per round: mean accuracy minus random's (points); ✓ where ≥ random", ""]
+        head = (
+            "| strategy | "
+            + " | ".join(
+                f"r{k} ({int(n)})" for k, n in zip(c.rounds, c.n_labeled, strict=True) if k >= 1
+            )
+            + " |"
+        )
+        lines += [head, "|---|" + "---|" * int(after.sum())]
+        for s in c.strategies:
+            if s == "random":
+                continue
+            diff = (c.accuracy[s].mean(axis=0) - rand)[after] * 100
+            cells = [f"{d:+.1f} {'✓' if d >= 0 else '✗'}" for d in diff]
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += [
+        "## Win / tie / loss (row vs column) over (seed, round) pairs",
+        "",
+        f"Accuracy differences under {TIE_TOLERANCE * 100:g} point are ties; p: two-sided Wilcoxon "
+        "signed-rank test on the paired differences.",
+        "",
+        "| | " + " | ".join(c.strategies) + " |",
+        "|---|" + "---|" * len(c.strategies),
+    ]
+    for a in c.strategies:
+        cells = []
+        for b in c.strategies:
+            if a == b:
+                cells.append("—")
+                continue
+            w, t, lo, p = win_tie_loss(c.accuracy[a], c.accuracy[b], c.rounds)
+            cells.append(f"{w}/{t}/{lo} (p={p:.2g})")
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines), aubc_table
+
+
+def plot(c: Curves, title: str, path: Path) -> None:
+    """Accuracy and macro-F1 learning curves, mean ± std bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
+    colors = plt.get_cmap("tab10")
+    for i, s in enumerate(c.strategies):
+        style = (
+            {"color": "black", "linestyle": "--"} if s == "random" else {"color": colors(i % 10)}
+        )
+        width = 2.4 if s == "ralif" else 1.5
+        for ax, values in zip(axes, (c.accuracy[s], c.macro_f1[s]), strict=True):
+            m, sd = values.mean(axis=0) * 100, values.std(axis=0) * 100
+            ax.plot(c.n_labeled, m, label=s, linewidth=width, marker="o", markersize=3, **style)
+            ax.fill_between(
+                c.n_labeled, m - sd, m + sd, alpha=0.15, color=style["color"], linewidth=0
+            )
+    for ax, what in zip(axes, ("Test accuracy (%)", "Test macro-F1 (%)"), strict=True):
+        ax.set_xlabel("Labeled items")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower right", fontsize=9)
+    fig.suptitle(f"{title}: mean ± std over {len(c.seeds)} seeds")
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def make_report(folder: str | os.PathLike) -> dict[str, object]:
+    """Write ``curves.png`` and ``report.md`` into ``folder``.
+
+    Returns
+    -------
+    dict
+        Paths of the two files, the AUBC table (markdown) and the curves.
+    """
+    folder = Path(folder)
+    with open_results(folder) as store:
+        rows, config = store.rows(), store.config or {}
+    c = load_curves(rows)
+    title = _title(config)
+    md, aubc_table = markdown(c, title)
+    (folder / "report.md").write_text(md, encoding="utf-8")
+    png = folder / "curves.png"
+    plot(c, title, png)
+    return {"report": folder / "report.md", "plot": png, "aubc_table": aubc_table, "curves": c}
+
+
+def _title(config: dict) -> str:
+    parts = [str(config.get("dataset", "benchmark"))]
+    if config.get("imbalance"):
+        parts.append(f"long-tailed {config['imbalance']:g}:1")
+    if config.get("dim"):
+        parts.append(f"PCA-{config['dim']}")
+    if "init" in config:
+        parts.append(f"{config['init']} initial + {config['budget']}/round")
+    return ", ".join(parts)

@@ -1,0 +1,134 @@
+"""Datasets as arrays: Fashion-MNIST, scikit-learn's digits, user ``.npz`` files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ralif._validation import RalifInputError, check_features, check_labels
+from ralif.data import fashion_mnist
+from ralif.data.transforms import long_tailed_indices, pca_features
+
+
+@dataclass
+class Dataset:
+    """A pool (``X``, ``y``) and a fixed test set, features ready for a linear head."""
+
+    name: str
+    X: np.ndarray
+    y: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return int(max(self.y.max(), self.y_test.max()) + 1)
+
+
+def _raw(name: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
+    """(name, X, y, X_test, y_test, is_raw_pixels)."""
+    if name == "fashion-mnist":
+        X, y = fashion_mnist.load("train")
+        Xt, yt = fashion_mnist.load("test")
+        return name, X, y, Xt, yt, True
+    if name == "digits":
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        X, y = load_digits(return_X_y=True)
+        X, Xt, y, yt = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+        return name, X, y, Xt, yt, True
+    path = Path(name)
+    if path.suffix.lower() != ".npz":
+        raise RalifInputError(
+            f"unknown dataset {name!r}: use fashion-mnist, digits, or a .npz file with arrays X and y"
+        )
+    return (path.stem, *load_npz(path), False)
+
+
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``X``, ``y`` and ``X_test``, ``y_test`` from an ``.npz`` (a stratified 25 % split if absent)."""
+    from ralif.io import _load_numpy
+
+    if not path.is_file():
+        raise RalifInputError(f"dataset file not found: {path}")
+    archive = _load_numpy(path, "dataset")
+    try:
+        names = set(archive.files)
+        missing = {"X", "y"} - names
+        if missing:
+            raise RalifInputError(
+                f"{path} must hold arrays X and y (missing {', '.join(sorted(missing))})"
+            )
+        try:
+            arrays = {k: archive[k] for k in ("X", "y", "X_test", "y_test") if k in names}
+        except ValueError:
+            raise RalifInputError(
+                f"refusing to read {path}: it holds pickled Python objects"
+            ) from None
+    finally:
+        archive.close()
+    X = check_features(arrays["X"], f"{path.name}: X", min_rows=2)
+    y = check_labels(arrays["y"], X.shape[0], f"{path.name}: y")
+    if (y < 0).any():
+        raise RalifInputError(f"{path.name}: y must label every item (found -1)")
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        raise RalifInputError(f"{path} must hold both X_test and y_test, or neither")
+    if "X_test" in arrays:
+        Xt = check_features(arrays["X_test"], f"{path.name}: X_test", min_rows=1)
+        yt = check_labels(arrays["y_test"], Xt.shape[0], f"{path.name}: y_test")
+        if Xt.shape[1] != X.shape[1]:
+            raise RalifInputError(
+                f"{path.name}: X_test has {Xt.shape[1]} columns, X has {X.shape[1]}"
+            )
+        return X, y, Xt, yt
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y)
+    strat = y if counts[counts > 0].min() >= 2 else None
+    X, Xt, y, yt = train_test_split(X, y, test_size=0.25, stratify=strat, random_state=0)
+    return X, y, Xt, yt
+
+
+def load_dataset(name: str, dim: int | None = None, imbalance: float | None = None) -> Dataset:
+    """Load a benchmark dataset as fixed features.
+
+    Parameters
+    ----------
+    name : str
+        ``"fashion-mnist"``, ``"digits"`` or the path of an ``.npz`` with arrays ``X``,
+        ``y`` and optionally ``X_test``, ``y_test``.
+    dim : int, optional
+        Project to this many principal components (after standardizing). Image
+        datasets default to 64 (digits: its 64 pixels, standardized); ``.npz``
+        features are used as they are unless ``dim`` is given.
+    imbalance : float, optional
+        Subsample the pool to an exponentially long-tailed class profile with this
+        largest-to-smallest ratio (the test set stays as it is).
+
+    Returns
+    -------
+    Dataset
+    """
+    label, X, y, Xt, yt, is_pixels = _raw(name)
+    if imbalance is not None and imbalance > 1:
+        keep = long_tailed_indices(y, imbalance)
+        X, y = X[keep], y[keep]
+        label += f"-lt{imbalance:g}"
+    if dim is None and is_pixels:
+        dim = min(64, X.reshape(len(X), -1).shape[1])
+    if dim is not None:
+        X, Xt = pca_features(X, Xt, dim)
+    return Dataset(label, X, y, Xt, yt)
+
+
+__all__ = [
+    "Dataset",
+    "fashion_mnist",
+    "load_dataset",
+    "load_npz",
+    "long_tailed_indices",
+    "pca_features",
+]

@@ -1,0 +1,134 @@
+"""Fashion-MNIST (Xiao et al., 2017): 70,000 28x28 grey images of 10 clothing classes.
+
+Looked for, in order: the Debian package ``dataset-fashion-mnist``
+(``/usr/share/datasets/fashion-mnist``), the folder named by ``$RALIF_DATA`` (the four
+``.gz`` files in it or in its ``fashion-mnist`` sub-folder), ralif's cache
+(``~/.cache/ralif/fashion-mnist``), and finally the official download, when online.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ralif._validation import RalifInputError
+
+CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+_EXPECTED = {"train": 60000, "test": 10000}
+
+
+def candidate_dirs() -> list[Path]:
+    """Folders searched for the files, in order."""
+    dirs = [DEBIAN_DIR]
+    env = os.environ.get("RALIF_DATA")
+    if env:
+        dirs += [Path(env), Path(env) / "fashion-mnist"]
+    dirs.append(cache_dir())
+    return dirs
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ralif" / "fashion-mnist"
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one gzipped IDX file (the MNIST format), checking its header and size."""
+    try:
+        with gzip.open(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:
+        raise RalifInputError(f"cannot read {path}: corrupt or not gzip ({exc})") from None
+    if len(data) < 4:
+        raise RalifInputError(f"{path} is too short to be an IDX file")
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+        raise RalifInputError(f"{path} is not an unsigned-byte IDX file (header {data[:4].hex()})")
+    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise RalifInputError(
+            f"{path}: header says {dims} but holds {body.size} bytes (truncated?)"
+        )
+    return body.reshape(dims)
+
+
+def _find() -> Path | None:
+    names = [n for pair in FILES.values() for n in pair]
+    for d in candidate_dirs():
+        if all((d / n).is_file() for n in names):
+            return d
+    return None
+
+
+def download(target: Path | None = None, timeout: float = 30.0) -> Path:
+    """Fetch the four files from the official mirror into ``target`` (default: the cache)."""
+    target = target or cache_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (n for pair in FILES.values() for n in pair):
+        if (target / name).is_file():
+            continue
+        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.")
+        try:
+            with (
+                urllib.request.urlopen(URL + name, timeout=timeout) as resp,
+                os.fdopen(fd, "wb") as out,
+            ):
+                shutil.copyfileobj(resp, out)
+            os.replace(tmp, target / name)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def locate(allow_download: bool = True) -> Path:
+    """The folder holding the four files; downloads them if allowed and nowhere found."""
+    found = _find()
+    if found is not None:
+        return found
+    searched = ", ".join(str(d) for d in candidate_dirs())
+    how = (
+        "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist), "
+        "or put the four .gz files in a folder and set RALIF_DATA to it"
+    )
+    if not allow_download:
+        raise RalifInputError(f"Fashion-MNIST not found (looked in {searched}); {how}")
+    try:
+        return download()
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise RalifInputError(
+            f"Fashion-MNIST not found (looked in {searched}) and the download failed ({exc}); {how}"
+        ) from None
+
+
+def load(split: str = "train", allow_download: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Images (n, 28, 28) uint8 and labels (n,) of one split, ``"train"`` or ``"test"``."""
+    if split not in FILES:
+        raise RalifInputError(f"split must be 'train' or 'test', got {split!r}")
+    folder = locate(allow_download)
+    images = read_idx(folder / FILES[split][0])
+    labels = read_idx(folder / FILES[split][1])
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise RalifInputError(f"Fashion-MNIST {split} files in {folder} do not match each other")
+    if len(labels) != _EXPECTED[split]:
+        raise RalifInputError(
+            f"Fashion-MNIST {split} in {folder} has {len(labels)} items, expected {_EXPECTED[split]}"
+        )
+    return images, labels.astype(np.int64)
