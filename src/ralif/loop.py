@@ -57,7 +57,15 @@ def evaluate(head: LinearHead, X_test: np.ndarray, y_test: np.ndarray) -> tuple[
     return acc, f1
 
 
-def _strategy_for_round(name: str, seed: int, round_: int, l2: float, params: dict) -> Strategy:
+StrategyFactory = Callable[[int, float], Strategy]
+"""``(random_state, l2) -> Strategy``: builds a round's strategy object."""
+
+
+def _strategy_for_round(
+    name: str | StrategyFactory, seed: int, round_: int, l2: float, params: dict
+) -> Strategy:
+    if callable(name):
+        return name(round_seed(seed, round_, getattr(name, "__name__", "custom")), l2)
     strategy = make_strategy(name, random_state=round_seed(seed, round_, name), **params)
     # The model was just cross-validated on the same labeled set: reuse its ridge.
     if "l2" in inspect.signature(type(strategy).__init__).parameters and "l2" not in params:
@@ -70,7 +78,7 @@ def run_rounds(
     y_true: np.ndarray,
     X_test: np.ndarray,
     y_test: np.ndarray,
-    strategy: str,
+    strategy: str | StrategyFactory,
     initial: np.ndarray,
     budget: int,
     n_rounds: int,
@@ -89,8 +97,9 @@ def run_rounds(
         The pool's features and true labels.
     X_test, y_test : ndarray
         The fixed test set.
-    strategy : str
-        Strategy name (``ralif.STRATEGIES``).
+    strategy : str or callable
+        Strategy name (``ralif.STRATEGIES``), or a factory
+        ``(random_state, l2) -> Strategy`` for strategies from elsewhere.
     initial : ndarray
         Indices labeled before round 1.
     budget : int

@@ -1,0 +1,235 @@
+"""The loop's bookkeeping, the result store, resuming, and the report."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ralif import RalifInputError
+from ralif.bench.report import load_curves, make_report, win_tie_loss
+from ralif.bench.runner import BenchConfig, run_benchmark
+from ralif.bench.store import ResultStore
+from ralif.data import Dataset, load_dataset
+from ralif.data.transforms import long_tailed_indices
+from ralif.loop import initial_labeled_set, run_rounds
+
+
+@pytest.fixture(scope="module")
+def small(blobs):
+    X, y = blobs
+    return Dataset("blobs", X[:450], y[:450], X[450:], y[450:])
+
+
+def test_loop_labels_each_item_once_and_the_pool_shrinks_by_budget(small):
+    initial = initial_labeled_set(len(small.y), 20, seed=0)
+    results = list(
+        run_rounds(small.X, small.y, small.X_test, small.y_test, "ralif", initial, 15, 4, l2=0.1)
+    )
+    assert [r.round for r in results] == [0, 1, 2, 3, 4]
+    assert [r.n_labeled for r in results] == [20, 35, 50, 65, 80]
+    seen = np.concatenate([initial] + [r.picks for r in results[1:]])
+    assert len(np.unique(seen)) == len(seen) == 80
+    assert all(0 <= r.accuracy <= 1 and 0 <= r.macro_f1 <= 1 for r in results)
+
+
+def test_initial_set_is_shared_by_strategies_and_differs_by_seed(small):
+    a = initial_labeled_set(450, 30, seed=1)
+    assert np.array_equal(a, initial_labeled_set(450, 30, seed=1))
+    assert not np.array_equal(a, initial_labeled_set(450, 30, seed=2))
+    r = {
+        s: next(run_rounds(small.X, small.y, small.X_test, small.y_test, s, a, 10, 1))
+        for s in ("random", "margin")
+    }
+    assert r["random"].accuracy == r["margin"].accuracy  # round 0: same labels, same model
+
+
+def _config(**kw):
+    base = dict(
+        dataset="blobs",
+        strategies=("ralif", "random"),
+        seeds=2,
+        rounds=3,
+        init=20,
+        budget=10,
+        l2=0.1,
+    )
+    return BenchConfig(**{**base, **kw})
+
+
+def test_benchmark_writes_sqlite_and_csv_rows(tmp_path, small):
+    store = run_benchmark(_config(), tmp_path, quiet=True, data=small)
+    store.close()
+    with open(tmp_path / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 * 2 * 4
+    assert {
+        "strategy",
+        "seed",
+        "round",
+        "n_labeled",
+        "accuracy",
+        "macro_f1",
+        "select_seconds",
+        "fit_seconds",
+    } <= set(rows[0])
+    n = (
+        sqlite3.connect(tmp_path / "results.sqlite")
+        .execute("SELECT COUNT(*) FROM results")
+        .fetchone()[0]
+    )
+    assert n == 16
+
+
+def test_resume_after_interruption_skips_finished_rounds_and_gives_same_results(tmp_path, small):
+    full = tmp_path / "full"
+    run_benchmark(_config(), full, quiet=True, data=small).close()
+    part = tmp_path / "part"
+    run_benchmark(_config(), part, quiet=True, data=small).close()
+    # Simulate a kill in the middle: drop the last rounds of one run and of the CSV.
+    db = sqlite3.connect(part / "results.sqlite")
+    with db:
+        db.execute("DELETE FROM results WHERE strategy='ralif' AND seed=1 AND round >= 2")
+    db.close()
+    with open(part / "results.csv", "a") as fh:
+        fh.write("ralif,1,2,4")  # a half-written line
+    run_benchmark(_config(), part, quiet=True, data=small).close()
+    with ResultStore(full) as a, ResultStore(part) as b:
+        ra, rb = a.rows(), b.rows()
+    assert len(rb) == len(ra)
+    for x, y in zip(ra, rb, strict=True):
+        assert (x["strategy"], x["seed"], x["round"], x["accuracy"]) == (
+            y["strategy"],
+            y["seed"],
+            y["round"],
+            y["accuracy"],
+        )
+    with open(part / "results.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == len(ra)
+
+
+def test_more_rounds_and_seeds_extend_a_finished_benchmark(tmp_path, small):
+    run_benchmark(_config(rounds=2, seeds=1), tmp_path, quiet=True, data=small).close()
+    store = run_benchmark(_config(rounds=3, seeds=2), tmp_path, quiet=True, data=small)
+    assert len(store.rows()) == 2 * 2 * 4
+    store.close()
+
+
+def test_a_different_benchmark_in_the_same_folder_is_refused(tmp_path, small):
+    run_benchmark(_config(), tmp_path, quiet=True, data=small).close()
+    with pytest.raises(RalifInputError, match=r"different benchmark.*budget"):
+        run_benchmark(_config(budget=5), tmp_path, quiet=True, data=small)
+
+
+def test_a_corrupt_database_is_refused(tmp_path):
+    (tmp_path / "results.sqlite").write_bytes(b"not a database at all" * 100)
+    with pytest.raises(RalifInputError, match="not a ralif results database"):
+        ResultStore(tmp_path)
+
+
+def test_report_writes_plot_and_tables(tmp_path, small):
+    run_benchmark(
+        _config(strategies=("ralif", "margin", "random")), tmp_path, quiet=True, data=small
+    ).close()
+    out = make_report(tmp_path)
+    assert out["plot"].stat().st_size > 10_000
+    assert out["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = out["report"].read_text()
+    for heading in ("Area under the learning curve", "Per round", "Win / tie / loss"):
+        assert heading in text
+    assert "| margin |" in out["aubc_table"]
+
+
+def test_report_aubc_and_rounds_at_least_random_by_hand(tmp_path):
+    rows = []
+    acc = {"random": [0.5, 0.6, 0.7], "x": [0.5, 0.65, 0.69]}
+    for s, values in acc.items():
+        for k, a in enumerate(values):
+            rows.append(
+                dict(
+                    strategy=s,
+                    seed=0,
+                    round=k,
+                    n_labeled=10 * (k + 1),
+                    accuracy=a,
+                    macro_f1=a,
+                    select_seconds=0.0,
+                    fit_seconds=0.0,
+                )
+            )
+    c = load_curves(rows)
+    from ralif.bench.report import aubc, markdown
+
+    assert aubc(c.accuracy["x"], c.rounds)[0] == pytest.approx(0.67)
+    _, table = markdown(c, "t")
+    assert "| x | 67.0 ± 0.0 | 67.0 ± 0.0 | 1/2 |" in table
+
+
+def test_win_tie_loss_counts_and_paired_test():
+    a = np.array([[0.5, 0.60, 0.70, 0.80], [0.5, 0.61, 0.7004, 0.79]])
+    b = np.array([[0.5, 0.55, 0.70, 0.85], [0.5, 0.56, 0.70, 0.80]])
+    w, t, lo, p = win_tie_loss(a, b, np.arange(4))
+    assert (w, t, lo) == (2, 2, 2)
+    assert 0 < p <= 1
+
+
+def test_long_tailed_profile_is_exponential_with_the_ratio():
+    y = np.repeat(np.arange(10), 1000)
+    counts = np.sort(np.bincount(y[long_tailed_indices(y, 100.0)]))[::-1]
+    assert counts[0] == 1000 and counts[-1] == 10
+    np.testing.assert_allclose(counts, 1000 * 100.0 ** (-np.arange(10) / 9), rtol=0.02, atol=1)
+
+
+def test_npz_dataset_with_and_without_test_split(tmp_path, blobs):
+    X, y = blobs
+    np.savez(tmp_path / "a.npz", X=X, y=y)
+    d = load_dataset(str(tmp_path / "a.npz"))
+    assert len(d.y) + len(d.y_test) == len(y) and len(d.y_test) == 150
+    assert d.X.shape[1] == X.shape[1]  # features used as they are
+    np.savez(tmp_path / "b.npz", X=X[:500], y=y[:500], X_test=X[500:], y_test=y[500:])
+    d = load_dataset(str(tmp_path / "b.npz"), dim=3)
+    assert d.X.shape == (500, 3) and d.X_test.shape == (100, 3)
+    np.savez(tmp_path / "c.npz", X=X, labels=y)
+    with pytest.raises(RalifInputError, match="missing y"):
+        load_dataset(str(tmp_path / "c.npz"))
+
+
+def test_bench_and_report_cli_end_to_end(tmp_path, blobs):
+    X, y = blobs
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ralif.cli"]
+    args = [
+        "bench",
+        "--dataset",
+        str(tmp_path / "d.npz"),
+        "--strategies",
+        "ralif,random",
+        "--seeds",
+        "1",
+        "--rounds",
+        "2",
+        "--init",
+        "20",
+        "--budget",
+        "10",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*cmd, "report", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "curves.png" in r.stdout and "| ralif |" in r.stdout
+    r = subprocess.run(
+        [*cmd, "bench", "--dataset", "nope", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 2 and "unknown dataset" in r.stderr
