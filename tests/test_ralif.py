@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 
 import ralif
 from ralif import RALIF, DiversityFallbackWarning, RalifInputError
-from ralif.scores import authors_score, truncated_expectation
+from ralif.scores import authors_score, margin, truncated_expectation
 from tests.conftest import partial_labels
 
 
@@ -29,11 +29,29 @@ def test_picks_are_distinct_unlabeled_candidates(problem):
     assert len(strat.candidates_) == int(np.ceil(0.1 * (y == -1).sum()))
 
 
-def test_first_pick_is_the_best_candidate(problem):
+@pytest.mark.parametrize("candidates", ["influence", "influence+margin"])
+def test_first_pick_is_the_best_candidate(problem, candidates):
     X, y = problem
-    strat = RALIF(l2=0.05, random_state=0)
+    strat = RALIF(l2=0.05, candidates=candidates, random_state=0)
     picks = strat.select(X, y, 10)
-    assert picks[0] == strat.pool_index_[np.argmin(strat.scores_)]
+    cand_scores = strat.scores_[strat.candidates_]
+    assert picks[0] == strat.pool_index_[strat.candidates_[np.argmin(cand_scores)]]
+    assert np.all(np.diff(cand_scores) >= 0)  # best first
+    if candidates == "influence":
+        assert picks[0] == strat.pool_index_[np.argmin(strat.scores_)]
+
+
+def test_influence_margin_candidates_are_the_best_scores_among_the_most_uncertain(problem):
+    X, y = problem
+    strat = RALIF(l2=0.05, candidate_fraction=0.1, random_state=0)
+    strat.select(X, y, 10)
+    n_pool = len(strat.pool_index_)
+    m = margin(strat.influence_.proba)
+    uncertain = np.argsort(m, kind="stable")[: int(np.ceil(0.2 * n_pool))]
+    want = uncertain[
+        np.argsort(strat.scores_[uncertain], kind="stable")[: int(np.ceil(0.1 * n_pool))]
+    ]
+    assert sorted(strat.candidates_.tolist()) == sorted(want.tolist())
 
 
 def test_scores_are_the_truncated_expectation_of_the_influence(problem):
@@ -58,7 +76,7 @@ def test_same_seed_same_picks_other_seed_other_picks(problem):
 
 def test_without_diversity_takes_the_top_scores(problem):
     X, y = problem
-    strat = RALIF(l2=0.05, diversity=False)
+    strat = RALIF(l2=0.05, diversity=False, candidates="influence")
     picks = strat.select(X, y, 15)
     order = np.argsort(strat.scores_, kind="stable")[:15]
     assert picks.tolist() == strat.pool_index_[order].tolist()
@@ -68,6 +86,7 @@ def test_candidate_set_never_smaller_than_budget(problem):
     X, y = problem
     strat = RALIF(l2=0.05, candidate_fraction=0.01, random_state=0)
     picks = strat.select(X, y, 100)
+    assert len(strat.candidates_) == 100
     assert len(strat.candidates_) == 100
     assert len(set(picks.tolist())) == 100
 

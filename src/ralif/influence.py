@@ -74,25 +74,31 @@ def row_blocks(X: np.ndarray, rows: np.ndarray | None) -> Iterator[tuple[slice, 
 
 
 def _pool_proba_and_gradient(
-    head: LinearHead, X: np.ndarray, rows: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """One pass over the pool: probabilities, and the pseudo-label loss and gradient sums."""
+    head: LinearHead, X: np.ndarray, rows: np.ndarray | None, confidence_weighted: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    """One pass over the pool: probabilities, the pseudo-label loss and gradient sums, and
+    the total weight (the item count, or the summed confidence when weighted)."""
     W, b = head.coef_, head.intercept_ if head.fit_intercept else None
     n_pool = X.shape[0] if rows is None else len(rows)
     C = W.shape[0]
     proba = np.empty((n_pool, C))
     gW = np.zeros_like(W)
     gb = np.zeros(C)
-    loss = 0.0
+    loss = weight = 0.0
     for sl, block in row_blocks(X, rows):
         P = softmax_inplace(logits(block, W, b))
         top = P.argmax(axis=1)
-        loss -= np.log(np.maximum(P[np.arange(len(top)), top], 1e-300)).sum(dtype=np.float64)
+        p_top = P[np.arange(len(top)), top].astype(np.float64)
+        w = p_top if confidence_weighted else np.ones_like(p_top)
+        loss -= (w * np.log(np.maximum(p_top, 1e-300))).sum()
+        weight += w.sum()
         proba[sl] = P
         P[np.arange(len(top)), top] -= 1.0
+        if confidence_weighted:
+            P *= w[:, None].astype(P.dtype)
         gW += P.T @ block
         gb += P.sum(axis=0, dtype=np.float64)
-    return proba, gW, gb, float(loss)
+    return proba, gW, gb, float(loss), float(weight)
 
 
 def _labeled_loss_and_gradient(
@@ -116,15 +122,17 @@ def pool_influence(
     damping: float = 0.0,
     solver: str = "auto",
     rescale_ridge: bool = False,
+    confidence_weighted: bool = False,
     tol: float = 1e-10,
 ) -> PoolInfluence:
     """Influence of every (pool item, class) pair; inputs are trusted (see :func:`influence_matrix`).
 
     ``X[rows]`` is the pool (``rows=None``: all of ``X``); it is read in blocks, twice.
+    ``confidence_weighted`` weights each pool item's pseudo-label loss by the head's
+    confidence in it (a weighted mean), so that doubtful pseudo labels count less.
     """
     n = X_labeled.shape[0]
-    proba, gW, gb, loss = _pool_proba_and_gradient(head, X, rows)
-    n_target = proba.shape[0]
+    proba, gW, gb, loss, n_target = _pool_proba_and_gradient(head, X, rows, confidence_weighted)
     if target in ("all", "labeled"):
         codes = np.searchsorted(head.classes_, y_labeled)
         lW, lb, lloss = _labeled_loss_and_gradient(head, X_labeled, codes)

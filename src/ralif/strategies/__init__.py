@@ -43,6 +43,7 @@ STRATEGIES.update(
         "ralif_nodiv": (RALIF, {"diversity": False}),
         "ralif_argmax": (RALIF, {"tau": float("inf")}),
         "ralif_damped": (RALIF, {"damping": 0.25}),
+        "ralif_influence": (RALIF, {"candidates": "influence"}),
     }
 )
 
