@@ -117,7 +117,7 @@ def test_typiclust_picks_the_typical_point_of_each_uncovered_cluster():
     assert sorted(picks.tolist()) == [25 + 12, 50 + 12]
 
 
-@pytest.mark.parametrize("name", sorted(STRATEGIES))
+@pytest.mark.parametrize("name", sorted(set(STRATEGIES) - {"bald_mc", "entropy_mc"}))
 def test_every_strategy_is_deterministic_and_picks_distinct_pool_items(digits, name):
     X, y_true = digits
     y = partial_labels(y_true, 60, seed=1)
@@ -134,6 +134,24 @@ def test_model_based_baselines_fall_back_to_random_with_one_class(digits):
     with pytest.warns(RandomFallbackWarning, match="at least two classes"):
         picks = ralif.select(X, y, 5, strategy="margin", random_state=0)
     assert (y[picks] == -1).all()
+
+
+def test_network_strategies_need_a_sampler_and_use_it(digits):
+    X, y_true = digits
+    y = partial_labels(y_true, 30)
+    with pytest.raises(ralif.RalifInputError, match="needs a network"):
+        ralif.select(X, y, 3, strategy="bald_mc")
+    pool = np.flatnonzero(y < 0)
+    # Samples that disagree only on pool item 5: BALD must pick it first.
+    P = np.full((4, len(pool), 2), 0.5)
+    P[:, 5] = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]
+    P[:, 9] = [0.99, 0.01]
+    picks = ralif.select(X, y, 2, strategy="bald_mc", sampler=lambda idx: P)
+    assert picks[0] == pool[5]
+    # Entropy of the mean: item 5's mean is (0.5, 0.5), tied with the rest; item 9 is last.
+    strat = make_strategy("entropy_mc", sampler=lambda idx: P)
+    strat.select(X, y, 1)
+    assert np.argmin(strat.scores_) == 9
 
 
 def test_variants_preset_their_parameter():

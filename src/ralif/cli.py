@@ -63,6 +63,12 @@ def _add_ralif_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--damping", type=float, default=None, help="damping added to the Hessian (default 0)"
     )
+    g.add_argument(
+        "--candidates",
+        choices=("influence+margin", "influence"),
+        default=None,
+        help="candidate rule (default influence+margin: the most uncertain items compete on influence)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="dataset to use, saying so, when --dataset cannot be loaded",
     )
+    bench.add_argument(
+        "--scenario",
+        default="fixed",
+        choices=("fixed", "scratch-cnn", "scratch-resnet18", "embeddings"),
+        help="fixed features (default), an encoder trained from scratch each round, or embeddings given in the .npz",
+    )
+    bench.add_argument(
+        "--epochs", type=int, default=15, help="encoder training epochs per round (scratch-*)"
+    )
+    bench.add_argument(
+        "--pool-size", type=int, default=None, help="use a fixed random subsample of the pool"
+    )
+    bench.add_argument(
+        "--test-size", type=int, default=None, help="use a fixed random subsample of the test set"
+    )
+    bench.add_argument(
+        "--mc-samples", type=int, default=10, help="dropout masks for bald_mc and entropy_mc"
+    )
+    bench.add_argument("--device", default="auto", help="auto, cpu or cuda (scratch-*)")
     bench.add_argument("--out", required=True, help="results folder")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -182,6 +207,7 @@ def _ralif_params(args: argparse.Namespace) -> dict[str, object]:
         "score": "score",
         "target": "target",
         "damping": "damping",
+        "candidates": "candidates",
     }
     return {k: getattr(args, a) for a, k in names.items() if getattr(args, a, None) is not None}
 
@@ -235,8 +261,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         imbalance=args.imbalance,
         dim=args.dim,
         l2=args.l2,
+        scenario=args.scenario,
+        encoder_epochs=args.epochs,
+        pool_size=args.pool_size,
+        test_size=args.test_size,
+        mc_samples=args.mc_samples,
+        device=args.device,
     )
     config.check()
+    if config.scenario.startswith("scratch"):
+        store = run_benchmark(config, args.out, quiet=args.quiet)
+        store.close()
+        if not args.quiet:
+            print(f"results: {store.db_path} and {store.csv_path}", file=sys.stderr)
+        return 0
     try:
         data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
     except RalifInputError as exc:

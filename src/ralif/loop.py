@@ -33,6 +33,9 @@ class RoundResult:
     fit_seconds: float
     picks: np.ndarray = field(repr=False)
     l2: float = float("nan")
+    net_accuracy: float = float("nan")
+    train_seconds: float = float("nan")
+    extract_seconds: float = float("nan")
 
 
 def initial_labeled_set(n_items: int, n_initial: int, seed: int) -> np.ndarray:
@@ -61,9 +64,10 @@ StrategyFactory = Callable[[int, float], Strategy]
 """``(random_state, l2) -> Strategy``: builds a round's strategy object."""
 
 
-def _strategy_for_round(
+def strategy_for_round(
     name: str | StrategyFactory, seed: int, round_: int, l2: float, params: dict
 ) -> Strategy:
+    """The strategy object of one round, seeded for it, using the model's chosen ridge."""
     if callable(name):
         return name(round_seed(seed, round_, getattr(name, "__name__", "custom")), l2)
     strategy = make_strategy(name, random_state=round_seed(seed, round_, name), **params)
@@ -146,7 +150,7 @@ def run_rounds(
                 )
             if on_phase:
                 on_phase("select")
-            strat = _strategy_for_round(strategy, seed, r, model_l2, params)
+            strat = strategy_for_round(strategy, seed, r, model_l2, params)
             t = time.perf_counter()
             picks = strat.select(X, y, budget)
             select_s = time.perf_counter() - t

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -13,6 +14,8 @@ from ralif.bench.store import ResultStore
 from ralif.data import Dataset, load_dataset
 from ralif.loop import initial_labeled_set, run_rounds
 from ralif.strategies import STRATEGIES
+
+SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
 
 
 @dataclass
@@ -32,12 +35,21 @@ class BenchConfig:
     imbalance: float | None = None
     dim: int | None = None
     l2: float | str = "auto"
+    scenario: str = "fixed"
+    encoder_epochs: int = 15
+    pool_size: int | None = None
+    test_size: int | None = None
+    mc_samples: int = 10
+    device: str = "auto"
 
     def identity(self) -> dict:
         """The fields that define the benchmark (stored with its results)."""
         d = asdict(self)
-        for k in ("strategies", "seeds", "rounds"):
+        for k in ("strategies", "seeds", "rounds", "device"):
             d.pop(k)
+        if self.scenario in ("fixed", "embeddings"):
+            for k in ("encoder_epochs", "mc_samples"):
+                d.pop(k)
         return d
 
     def check(self) -> None:
@@ -51,6 +63,15 @@ class BenchConfig:
         for name in ("seeds", "rounds", "init", "budget"):
             if getattr(self, name) < 1:
                 raise RalifInputError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.scenario not in SCENARIOS:
+            raise RalifInputError(
+                f"--scenario must be one of {', '.join(SCENARIOS)}; got {self.scenario!r}"
+            )
+        network_only = [s for s in self.strategies if s in ("bald_mc", "entropy_mc")]
+        if network_only and not self.scenario.startswith("scratch"):
+            raise RalifInputError(
+                f"{', '.join(network_only)} need a network: use --scenario scratch-cnn or scratch-resnet18"
+            )
 
 
 def _progress(total: int, initial: int, quiet: bool):
@@ -87,7 +108,13 @@ def run_benchmark(
     """
     config.check()
     store = ResultStore(out, config.identity())
-    data = data or load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
+    deep = config.scenario.startswith("scratch")
+    if deep:
+        data = data or load_image_data(config)
+    else:
+        data = _subsample(
+            data or load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance), config
+        )
     if config.init + config.rounds * config.budget > len(data.y):
         raise RalifInputError(
             f"init {config.init} + {config.rounds} rounds x budget {config.budget} exceeds the pool ({len(data.y)} items)"
@@ -103,23 +130,99 @@ def run_benchmark(
                 continue
             initial = initial_labeled_set(len(data.y), config.init, seed)
             bar.set_description(f"{name} seed {seed}")
-            for result in run_rounds(
-                data.X,
-                data.y,
-                data.X_test,
-                data.y_test,
-                name,
-                initial,
-                config.budget,
-                config.rounds,
-                seed=seed,
-                l2=config.l2,
-                done=prior,
-            ):
+            if deep:
+                rounds = _deep_rounds(config, data, name, initial, seed, prior, Path(out), quiet)
+            else:
+                rounds = run_rounds(
+                    data.X,
+                    data.y,
+                    data.X_test,
+                    data.y_test,
+                    name,
+                    initial,
+                    config.budget,
+                    config.rounds,
+                    seed=seed,
+                    l2=config.l2,
+                    done=prior,
+                )
+            for result in rounds:
                 store.add(name, seed, result)
                 bar.set_postfix(round=result.round, acc=f"{result.accuracy:.3f}")
                 bar.update(1)
     return store
+
+
+def _subsample(data: Dataset, config: BenchConfig) -> Dataset:
+    """Keep a fixed random ``pool_size`` of the pool and ``test_size`` of the test set."""
+    rng = np.random.default_rng(0)
+    X, y, Xt, yt = data.X, data.y, data.X_test, data.y_test
+    if config.pool_size and config.pool_size < len(y):
+        keep = np.sort(rng.choice(len(y), config.pool_size, replace=False))
+        X, y = X[keep], y[keep]
+    if config.test_size and config.test_size < len(yt):
+        keep = np.sort(rng.choice(len(yt), config.test_size, replace=False))
+        Xt, yt = Xt[keep], yt[keep]
+    return Dataset(data.name, X, y, Xt, yt)
+
+
+def load_image_data(config: BenchConfig) -> Dataset:
+    """Images for the deep scenarios, long-tailed and subsampled as configured."""
+    from ralif.data import load_images
+    from ralif.data.transforms import long_tailed_indices
+
+    X, y, Xt, yt = load_images(config.dataset)
+    if config.imbalance and config.imbalance > 1:
+        keep = long_tailed_indices(y, config.imbalance)
+        X, y = X[keep], y[keep]
+    return _subsample(Dataset(config.dataset, X, y, Xt, yt), config)
+
+
+def _deep_rounds(config, data, name, initial, seed, prior, out: Path, quiet: bool):
+    from tqdm.auto import tqdm
+
+    from ralif.deep import DeepScenario, run_deep_rounds
+    from ralif.models import TrainConfig
+
+    scenario = DeepScenario(
+        encoder=config.scenario.removeprefix("scratch-"),
+        train=TrainConfig(epochs=config.encoder_epochs, device=config.device),
+        mc_samples=config.mc_samples,
+        checkpoint_dir=out / "checkpoints",
+    )
+    epochs = tqdm(
+        total=config.encoder_epochs,
+        disable=quiet,
+        leave=False,
+        unit="epoch",
+        file=sys.stderr,
+        position=1,
+    )
+
+    def on_epoch(epoch: int, loss: float) -> None:
+        if epoch == 0:
+            epochs.reset()
+        epochs.set_postfix(loss=f"{loss:.3f}")
+        epochs.update(1)
+
+    try:
+        yield from run_deep_rounds(
+            data.X,
+            data.y,
+            data.X_test,
+            data.y_test,
+            name,
+            initial,
+            config.budget,
+            config.rounds,
+            scenario=scenario,
+            seed=seed,
+            l2=config.l2,
+            done=prior,
+            on_epoch=on_epoch,
+        )
+    finally:
+        epochs.close()
 
 
 def class_counts(data: Dataset) -> np.ndarray:

@@ -18,11 +18,13 @@ import numpy as np
 from ralif._validation import RalifInputError
 from ralif.loop import RoundResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 COLUMNS = (
     "strategy", "seed", "round", "n_labeled", "accuracy", "macro_f1",
-    "select_seconds", "fit_seconds", "l2",
+    "select_seconds", "fit_seconds", "l2", "net_accuracy", "train_seconds", "extract_seconds",
 )  # fmt: skip
+# Columns added after version 1, with their types: the migration adds them.
+_ADDED_IN_2 = (("net_accuracy", "REAL"), ("train_seconds", "REAL"), ("extract_seconds", "REAL"))
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,6 +39,9 @@ CREATE TABLE IF NOT EXISTS results (
     fit_seconds REAL NOT NULL,
     l2 REAL,
     picks TEXT NOT NULL,
+    net_accuracy REAL,
+    train_seconds REAL,
+    extract_seconds REAL,
     PRIMARY KEY (strategy, seed, round)
 );
 """
@@ -83,7 +88,11 @@ class ResultStore:
                 "use another --out folder"
             )
         self.config = stored if stored is not None else config
+        present = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
         with self.db:
+            for name, kind in _ADDED_IN_2:
+                if name not in present:
+                    self.db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
             self.db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -109,11 +118,13 @@ class ResultStore:
         """Commit one round, then append it to the CSV."""
         row = (
             strategy, seed, result.round, result.n_labeled, result.accuracy, result.macro_f1,
-            result.select_seconds, result.fit_seconds, result.l2,
+            result.select_seconds, result.fit_seconds, result.l2, _nullable(result.net_accuracy),
+            _nullable(result.train_seconds), _nullable(result.extract_seconds),
         )  # fmt: skip
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO results VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO results ({', '.join(COLUMNS)}, picks) "
+                f"VALUES ({', '.join('?' * (len(COLUMNS) + 1))})",
                 (*row, json.dumps(result.picks.tolist())),
             )
         with open(self.csv_path, "a", newline="", encoding="utf-8") as fh:
@@ -157,5 +168,9 @@ def open_results(folder: str | os.PathLike) -> ResultStore:
     return ResultStore(folder)
 
 
+def _nullable(v: float) -> float | None:
+    return None if v is None or np.isnan(v) else float(v)
+
+
 def _format(row: tuple) -> list:
-    return [f"{v:.6g}" if isinstance(v, float) else v for v in row]
+    return ["" if v is None else f"{v:.6g}" if isinstance(v, float) else v for v in row]

@@ -92,6 +92,63 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return X, y, Xt, yt
 
 
+def _digits_images(X: np.ndarray) -> np.ndarray:
+    return np.clip(X * 16, 0, 255).astype(np.uint8).reshape(-1, 1, 8, 8)
+
+
+def load_images(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Images as (n, channels, height, width) uint8 or float, with labels and a test split.
+
+    For the deep scenarios: ``"fashion-mnist"`` (1 x 28 x 28), ``"digits"`` (1 x 8 x 8,
+    scaled to 0-255), or an ``.npz`` whose ``X`` holds images (n, h, w) or (n, c, h, w).
+    """
+    if name in ("fashion-mnist", "digits"):
+        _, X, y, Xt, yt, _ = _raw(name)
+        if name == "digits":  # 8x8 images with values 0-16
+            return _digits_images(X), y, _digits_images(Xt), yt
+        return X[:, None], y, Xt[:, None], yt
+    path = Path(name)
+    if path.suffix.lower() != ".npz":
+        raise RalifInputError(
+            f"unknown image dataset {name!r}: use fashion-mnist, digits or an .npz"
+        )
+    from ralif.io import _load_numpy
+
+    archive = _load_numpy(path, "dataset")
+    try:
+        arrays = {k: archive[k] for k in ("X", "y", "X_test", "y_test") if k in archive.files}
+    except ValueError:
+        raise RalifInputError(f"refusing to read {path}: it holds pickled Python objects") from None
+    finally:
+        archive.close()
+    if "X" not in arrays or "y" not in arrays:
+        raise RalifInputError(f"{path} must hold arrays X and y")
+    out = []
+    for key in ("X", "X_test"):
+        if key not in arrays:
+            continue
+        imgs = arrays[key]
+        if imgs.ndim == 3:
+            imgs = imgs[:, None]
+        if imgs.ndim != 4:
+            raise RalifInputError(
+                f"{path.name}: {key} must hold images (n, h, w) or (n, c, h, w), got shape {imgs.shape}"
+            )
+        out.append(imgs)
+    y = check_labels(arrays["y"], len(out[0]), f"{path.name}: y")
+    if len(out) == 2:
+        return (
+            out[0],
+            y,
+            out[1],
+            check_labels(arrays["y_test"], len(out[1]), f"{path.name}: y_test"),
+        )
+    rng = np.random.default_rng(0)
+    test = rng.permutation(len(y))[: len(y) // 4]
+    keep = np.setdiff1d(np.arange(len(y)), test)
+    return out[0][keep], y[keep], out[0][test], y[test]
+
+
 def load_dataset(name: str, dim: int | None = None, imbalance: float | None = None) -> Dataset:
     """Load a benchmark dataset as fixed features.
 

@@ -16,6 +16,7 @@ from ralif.strategies.baselines import (
     RandomFallbackWarning,
     TypiClust,
 )
+from ralif.strategies.network import MCDropoutBALD, MCDropoutEntropy
 from ralif.strategies.ralif import RALIF, DiversityFallbackWarning
 
 _CLASSES: tuple[type[Strategy], ...] = (
@@ -29,6 +30,8 @@ _CLASSES: tuple[type[Strategy], ...] = (
     BADGE,
     ISAL,
     TypiClust,
+    MCDropoutBALD,
+    MCDropoutEntropy,
 )
 
 STRATEGIES: dict[str, tuple[type[Strategy], dict[str, object]]] = {
@@ -77,6 +80,8 @@ __all__ = [
     "DiversityFallbackWarning",
     "Entropy",
     "LeastConfidence",
+    "MCDropoutBALD",
+    "MCDropoutEntropy",
     "Margin",
     "Random",
     "RandomFallbackWarning",

@@ -202,14 +202,34 @@ class BADGE(_HeadStrategy):
     ----------
     l2 : float or "auto", default="auto"
         Ridge strength of the head.
+    network_proba : callable, optional
+        ``indices -> (n, C)`` probabilities of a network whose last layer reads the
+        features ``X``; its gradients are then those of the network's last layer,
+        instead of the refitted head's.
     random_state : None, int or Generator
     """
 
     name = "badge"
     score_meaning = "gradient-embedding norm"
 
+    def __init__(
+        self, l2: float | str = "auto", network_proba: object = None, random_state: object = None
+    ) -> None:
+        self.l2 = l2
+        self.network_proba = network_proba
+        self.random_state = random_state
+
+    def _select(self, X, labeled, y_labeled, pool, budget, rng):
+        if self.network_proba is not None:
+            return self._select_with_proba(
+                np.array(self.network_proba(pool), dtype=np.float64), X, pool, budget, rng
+            )
+        return super()._select(X, labeled, y_labeled, pool, budget, rng)
+
     def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
-        P = pool_proba(head, X, pool)
+        return self._select_with_proba(pool_proba(head, X, pool), X, pool, budget, rng)
+
+    def _select_with_proba(self, P, X, pool, budget, rng):
         P[np.arange(len(pool)), P.argmax(axis=1)] -= 1.0
         Xp = X[pool]
         rows = gradient_kmeans_pp_select(P, Xp, budget, random_state=rng)

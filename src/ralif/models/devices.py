@@ -1,0 +1,22 @@
+"""Choosing the device: everything runs on CPU; CUDA is used when present."""
+
+from __future__ import annotations
+
+import torch
+
+from ralif._validation import RalifInputError
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RalifInputError("--device cuda was asked for, but no CUDA device is available")
+        return torch.device(device)
+    raise RalifInputError(f"device must be auto, cpu or cuda[:N]; got {device!r}")
