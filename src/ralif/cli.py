@@ -9,6 +9,7 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -189,6 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, help="results folder")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    embed = sub.add_parser(
+        "embed-text",
+        help="embed a CSV of texts with the offline MiniLM sentence encoder",
+        description="Write an .npz with X (384-d embeddings, one row per CSV row) and, "
+        "with --label-column, y (-1 where the label is empty), ready for select and bench.",
+    )
+    embed.add_argument("--csv", required=True, help="CSV file with a header row")
+    embed.add_argument(
+        "--text-column", default="text", help="column holding the texts (default text)"
+    )
+    embed.add_argument("--label-column", default=None, help="column holding integer labels, if any")
+    embed.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    embed.add_argument("--out", required=True, help="output .npz")
+    embed.add_argument("--quiet", action="store_true", help="no progress bar")
+
     report = sub.add_parser(
         "report",
         help="learning curves, AUBC and win/tie/loss from a results folder",
@@ -293,6 +309,40 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_embed_text(args: argparse.Namespace) -> int:
+    import csv
+
+    from ralif.models.text import embed_texts
+
+    try:
+        with open(args.csv, newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise RalifInputError(f"texts file not found: {args.csv}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise RalifInputError(f"cannot read {args.csv} as UTF-8 CSV: {exc}") from None
+    if not rows:
+        raise RalifInputError(f"{args.csv} has no rows")
+    for col in filter(None, (args.text_column, args.label_column)):
+        if col not in rows[0]:
+            raise RalifInputError(
+                f"{args.csv} has no column {col!r} (columns: {', '.join(rows[0])})"
+            )
+    X = embed_texts([r[args.text_column] or "" for r in rows], device=args.device, quiet=args.quiet)
+    arrays = {"X": X}
+    if args.label_column:
+        cells = [r[args.label_column].strip() for r in rows]
+        arrays["y"] = check_labels(
+            np.array([float(c) if c else np.nan for c in cells]), len(rows), "labels"
+        )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **arrays)
+    if not args.quiet:
+        print(f"wrote {X.shape[0]} embeddings of {X.shape[1]} dimensions to {out}", file=sys.stderr)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from ralif.bench.report import make_report
 
@@ -323,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": _cmd_demo,
             "bench": _cmd_bench,
             "report": _cmd_report,
+            "embed-text": _cmd_embed_text,
         }
         return command[args.command](args)
     except RalifInputError as exc:
