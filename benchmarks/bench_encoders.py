@@ -57,12 +57,16 @@ def main() -> None:
     for enc in args.encoders.split(","):
         model = make_encoder(enc, 1, 10)
         items = X[: args.extract]
-        t_ext = timed(lambda m=model: extract_features(m, items, device=device), args.repeats)
         config = TrainConfig(epochs=1, min_steps=0, device=str(device))
-        t_epoch = timed(
-            lambda e=enc: train_classifier(make_encoder(e, 1, 10), X[:1000], y[:1000], config),
-            args.repeats,
-        )
+
+        def extract(m=model, imgs=items):
+            return extract_features(m, imgs, device=device)
+
+        def epoch(e=enc, c=config):
+            return train_classifier(make_encoder(e, 1, 10), X[:1000], y[:1000], c)
+
+        t_ext = timed(extract, args.repeats)
+        t_epoch = timed(epoch, args.repeats)
         print(f"| {enc} | {len(items) / t_ext:,.0f} | {t_epoch:.2f} |", flush=True)
 
 

@@ -114,6 +114,6 @@ def test_scratch_bench_cli_end_to_end(tmp_path):
     assert text[0].endswith("net_accuracy,train_seconds,extract_seconds")
     assert len(text) == 1 + 2 * 2
     r = subprocess.run(
-        args[:-1] + ["--scenario", "fixed"], capture_output=True, text=True, timeout=600
+        [*args[:-1], "--scenario", "fixed"], capture_output=True, text=True, timeout=600
     )
     assert r.returncode == 2 and "need a network" in r.stderr
