@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from ralif.deep import DeepScenario, run_deep_rounds  # noqa: E402
 from ralif.loop import initial_labeled_set  # noqa: E402
 from ralif.models import TrainConfig  # noqa: E402
-from tests.test_models import squares  # noqa: E402
+from tests.test_models import _free_port, squares  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -117,3 +117,29 @@ def test_scratch_bench_cli_end_to_end(tmp_path):
         [*args[:-1], "--scenario", "fixed"], capture_output=True, text=True, timeout=600
     )
     assert r.returncode == 2 and "need a network" in r.stderr
+
+
+def test_torchrun_with_two_cpu_processes_writes_each_round_once(tmp_path):
+    X, y = squares(80, seed=3, size=12)
+    np.savez(tmp_path / "imgs.npz", X=(X * 60 + 100).clip(0, 255).astype(np.uint8), y=y)
+    out = tmp_path / "ddp"
+    port = str(_free_port())
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        port,
+    ]
+    args = [
+        "-m", "ralif.cli", "bench", "--scenario", "scratch-cnn", "--dataset", str(tmp_path / "imgs.npz"),
+        "--strategies", "ralif", "--seeds", "1", "--rounds", "1", "--init", "10", "--budget", "5",
+        "--epochs", "1", "--device", "cpu", "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([*torchrun, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = (out / "results.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2  # rounds 0 and 1, written once although two processes ran them

@@ -287,6 +287,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     config.check()
     if config.scenario.startswith("scratch"):
         store = run_benchmark(config, args.out, quiet=args.quiet)
+        if store is None:  # a torchrun process other than rank 0
+            return 0
         store.close()
         if not args.quiet:
             print(f"results: {store.db_path} and {store.csv_path}", file=sys.stderr)

@@ -64,16 +64,38 @@ def _checkpoint_path(scenario: DeepScenario, strategy: str, seed: int) -> Path |
     return Path(scenario.checkpoint_dir) / f"{strategy}-seed{seed}.pt"
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def _save(path: Path | None, round_: int, model: torch.nn.Module) -> None:
+    """Rank 0 writes the checkpoint; every process waits until it is there."""
     if path is None:
+        return
+    if _distributed() and torch.distributed.get_rank() != 0:
+        torch.distributed.barrier()
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"round": round_, "state": model.state_dict()}, tmp)
     tmp.replace(path)
+    if _distributed():
+        torch.distributed.barrier()
 
 
 def _load(path: Path | None, round_: int, model: torch.nn.Module) -> bool:
+    """Load round ``round_``'s network if checkpointed; all processes follow rank 0."""
+    found = _try_load(path, round_, model)
+    if _distributed():
+        # One process loading while another trains would deadlock data-parallel training.
+        box = [found]
+        torch.distributed.broadcast_object_list(box, src=0)
+        if box[0] != found:
+            raise RuntimeError(f"processes disagree about checkpoint {path}")
+    return found
+
+
+def _try_load(path: Path | None, round_: int, model: torch.nn.Module) -> bool:
     if path is None or not path.is_file():
         return False
     try:

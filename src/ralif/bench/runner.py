@@ -107,8 +107,11 @@ def run_benchmark(
     ResultStore
     """
     config.check()
-    store = ResultStore(out, config.identity())
     deep = config.scenario.startswith("scratch")
+    rank = _init_distributed() if deep else 0
+    # Under torchrun every process runs the same rounds (training is data-parallel);
+    # only rank 0 reads and writes the store, and tells the others what is done.
+    store = ResultStore(out, config.identity()) if rank == 0 else None
     if deep:
         data = data or load_image_data(config)
     else:
@@ -120,10 +123,11 @@ def run_benchmark(
             f"init {config.init} + {config.rounds} rounds x budget {config.budget} exceeds the pool ({len(data.y)} items)"
         )
     runs = [(seed, s) for seed in range(config.seeds) for s in config.strategies]
-    done = {(seed, s): store.done_picks(s, seed) for seed, s in runs}
+    done = {(seed, s): store.done_picks(s, seed) for seed, s in runs} if store is not None else None
+    done = _broadcast(done)
     total = len(runs) * (config.rounds + 1)
     finished = sum(min(len(v), config.rounds + 1) for v in done.values())
-    with _progress(total, finished, quiet) as bar:
+    with _progress(total, finished, quiet or rank != 0) as bar:
         for seed, name in runs:
             prior = done[(seed, name)]
             if len(prior) > config.rounds:
@@ -147,10 +151,36 @@ def run_benchmark(
                     done=prior,
                 )
             for result in rounds:
-                store.add(name, seed, result)
+                if store is not None:
+                    store.add(name, seed, result)
                 bar.set_postfix(round=result.round, acc=f"{result.accuracy:.3f}")
                 bar.update(1)
     return store
+
+
+def _init_distributed() -> int:
+    """Join the process group when launched by torchrun; returns this process's rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank()
+
+
+def _broadcast(obj: object) -> object:
+    """Rank 0's ``obj`` on every process (itself when not distributed)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _subsample(data: Dataset, config: BenchConfig) -> Dataset:
