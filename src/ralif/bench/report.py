@@ -28,6 +28,9 @@ class Curves:
     select_seconds: dict[str, np.ndarray]
     fit_seconds: dict[str, np.ndarray]
     seeds: list[int]
+    net_accuracy: dict[str, np.ndarray] | None = None
+    train_seconds: dict[str, np.ndarray] | None = None
+    extract_seconds: dict[str, np.ndarray] | None = None
 
 
 def load_curves(rows: list[dict]) -> Curves:
@@ -47,7 +50,10 @@ def load_curves(rows: list[dict]) -> Curves:
     rounds = np.array(complete)
 
     def grid(s: str, key: str) -> np.ndarray:
-        return np.array([[by[(s, seed)][k][key] for k in rounds] for seed in seeds], dtype=float)
+        cells = [[by[(s, seed)][k].get(key) for k in rounds] for seed in seeds]
+        return np.array([[np.nan if v is None else v for v in row] for row in cells], dtype=float)
+
+    deep = any(r.get("net_accuracy") is not None for r in rows)
 
     return Curves(
         strategies=strategies,
@@ -58,6 +64,9 @@ def load_curves(rows: list[dict]) -> Curves:
         select_seconds={s: grid(s, "select_seconds") for s in strategies},
         fit_seconds={s: grid(s, "fit_seconds") for s in strategies},
         seeds=seeds,
+        net_accuracy={s: grid(s, "net_accuracy") for s in strategies} if deep else None,
+        train_seconds={s: grid(s, "train_seconds") for s in strategies} if deep else None,
+        extract_seconds={s: grid(s, "extract_seconds") for s in strategies} if deep else None,
     )
 
 
@@ -95,12 +104,26 @@ def markdown(c: Curves, title: str) -> tuple[str, str]:
     lines.append(
         f"{len(c.seeds)} seeds, rounds 0–{int(c.rounds.max())}, {int(c.n_labeled[0])} → {int(c.n_labeled[-1])} labels. "
         "AUBC: mean test accuracy (and macro-F1) over rounds 1–R, in %, mean ± std over seeds."
+        + (
+            " Head: the linear head refit on the encoder's features (what the per-round and "
+            "win/tie/loss tables use); network: the encoder's own classifier."
+            if c.net_accuracy is not None
+            else ""
+        )
     )
     lines.append("")
-    table = [
-        "| strategy | AUBC accuracy | AUBC macro-F1 | rounds ≥ random | select s/round | fit s/round |",
-        "|---|---|---|---|---|---|",
-    ]
+    deep = c.net_accuracy is not None
+    if deep:
+        table = [
+            "| strategy | AUBC head accuracy | AUBC network accuracy | AUBC macro-F1 | rounds ≥ random "
+            "| select s/round | train s/round | extract s/round |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+    else:
+        table = [
+            "| strategy | AUBC accuracy | AUBC macro-F1 | rounds ≥ random | select s/round | fit s/round |",
+            "|---|---|---|---|---|---|",
+        ]
     rand = c.accuracy["random"].mean(axis=0) if has_random else None
     for s in c.strategies:
         acc, f1 = aubc(c.accuracy[s], c.rounds), aubc(c.macro_f1[s], c.rounds)
@@ -110,7 +133,14 @@ def markdown(c: Curves, title: str) -> tuple[str, str]:
             ge = f"{int(ok.sum())}/{int(after.sum())}"
         sel = c.select_seconds[s][:, after].mean() if after.any() else 0.0
         fit = c.fit_seconds[s].mean()
-        table.append(f"| {s} | {_pm(acc)} | {_pm(f1)} | {ge} | {sel:.3f} | {fit:.3f} |")
+        if deep:
+            net = aubc(c.net_accuracy[s], c.rounds)
+            train, extract = np.nanmean(c.train_seconds[s]), np.nanmean(c.extract_seconds[s])
+            table.append(
+                f"| {s} | {_pm(acc)} | {_pm(net)} | {_pm(f1)} | {ge} | {sel:.3f} | {train:.2f} | {extract:.2f} |"
+            )
+        else:
+            table.append(f"| {s} | {_pm(acc)} | {_pm(f1)} | {ge} | {sel:.3f} | {fit:.3f} |")
     aubc_table = "\n".join(table)
     lines += ["## Area under the learning curve", "", aubc_table, ""]
     if has_random:
@@ -159,24 +189,41 @@ def plot(c: Curves, title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
-    colors = plt.get_cmap("tab10")
+    panels = [("Test accuracy (%)", c.accuracy), ("Test macro-F1 (%)", c.macro_f1)]
+    if c.net_accuracy is not None:
+        panels = [
+            ("Head test accuracy (%)", c.accuracy),
+            ("Network test accuracy (%)", c.net_accuracy),
+            ("Head test macro-F1 (%)", c.macro_f1),
+        ]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(6 * len(panels), 4.8), constrained_layout=True
+    )
+    many = len(c.strategies) > 10
+    colors = plt.get_cmap("tab20" if many else "tab10")
     for i, s in enumerate(c.strategies):
+        color = colors(i % (20 if many else 10))
+        dash = ":" if s.startswith("ralif_") else "-"
         style = (
-            {"color": "black", "linestyle": "--"} if s == "random" else {"color": colors(i % 10)}
+            {"color": "black", "linestyle": "--"}
+            if s == "random"
+            else {"color": color, "linestyle": dash}
         )
         width = 2.4 if s == "ralif" else 1.5
-        for ax, values in zip(axes, (c.accuracy[s], c.macro_f1[s]), strict=True):
-            m, sd = values.mean(axis=0) * 100, values.std(axis=0) * 100
+        for ax, (_, values) in zip(axes, panels, strict=True):
+            m, sd = np.nanmean(values[s], axis=0) * 100, np.nanstd(values[s], axis=0) * 100
             ax.plot(c.n_labeled, m, label=s, linewidth=width, marker="o", markersize=3, **style)
             ax.fill_between(
                 c.n_labeled, m - sd, m + sd, alpha=0.15, color=style["color"], linewidth=0
             )
-    for ax, what in zip(axes, ("Test accuracy (%)", "Test macro-F1 (%)"), strict=True):
+    for ax, (what, _) in zip(axes, panels, strict=True):
         ax.set_xlabel("Labeled items")
         ax.set_ylabel(what)
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right", fontsize=9)
+    if many:
+        axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
+    else:
+        axes[0].legend(loc="lower right", fontsize=9)
     fig.suptitle(f"{title}: mean ± std over {len(c.seeds)} seeds")
     fig.savefig(path, dpi=150)
     plt.close(fig)
