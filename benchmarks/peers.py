@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--subsample", type=int, default=10_000)
     ap.add_argument("--quick", action="store_true", help="timing only")
+    ap.add_argument("--budget", type=int, default=100, help="batch size of the timed query")
     ap.add_argument("--strategies", default=",".join(PAIRS))
     args = ap.parse_args()
     names = [s for s in args.strategies.split(",") if s]
@@ -114,7 +115,9 @@ def main() -> None:
     init = initial_labeled_set(len(data.y), 100, seed=0)
     y = np.full(len(data.y), -1)
     y[init] = data.y[init]
-    print(f"\nquery time: pool {int((y < 0).sum())} items, PCA-64, 100 labeled, budget 100")
+    print(
+        f"\nquery time: pool {int((y < 0).sum())} items, PCA-64, 100 labeled, budget {args.budget}"
+    )
     print("| strategy | ralif (s) | scikit-activeml (s) | ratio |\n|---|---|---|---|")
     for name in names:
         ours, _ = time_query(
@@ -125,11 +128,11 @@ def main() -> None:
             ),
             data.X,
             y,
-            100,
+            args.budget,
             args.repeats,
         )
         theirs, runs = time_query(
-            Peer(PAIRS[name], classes, 0.01, random_state=0), data.X, y, 100, args.repeats
+            Peer(PAIRS[name], classes, 0.01, random_state=0), data.X, y, args.budget, args.repeats
         )
         note = "" if runs == args.repeats else f" ({runs} run)"
         print(f"| {name} | {ours:.3f} | {theirs:.2f}{note} | {theirs / ours:.0f}x |", flush=True)

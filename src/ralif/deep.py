@@ -123,6 +123,7 @@ def run_deep_rounds(
     l2: float | str = "auto",
     done: Sequence[np.ndarray] = (),
     on_epoch: Callable[[int, float], None] | None = None,
+    on_extract: Callable[[int], None] | None = None,
 ) -> Iterator[RoundResult]:
     """Simulate labeling rounds with an encoder retrained from scratch each round.
 
@@ -156,8 +157,8 @@ def run_deep_rounds(
             _save(ckpt, r, model)
         train_s = time.perf_counter() - t
         t = time.perf_counter()
-        phi = extract_features(model, images, device=device)
-        phi_test = extract_features(model, test_images, device=device)
+        phi = extract_features(model, images, device=device, progress=on_extract)
+        phi_test = extract_features(model, test_images, device=device, progress=on_extract)
         return model, phi, phi_test, train_s, time.perf_counter() - t
 
     start = len(done)

@@ -235,6 +235,22 @@ def _deep_rounds(config, data, name, initial, seed, prior, out: Path, quiet: boo
         epochs.set_postfix(loss=f"{loss:.3f}")
         epochs.update(1)
 
+    n_items = len(data.y) + len(data.y_test)
+    extract = tqdm(
+        total=n_items,
+        disable=quiet,
+        leave=False,
+        unit="img",
+        file=sys.stderr,
+        position=2,
+        desc="features",
+    )
+
+    def on_extract(done: int) -> None:
+        if extract.n >= n_items:
+            extract.reset()
+        extract.update(done)
+
     try:
         yield from run_deep_rounds(
             data.X,
@@ -250,9 +266,11 @@ def _deep_rounds(config, data, name, initial, seed, prior, out: Path, quiet: boo
             l2=config.l2,
             done=prior,
             on_epoch=on_epoch,
+            on_extract=on_extract,
         )
     finally:
         epochs.close()
+        extract.close()
 
 
 def class_counts(data: Dataset) -> np.ndarray:

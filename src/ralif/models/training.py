@@ -187,12 +187,18 @@ def train_classifier(
 
 @torch.no_grad()
 def _batched(
-    fn: Callable[[torch.Tensor], torch.Tensor], images, batch_size: int, device: torch.device
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    images,
+    batch_size: int,
+    device: torch.device,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     outs = []
     for start in range(0, len(images), batch_size):
         xb = _to_tensor(images[start : start + batch_size]).to(device, non_blocking=True)
         outs.append(fn(xb).float().cpu())
+        if progress is not None:
+            progress(len(xb))
     return torch.cat(outs).numpy()
 
 
@@ -202,6 +208,7 @@ def extract_features(
     batch_size: int = 512,
     device: str | torch.device = "auto",
     features: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Features of every image, in eval mode (deterministic), as float32.
 
@@ -214,6 +221,8 @@ def extract_features(
     images : array of shape (N, channels, height, width)
     batch_size : int
     device : str or torch.device
+    progress : callable, optional
+        Called with the number of images done after every batch.
 
     Returns
     -------
@@ -226,7 +235,7 @@ def extract_features(
         raise RalifInputError(
             f"{type(model).__name__} has no features() method; pass features=callable(images) -> vectors"
         )
-    return _batched(fn, images, batch_size, device).astype(np.float32)
+    return _batched(fn, images, batch_size, device, progress).astype(np.float32)
 
 
 def predict_proba(
