@@ -37,7 +37,7 @@ import ralif
 from ralif import LinearHead
 from ralif.influence import pool_influence
 from ralif.scores import margin, truncated_expectation
-from ralif.selectors import candidate_set, kmeans_pp_select
+from ralif.selectors import kmeans_pp_select, uncertain_candidate_set
 
 N_POOL = 59_000
 
@@ -85,11 +85,7 @@ def breakdown(X, y, budget, l2, repeats):
         infl = pool_influence(head, XL, y[lab], X, pool)
         t2 = time.perf_counter()
         scores = truncated_expectation(infl.delta, infl.proba)
-        # The default candidate rule: the 20 % most uncertain compete on influence.
-        uncertain = candidate_set(margin(infl.proba), 0.2, budget)
-        ranked = np.full(len(scores), np.inf)
-        ranked[uncertain] = scores[uncertain]
-        cand = candidate_set(ranked, 0.1, budget)
+        cand = uncertain_candidate_set(scores, margin(infl.proba), 0.1, budget)
         t3 = time.perf_counter()
         kmeans_pp_select(X[pool[cand]], budget, first=0, X_reference=XL, random_state=0)
         t4 = time.perf_counter()

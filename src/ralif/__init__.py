@@ -5,7 +5,7 @@ from ralif.api import select
 from ralif.head import LinearHead
 from ralif.influence import influence_matrix
 from ralif.scores import authors_score, kept_classes, truncated_expectation
-from ralif.selectors import candidate_set, kmeans_pp_select, top_k
+from ralif.selectors import candidate_set, kmeans_pp_select, top_k, uncertain_candidate_set
 from ralif.strategies import RALIF, STRATEGIES, DiversityFallbackWarning, Strategy, make_strategy
 
 __version__ = "0.1.0"
@@ -26,4 +26,5 @@ __all__ = [
     "select",
     "top_k",
     "truncated_expectation",
+    "uncertain_candidate_set",
 ]

@@ -68,6 +68,35 @@ def candidate_set(scores: np.ndarray, fraction: float, budget: int) -> np.ndarra
     return top_k(scores, m, largest=False)
 
 
+def uncertain_candidate_set(
+    scores: np.ndarray, margins: np.ndarray, fraction: float, budget: int
+) -> np.ndarray:
+    """The best ``fraction`` by score among the ``2 * fraction`` smallest margins.
+
+    RALIF's default candidate rule: only the most uncertain items (by the top-2
+    probability gap) compete on influence, which on its own favours high-leverage
+    outliers. Never fewer than ``budget`` items; best first.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (N,)
+        Lower is better.
+    margins : ndarray of shape (N,)
+        Top-2 probability gaps (lower = more uncertain).
+    fraction : float
+        ``rho`` in (0, 1].
+    budget : int
+
+    Returns
+    -------
+    indices : ndarray
+    """
+    uncertain = candidate_set(margins, min(1.0, 2 * fraction), budget)
+    ranked = np.full(len(scores), np.inf)
+    ranked[uncertain] = scores[uncertain]
+    return candidate_set(ranked, fraction, budget)
+
+
 def min_sq_distances(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """``min_j ||x_i - y_j||^2`` for every row of ``X``, in blocks of ``Y`` (never |X| x |Y|)."""
     out = np.full(X.shape[0], np.inf, dtype=np.float64)

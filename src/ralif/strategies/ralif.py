@@ -10,7 +10,7 @@ from ralif._validation import RalifInputError, check_choice, check_in_range
 from ralif.head import LinearHead
 from ralif.influence import SOLVERS, TARGETS, PoolInfluence, pool_influence
 from ralif.scores import authors_score, margin, truncated_expectation
-from ralif.selectors import candidate_set, kmeans_pp_select
+from ralif.selectors import candidate_set, kmeans_pp_select, uncertain_candidate_set
 from ralif.strategies.base import Strategy
 
 SCORES = ("expected", "authors")
@@ -182,12 +182,9 @@ class RALIF(Strategy):
         )
         scores = self._score(infl)
         if self.candidates == "influence+margin":
-            # Only the most uncertain items (twice the candidate fraction, by margin)
-            # compete on influence: influence alone favours high-leverage outliers.
-            m = candidate_set(margin(infl.proba), min(1.0, 2 * self.candidate_fraction), budget)
-            ranked = np.full(len(scores), np.inf)
-            ranked[m] = scores[m]
-            cand = candidate_set(ranked, self.candidate_fraction, budget)
+            cand = uncertain_candidate_set(
+                scores, margin(infl.proba), self.candidate_fraction, budget
+            )
         else:
             cand = candidate_set(scores, self.candidate_fraction, budget)
         self.head_, self.influence_, self.candidates_ = head, infl, cand
