@@ -205,6 +205,50 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", required=True, help="output .npz")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    session = sub.add_parser(
+        "session", help="a durable labeling session (init, next, import-labels, status, export)"
+    )
+    ssub = session.add_subparsers(dest="session_command", required=True)
+    s_init = ssub.add_parser("init", help="create a session database over a features file")
+    s_init.add_argument(
+        "--features", required=True, help="features file (.npy, .npz, .csv, .parquet)"
+    )
+    s_init.add_argument(
+        "--items",
+        default=None,
+        help="manifest CSV with a path (image, relative to it) or text column per item",
+    )
+    s_init.add_argument("--classes", default="", help="comma-separated class names")
+    s_init.add_argument("--db", required=True, help="session database to create")
+    s_next = ssub.add_parser("next", help="pick and record the next batch")
+    s_next.add_argument("--db", required=True)
+    s_next.add_argument("--budget", type=int, required=True)
+    s_next.add_argument("--strategy", default="ralif", choices=sorted(STRATEGIES))
+    s_next.add_argument("--seed", type=int, default=None)
+    _add_ralif_options(s_next)
+    s_imp = ssub.add_parser(
+        "import-labels", help="import labels from a CSV with columns item,label"
+    )
+    s_imp.add_argument("labels", help="CSV file")
+    s_imp.add_argument("--db", required=True)
+    s_imp.add_argument("--who", default="import", help="who gave these labels")
+    s_imp.add_argument(
+        "--held-out", action="store_true", help="these labels form the held-out evaluation set"
+    )
+    s_stat = ssub.add_parser(
+        "status", help="progress, per-class counts, learning curve on held-out labels"
+    )
+    s_stat.add_argument("--db", required=True)
+    s_exp = ssub.add_parser("export", help="write the current labels")
+    s_exp.add_argument("--db", required=True)
+    s_exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    s_exp.add_argument("--out", required=True)
+
+    serve = sub.add_parser("serve", help="a local web page for labeling the current batch")
+    serve.add_argument("--db", required=True)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8765)
+
     report = sub.add_parser(
         "report",
         help="learning curves, AUBC and win/tie/loss from a results folder",
@@ -345,6 +389,54 @@ def _cmd_embed_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_session(args: argparse.Namespace) -> int:
+    from ralif.session import open_session
+    from ralif.session import workflow as wf
+
+    if args.session_command == "init":
+        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        with wf.init_session(args.db, args.features, classes, args.items) as s:
+            print(
+                f"created {args.db}: {s.n_items()} items, classes {', '.join(classes) or '(none)'}"
+            )
+        return 0
+    with open_session(args.db) as s:
+        if args.session_command == "next":
+            params = _ralif_params(args) if args.strategy.startswith("ralif") else {}
+            rid, picks = wf.next_batch(s, args.budget, args.strategy, args.seed, **params)
+            print(f"round {rid}: {len(picks)} items recorded")
+            print("item")
+            print("\n".join(str(i) for i in picks))
+        elif args.session_command == "import-labels":
+            n = wf.import_labels_csv(s, args.labels, args.who, args.held_out)
+            print(f"imported {n} labels into {args.db}")
+        elif args.session_command == "status":
+            st = wf.status(s)
+            print(
+                f"items {st['items']}: labeled {st['labeled']}, held out {st['held_out']}, "
+                f"waiting in batches {st['pending']}, rounds {st['rounds']}"
+            )
+            for name, count in st["per_class"].items():
+                print(f"  {name:<20} {count}")
+            if st["curve"]:
+                print("learning curve (held-out accuracy):")
+                for p in st["curve"]:
+                    print(
+                        f"  round {p['round']:>4}  {p['n_labeled']:>6} labels  {p['held_out_accuracy']:.3f}"
+                    )
+        else:
+            n = wf.export(s, args.out, args.format)
+            print(f"wrote {n} labels to {args.out}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ralif.session.server import serve
+
+    serve(args.db, host=args.host, port=args.port)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from ralif.bench.report import make_report
 
@@ -376,6 +468,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bench": _cmd_bench,
             "report": _cmd_report,
             "embed-text": _cmd_embed_text,
+            "session": _cmd_session,
+            "serve": _cmd_serve,
         }
         return command[args.command](args)
     except RalifInputError as exc:

@@ -1,0 +1,381 @@
+"""Labeling sessions: the store, the workflow, the server, crashes and a real browser."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import numpy as np
+import pytest
+
+from ralif import RalifInputError
+from ralif.session import create_session, open_session
+from ralif.session import workflow as wf
+
+pytest.importorskip("flask")
+pytest.importorskip("waitress")
+
+CLASSES = ["cat", "dog", "bird"]
+
+
+@pytest.fixture()
+def session(tmp_path, blobs):
+    X, y = blobs
+    np.save(tmp_path / "X.npy", X)
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    (tmp_path / "secret.txt").write_text("do not serve me")
+    with open(tmp_path / "items.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "text"])
+        for i in range(len(X)):
+            path = "imgs/a.png" if i == 0 else "../secret.txt" if i == 1 else ""
+            w.writerow([path, f"item number {i}"])
+    store = wf.init_session(tmp_path / "s.db", tmp_path / "X.npy", CLASSES, tmp_path / "items.csv")
+    yield store, y % 3
+    store.close()
+
+
+def test_labels_keep_history_and_the_last_write_wins(session):
+    s, _ = session
+    s.add_label(5, "cat", who="ann")
+    s.add_label(5, "dog", who="bob")
+    s.add_label(6, 2)
+    assert s.current_labels()[5] == (1, False)
+    assert [h["class_id"] for h in s.history(5)] == [0, 1]
+    s.add_label(5, None, who="ann", source="undo")
+    assert 5 not in s.current_labels()
+    assert len(s.history(5)) == 3
+
+
+def test_unknown_item_or_class_is_refused(session):
+    s, _ = session
+    with pytest.raises(RalifInputError, match="unknown item 100000"):
+        s.add_label(100000, "cat")
+    with pytest.raises(RalifInputError, match="unknown class 'fish'"):
+        s.add_label(3, "fish")
+    with pytest.raises(RalifInputError, match="unknown class 7"):
+        s.add_label(3, 7)
+    assert s.current_labels() == {}
+
+
+def test_import_is_all_or_nothing(session, tmp_path):
+    s, _ = session
+    (tmp_path / "bad.csv").write_text("item,label\n1,cat\n2,dog\n3,fish\n")
+    with pytest.raises(RalifInputError, match="unknown class 'fish'"):
+        wf.import_labels_csv(s, tmp_path / "bad.csv", who="x")
+    assert s.current_labels() == {}
+    (tmp_path / "good.csv").write_text("item,label\n1,cat\n2,1\n")
+    assert wf.import_labels_csv(s, tmp_path / "good.csv", who="x") == 2
+    assert s.current_labels() == {1: (0, False), 2: (1, False)}
+
+
+def test_same_request_twice_is_recorded_once(session):
+    s, _ = session
+    a = s.add_label(4, "cat", request_id="r1")
+    b = s.add_label(4, "cat", request_id="r1")
+    assert b.duplicate and a.event_id == b.event_id and len(s.history(4)) == 1
+
+
+def _label_first(s, y, n):
+    s.import_labels([(i, int(y[i])) for i in range(n)], who="seed")
+
+
+def test_next_records_the_batch_and_skips_held_out_and_pending(session):
+    s, y = session
+    _label_first(s, y, 30)
+    s.import_labels([(i, int(y[i])) for i in range(30, 60)], who="qa", held_out=True)
+    rid, picks = wf.next_batch(s, 10, "ralif", l2=0.1)
+    assert s.current_batch() == (rid, picks)  # on disk before anyone sees it
+    assert len(set(picks)) == 10 and all(i >= 60 for i in picks)
+    _rid2, picks2 = wf.next_batch(s, 10, "random")
+    assert not set(picks) & set(picks2)  # the first batch is still waiting for labels
+    st = wf.status(s)
+    assert (
+        st["labeled"] == 30 and st["held_out"] == 30 and st["pending"] == 20 and st["rounds"] == 2
+    )
+    assert st["curve"] and 0 <= st["curve"][-1]["held_out_accuracy"] <= 1
+
+
+def test_export_csv_and_parquet(session, tmp_path):
+    s, y = session
+    _label_first(s, y, 12)
+    assert wf.export(s, tmp_path / "l.csv") == 12
+    rows = list(csv.DictReader(open(tmp_path / "l.csv")))
+    assert rows[0]["class_name"] in CLASSES and int(rows[0]["item"]) == 0
+    pq = pytest.importorskip("pyarrow.parquet")
+    wf.export(s, tmp_path / "l.parquet", "parquet")
+    assert pq.read_table(tmp_path / "l.parquet").num_rows == 12
+
+
+def test_corrupt_foreign_and_newer_databases_get_clear_errors(tmp_path, session):
+    (tmp_path / "junk.db").write_bytes(os.urandom(4096))
+    with pytest.raises(RalifInputError, match="not a ralif session database"):
+        open_session(tmp_path / "junk.db")
+    other = sqlite3.connect(tmp_path / "other.db")
+    other.execute("CREATE TABLE t (x)")
+    other.commit()
+    other.close()
+    with pytest.raises(RalifInputError, match="SQLite file but not a ralif session"):
+        open_session(tmp_path / "other.db")
+    with pytest.raises(RalifInputError, match="not found"):
+        open_session(tmp_path / "missing.db")
+    s, _ = session
+    s.db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(RalifInputError, match="newer ralif"):
+        open_session(s.path)
+    with pytest.raises(RalifInputError, match="already exists"):
+        create_session(s.path, tmp_path / "X.npy", 3)
+
+
+# ----------------------------------------------------------------------------- server
+class Client:
+    def __init__(self, base: str, token: str) -> None:
+        self.base, self.token = base, token
+
+    def call(
+        self, path: str, body: dict | None = None, token: str | None = None, timeout: float = 10
+    ):
+        req = urllib.request.Request(self.base + path, method="POST" if body is not None else "GET")
+        req.add_header("X-Ralif-Token", self.token if token is None else token)
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+            req.data = json.dumps(body).encode()
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+
+@pytest.fixture()
+def server(session):
+    from waitress.server import create_server
+
+    from ralif.session.server import create_app
+
+    s, y = session
+    _label_first(s, y, 30)
+    wf.next_batch(s, 12, "random")
+    srv = create_server(create_app(s.path), host="127.0.0.1", port=0, threads=8)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    yield s, Client(f"http://127.0.0.1:{srv.effective_port}", s.token)
+    srv.close()
+
+
+def test_server_needs_the_token_and_refuses_bad_labels(server):
+    s, c = server
+    assert c.call("/api/state", token="wrong")[0] == 403
+    assert c.call("/api/label", {"item": 3, "label": 0}, token="")[0] == 403
+    _, items = s.current_batch()
+    code, body = c.call("/api/label", {"item": 10**6, "label": 0})
+    assert code == 400 and b"unknown item" in body
+    code, body = c.call("/api/label", {"item": items[0], "label": "fish"})
+    assert code == 400 and b"unknown class" in body
+    code, body = c.call("/api/label", {"item": items[0], "label": "dog"})
+    assert code == 200 and json.loads(body)["done"] == 1
+    assert s.current_labels()[items[0]] == (1, False)
+
+
+def test_item_files_cannot_escape_the_items_folder(server):
+    _, c = server
+    code, body = c.call("/items/0")
+    assert code == 200 and body.startswith(b"\x89PNG")
+    assert c.call("/items/1")[0] == 404  # ../secret.txt
+    assert c.call("/items/2")[0] == 404  # no file
+
+
+def test_undo_walks_back_the_labels_of_the_batch(server):
+    s, c = server
+    _, items = s.current_batch()
+    for k, i in enumerate(items[:3]):
+        c.call("/api/label", {"item": i, "label": k % 3})
+    c.call("/api/undo", {})
+    c.call("/api/undo", {})
+    labels = s.current_labels()
+    assert items[0] in labels and items[1] not in labels and items[2] not in labels
+
+
+def test_two_clients_on_one_batch_lose_nothing(server):
+    s, c = server
+    _, items = s.current_batch()
+    acked: list[tuple[int, int, str]] = []
+    lock = threading.Lock()
+
+    def worker(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(60):
+            item, label, rid = int(rng.choice(items)), int(rng.integers(3)), uuid.uuid4().hex
+            code, _ = c.call(
+                "/api/label", {"item": item, "label": label, "request_id": rid, "who": f"c{seed}"}
+            )
+            assert code == 200
+            with lock:
+                acked.append((item, label, rid))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = s.db.execute(
+        "SELECT request_id, item_id, class_id FROM label_events WHERE source='web'"
+    ).fetchall()
+    assert {r[0] for r in rows} == {a[2] for a in acked}  # every acknowledged label is there
+    assert s.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    last = {}
+    for _rid, item, cls in s.db.execute(
+        "SELECT request_id, item_id, class_id FROM label_events ORDER BY id"
+    ):
+        last[item] = cls
+    assert {i: last[i] for i in items if i in last} == {
+        i: s.current_labels()[i][0] for i in items if i in last
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
+    """Label until SIGKILL at a random moment; returns (acknowledged, found after restart)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ralif.cli", "serve", "--db", str(db_path), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    c = Client(f"http://127.0.0.1:{port}", token)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        try:
+            if c.call("/api/state", timeout=1)[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.05)
+    rng = np.random.default_rng(seed)
+    acked = []
+    stop = threading.Event()
+
+    def label() -> None:
+        while not stop.is_set():
+            rid = uuid.uuid4().hex
+            try:
+                code, _ = c.call(
+                    "/api/label",
+                    {
+                        "item": int(rng.integers(50)),
+                        "label": int(rng.integers(3)),
+                        "request_id": rid,
+                    },
+                    timeout=2,
+                )
+            except OSError:
+                return
+            if code == 200:
+                acked.append(rid)
+
+    t = threading.Thread(target=label)
+    t.start()
+    time.sleep(rng.uniform(0.05, 0.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    t.join()
+    with open_session(db_path) as s:
+        found = {r[0] for r in s.db.execute("SELECT request_id FROM label_events")}
+        assert s.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    return len(acked), len(set(acked) & found)
+
+
+def test_sigkill_at_any_moment_loses_no_acknowledged_label(session):
+    s, _ = session
+    for seed in range(3):
+        acked, found = kill_test_once(s.path, s.token, seed)
+        assert acked > 0 and found == acked
+
+
+def test_cli_session_commands_end_to_end(tmp_path, blobs):
+    X, y = blobs
+    np.save(tmp_path / "X.npy", X)
+    (tmp_path / "l.csv").write_text(
+        "item,label\n" + "".join(f"{i},{y[i] % 3}\n" for i in range(20))
+    )
+    run = [sys.executable, "-m", "ralif.cli", "session"]
+    db = str(tmp_path / "s.db")
+    for args in (
+        ["init", "--features", str(tmp_path / "X.npy"), "--classes", "a,b,c", "--db", db],
+        ["import-labels", str(tmp_path / "l.csv"), "--db", db],
+        ["next", "--db", db, "--budget", "5", "--l2", "0.1"],
+        ["status", "--db", db],
+        ["export", "--db", db, "--out", str(tmp_path / "out.csv")],
+    ):
+        r = subprocess.run(run + args, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+    status = subprocess.run([*run, "status", "--db", db], capture_output=True, text=True).stdout
+    assert "labeled 20" in status and "waiting in batches 5" in status and "rounds 1" in status
+    (tmp_path / "junk.db").write_text("junk")
+    r = subprocess.run(
+        [*run, "status", "--db", str(tmp_path / "junk.db")], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "not a ralif session database" in r.stderr
+
+
+# ---------------------------------------------------------------------------- browser
+def _chrome():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip(
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        )
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run"):  # fmt: skip
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def test_real_browser_labels_with_clicks_and_keys(server):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    s, c = server
+    _, items = s.current_batch()
+    browser = _chrome()
+    try:
+        browser.get(f"{c.base}/?token={c.token}")
+        wait = WebDriverWait(browser, 15)
+        wait.until(lambda d: "0 of 12" in d.find_element(By.ID, "status").text)
+        browser.find_elements(By.CSS_SELECTOR, "#classes button")[1].click()  # "dog"
+        wait.until(lambda d: "1 of 12" in d.find_element(By.ID, "status").text)
+        browser.find_element(By.TAG_NAME, "body").send_keys("3")  # "bird"
+        wait.until(lambda d: "2 of 12" in d.find_element(By.ID, "status").text)
+        browser.find_element(By.TAG_NAME, "body").send_keys("u")  # undo "bird"
+        wait.until(lambda d: "1 of 12" in d.find_element(By.ID, "status").text)
+        browser.find_element(By.TAG_NAME, "body").send_keys("1")  # "cat" instead
+        wait.until(lambda d: "2 of 12" in d.find_element(By.ID, "status").text)
+    finally:
+        browser.quit()
+    labels = s.current_labels()
+    assert labels[items[0]] == (1, False) and labels[items[1]] == (0, False)
+    assert [h["class_id"] for h in s.history(items[1])] == [2, None, 0]
