@@ -356,17 +356,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed_text(args: argparse.Namespace) -> int:
-    import csv
-
+    from ralif.io import read_csv_dicts
     from ralif.models.text import embed_texts
 
-    try:
-        with open(args.csv, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise RalifInputError(f"texts file not found: {args.csv}") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise RalifInputError(f"cannot read {args.csv} as UTF-8 CSV: {exc}") from None
+    rows = read_csv_dicts(args.csv, "texts")
     if not rows:
         raise RalifInputError(f"{args.csv} has no rows")
     for col in filter(None, (args.text_column, args.label_column)):

@@ -219,6 +219,18 @@ def load_labels(path: str | os.PathLike) -> np.ndarray:
     )
 
 
+def read_csv_dicts(path: str | os.PathLike, what: str) -> list[dict[str, str]]:
+    """Rows of a CSV file with a header, as dicts; clear errors for missing or bad files."""
+    p = Path(path)
+    try:
+        with open(p, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise RalifInputError(f"{what} file not found: {p}") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise RalifInputError(f"cannot read {what} file {p} as UTF-8 CSV: {exc}") from None
+
+
 def write_csv_atomic(path: str | os.PathLike, header: list[str], rows: list[tuple]) -> None:
     """Write a CSV file whole or not at all (a temporary file renamed into place)."""
     p = Path(path)

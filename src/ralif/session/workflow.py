@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import warnings
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError, check_budget, check_features
-from ralif.io import load_features
+from ralif.io import load_features, read_csv_dicts
 from ralif.session.store import SessionStore, create_session
 from ralif.strategies import make_strategy
 
@@ -18,13 +17,7 @@ from ralif.strategies import make_strategy
 def read_manifest(path: str | os.PathLike, n_items: int) -> list[tuple[str | None, str | None]]:
     """Rows ``(path, text)`` of an items manifest CSV (columns ``path`` and/or ``text``)."""
     p = Path(path)
-    try:
-        with open(p, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise RalifInputError(f"items manifest not found: {p}") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise RalifInputError(f"cannot read {p} as UTF-8 CSV: {exc}") from None
+    rows = read_csv_dicts(p, "items manifest")
     if not rows or not ({"path", "text"} & set(rows[0])):
         raise RalifInputError(f"{p} needs a header with a 'path' or a 'text' column")
     if len(rows) != n_items:
@@ -91,13 +84,7 @@ def import_labels_csv(
 ) -> int:
     """Import ``item,label`` rows (a header is required); all or nothing."""
     p = Path(path)
-    try:
-        with open(p, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise RalifInputError(f"labels file not found: {p}") from None
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise RalifInputError(f"cannot read {p} as UTF-8 CSV: {exc}") from None
+    rows = read_csv_dicts(p, "labels")
     if not rows or not {"item", "label"} <= set(rows[0]):
         raise RalifInputError(f"{p} needs a header with columns item and label")
     pairs = []
