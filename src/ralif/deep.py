@@ -10,6 +10,7 @@ retraining finished rounds.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +69,12 @@ def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def _save(path: Path | None, round_: int, model: torch.nn.Module) -> None:
+def _labeled_key(labeled: np.ndarray) -> str:
+    """Identifies the labeled set a network was trained on."""
+    return hashlib.sha1(np.flatnonzero(labeled).astype(np.int64).tobytes()).hexdigest()
+
+
+def _save(path: Path | None, round_: int, model: torch.nn.Module, key: str = "") -> None:
     """Rank 0 writes the checkpoint; every process waits until it is there."""
     if path is None:
         return
@@ -77,15 +83,15 @@ def _save(path: Path | None, round_: int, model: torch.nn.Module) -> None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"round": round_, "state": model.state_dict()}, tmp)
+    torch.save({"round": round_, "key": key, "state": model.state_dict()}, tmp)
     tmp.replace(path)
     if _distributed():
         torch.distributed.barrier()
 
 
-def _load(path: Path | None, round_: int, model: torch.nn.Module) -> bool:
+def _load(path: Path | None, round_: int, model: torch.nn.Module, key: str = "") -> bool:
     """Load round ``round_``'s network if checkpointed; all processes follow rank 0."""
-    found = _try_load(path, round_, model)
+    found = _try_load(path, round_, model, key)
     if _distributed():
         # One process loading while another trains would deadlock data-parallel training.
         box = [found]
@@ -95,14 +101,15 @@ def _load(path: Path | None, round_: int, model: torch.nn.Module) -> bool:
     return found
 
 
-def _try_load(path: Path | None, round_: int, model: torch.nn.Module) -> bool:
+def _try_load(path: Path | None, round_: int, model: torch.nn.Module, key: str) -> bool:
     if path is None or not path.is_file():
         return False
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a checkpoint cut short by a kill: retrain instead
         return False
-    if ckpt.get("round") != round_:
+    # A checkpoint of another run (other labels) in the same place must not be reused.
+    if ckpt.get("round") != round_ or ckpt.get("key", "") != key:
         return False
     model.load_state_dict(ckpt["state"])
     return True

@@ -104,8 +104,9 @@ def entropy(proba: np.ndarray) -> np.ndarray:
     >>> entropy(np.array([[0.5, 0.5], [1.0, 0.0]])).round(4).tolist()
     [0.6931, 0.0]
     """
-    p = np.clip(proba, 1e-300, 1.0)
-    return -(proba * np.log(p)).sum(axis=-1)
+    # float64: in float32 the clip floor rounds to 0 and 0 * log(0) gives NaN.
+    proba = np.asarray(proba, dtype=np.float64)
+    return -(proba * np.log(np.clip(proba, 1e-300, 1.0))).sum(axis=-1)
 
 
 def margin(proba: np.ndarray) -> np.ndarray:
