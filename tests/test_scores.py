@@ -43,3 +43,12 @@ def test_authors_score_is_mean_over_kept_of_p_times_loss_plus_delta():
     got = authors_score(delta, p, target_loss=2.0, tau=0.6)
     assert got[0] == pytest.approx((0.6 * 1.5 + 0.3 * 2.2) / 2)
     assert got[1] == pytest.approx(0.9 * 2.1)
+
+
+def test_entropy_and_mutual_information_are_finite_for_float32_one_hot():
+    from ralif.scores import entropy, mutual_information
+
+    p = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]], dtype=np.float32)
+    assert np.isfinite(entropy(p)).all()
+    assert entropy(p)[0] == 0.0 and entropy(p)[1] == pytest.approx(np.log(2))
+    assert np.isfinite(mutual_information(np.stack([p, p[::-1]]))).all()
