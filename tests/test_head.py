@@ -88,6 +88,7 @@ def test_from_sklearn_converts_C_to_l2_and_keeps_predictions(digits, n_classes):
     np.testing.assert_allclose(head.predict_proba(X), clf.predict_proba(X), atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_from_sklearn_refuses_l1_and_class_weights(blobs):
     X, y = blobs
     with pytest.raises(RalifInputError, match="class_weight"):
