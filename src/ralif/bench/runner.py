@@ -134,22 +134,21 @@ def run_benchmark(
                 continue
             initial = initial_labeled_set(len(data.y), config.init, seed)
             bar.set_description(f"{name} seed {seed}")
+            args = (
+                data.X,
+                data.y,
+                data.X_test,
+                data.y_test,
+                name,
+                initial,
+                config.budget,
+                config.rounds,
+            )
+            kwargs = {"seed": seed, "l2": config.l2, "done": prior}
             if deep:
-                rounds = _deep_rounds(config, data, name, initial, seed, prior, Path(out), quiet)
+                rounds = _deep_rounds(config, args, kwargs, Path(out), quiet)
             else:
-                rounds = run_rounds(
-                    data.X,
-                    data.y,
-                    data.X_test,
-                    data.y_test,
-                    name,
-                    initial,
-                    config.budget,
-                    config.rounds,
-                    seed=seed,
-                    l2=config.l2,
-                    done=prior,
-                )
+                rounds = run_rounds(*args, **kwargs)
             for result in rounds:
                 if store is not None:
                     store.add(name, seed, result)
@@ -208,7 +207,8 @@ def load_image_data(config: BenchConfig) -> Dataset:
     return _subsample(Dataset(config.dataset, X, y, Xt, yt), config)
 
 
-def _deep_rounds(config, data, name, initial, seed, prior, out: Path, quiet: bool):
+def _deep_rounds(config: BenchConfig, args: tuple, kwargs: dict, out: Path, quiet: bool):
+    """The rounds of one (strategy, seed) run in a scratch-* scenario, with progress bars."""
     from tqdm.auto import tqdm
 
     from ralif.deep import DeepScenario, run_deep_rounds
@@ -235,7 +235,7 @@ def _deep_rounds(config, data, name, initial, seed, prior, out: Path, quiet: boo
         epochs.set_postfix(loss=f"{loss:.3f}")
         epochs.update(1)
 
-    n_items = len(data.y) + len(data.y_test)
+    n_items = len(args[1]) + len(args[3])
     extract = tqdm(
         total=n_items,
         disable=quiet,
@@ -253,20 +253,7 @@ def _deep_rounds(config, data, name, initial, seed, prior, out: Path, quiet: boo
 
     try:
         yield from run_deep_rounds(
-            data.X,
-            data.y,
-            data.X_test,
-            data.y_test,
-            name,
-            initial,
-            config.budget,
-            config.rounds,
-            scenario=scenario,
-            seed=seed,
-            l2=config.l2,
-            done=prior,
-            on_epoch=on_epoch,
-            on_extract=on_extract,
+            *args, scenario=scenario, on_epoch=on_epoch, on_extract=on_extract, **kwargs
         )
     finally:
         epochs.close()
