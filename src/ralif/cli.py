@@ -6,6 +6,7 @@ Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem)
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -18,6 +19,9 @@ from ralif.io import load_features, load_labels, write_csv_atomic
 from ralif.strategies import STRATEGIES, make_strategy
 
 EXIT_BAD_INPUT = 2
+SESSION_ENV = "RALIF_SESSION"
+DEFAULT_DB_NAME = "ralif-session.db"
+DEFAULT_DB = os.environ.get(SESSION_ENV, DEFAULT_DB_NAME)
 
 
 def _l2_arg(text: str) -> float | str:
@@ -219,9 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="manifest CSV with a path (image, relative to it) or text column per item",
     )
     s_init.add_argument("--classes", default="", help="comma-separated class names")
-    s_init.add_argument("--db", required=True, help="session database to create")
+    s_init.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"session database to create (default ${SESSION_ENV} or {DEFAULT_DB_NAME})",
+    )
     s_next = ssub.add_parser("next", help="pick and record the next batch")
-    s_next.add_argument("--db", required=True)
+    s_next.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help="session database (default $RALIF_SESSION or ralif-session.db)",
+    )
     s_next.add_argument("--budget", type=int, required=True)
     s_next.add_argument("--strategy", default="ralif", choices=sorted(STRATEGIES))
     s_next.add_argument("--seed", type=int, default=None)
@@ -230,7 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
         "import-labels", help="import labels from a CSV with columns item,label"
     )
     s_imp.add_argument("labels", help="CSV file")
-    s_imp.add_argument("--db", required=True)
+    s_imp.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help="session database (default $RALIF_SESSION or ralif-session.db)",
+    )
     s_imp.add_argument("--who", default="import", help="who gave these labels")
     s_imp.add_argument(
         "--held-out", action="store_true", help="these labels form the held-out evaluation set"
@@ -238,14 +254,26 @@ def build_parser() -> argparse.ArgumentParser:
     s_stat = ssub.add_parser(
         "status", help="progress, per-class counts, learning curve on held-out labels"
     )
-    s_stat.add_argument("--db", required=True)
+    s_stat.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help="session database (default $RALIF_SESSION or ralif-session.db)",
+    )
     s_exp = ssub.add_parser("export", help="write the current labels")
-    s_exp.add_argument("--db", required=True)
+    s_exp.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help="session database (default $RALIF_SESSION or ralif-session.db)",
+    )
     s_exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
     s_exp.add_argument("--out", required=True)
 
     serve = sub.add_parser("serve", help="a local web page for labeling the current batch")
-    serve.add_argument("--db", required=True)
+    serve.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help="session database (default $RALIF_SESSION or ralif-session.db)",
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8765)
 
