@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import http.client
 import json
 import os
 import shutil
@@ -284,7 +285,7 @@ def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
                     },
                     timeout=2,
                 )
-            except OSError:
+            except (OSError, http.client.HTTPException):  # the server died mid-answer
                 return
             if code == 200:
                 acked.append(rid)
