@@ -81,8 +81,13 @@ def run_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: obj
         f"H^-1 g by {infl.solve.solver} (residual {infl.solve.residual:.1e})"
     )
     print(
-        f"  candidates: the {len(strategy.candidates_)} pool items with the largest predicted loss drop;"
-        " the batch is drawn from them by k-means++"
+        f"  candidates: the {len(strategy.candidates_)} pool items with the largest predicted loss drop"
+        + (
+            " among the most uncertain (smallest margin)"
+            if strategy.candidates == "influence+margin"
+            else ""
+        )
+        + "; the batch is drawn from them by k-means++"
     )
     print()
     head_row = f"{'pick':>4}  {'item':>5}  {'true':>4}  {'pseudo':>6}  {'p(pseudo)':>9}  {'kept labels':<12}  {'E(z)':>10}  {'cand. rank':>10}"
