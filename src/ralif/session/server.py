@@ -106,7 +106,12 @@ def safe_item_path(root: Path | None, relative: str | None) -> Path | None:
 
 def create_app(db_path: str | os.PathLike, who: str = "web"):
     """The Flask application for one session database."""
-    from flask import Flask, abort, jsonify, render_template_string, request, send_file
+    try:
+        from flask import Flask, abort, jsonify, render_template_string, request, send_file
+    except ImportError:
+        raise RalifInputError(
+            "ralif serve needs the serve extra: pip install 'ralif[serve]'"
+        ) from None
 
     probe = open_session(db_path)
     token = probe.token
@@ -208,9 +213,14 @@ def serve(
     db_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, threads: int = 8
 ) -> None:
     """Serve the labeling page until interrupted (waitress, ``threads`` workers)."""
-    from waitress import serve as waitress_serve
-
     app = create_app(db_path)
+    try:
+        from waitress import serve as waitress_serve
+    except ImportError:
+        raise RalifInputError(
+            "ralif serve needs the serve extra: pip install 'ralif[serve]'"
+        ) from None
+
     with open_session(db_path) as s:
         token = s.token
     print(f"ralif: labeling page at http://{host}:{port}/?token={token}", flush=True)
