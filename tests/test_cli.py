@@ -117,6 +117,7 @@ def _bad_inputs(d: pathlib.Path, X: np.ndarray, y: np.ndarray) -> dict:
     (d / "corrupt.npy").write_bytes(b"\x93NUMPY garbage that is not an array")
     (d / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated zip")
     (d / "X.txt").write_text("1,2\n")
+    # A hostile file, written on purpose: if ralif ever unpickled it, PWNED would appear.
     np.save(d / "pickled.npy", np.array([_Payload(d / "PWNED")], dtype=object), allow_pickle=True)
     return {
         "nan": (["--features", "nan.npy", "--labels", "y.npy"], r"NaN in rows \[4, 9\]"),

@@ -134,13 +134,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, path):
+def _ddp_worker(rank, world, rendezvous, path):
     import torch.distributed as dist
 
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
+    # A shared file, not a TCP port: nothing else on the machine can take it first.
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=world)
     try:
         X, y = squares(64)
         torch.manual_seed(0)
@@ -149,6 +148,7 @@ def _ddp_worker(rank, world, port, path):
         )
         if rank == 0:
             torch.save(model.state_dict(), path)
+        dist.barrier()  # neither process leaves while the other still talks to it
     finally:
         dist.destroy_process_group()
 
@@ -162,7 +162,8 @@ def test_ddp_on_gloo_with_two_processes_matches_one_process(tmp_path):
         SmallCNN(1, 2, width=8, feature_dim=16, dropout=0.0, batch_norm=False), X, y, FAST
     )
     path = str(tmp_path / "ddp.pt")
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    rendezvous = str(tmp_path / "rendezvous")
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, rendezvous, path), nprocs=2, join=True)
     state = torch.load(path, weights_only=True)
     for name, value in single.state_dict().items():
         np.testing.assert_allclose(

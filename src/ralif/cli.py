@@ -357,26 +357,22 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         device=args.device,
     )
     config.check()
-    if config.scenario.startswith("scratch"):
-        store = run_benchmark(config, args.out, quiet=args.quiet)
-        if store is None:  # a torchrun process other than rank 0
-            return 0
-        store.close()
-        if not args.quiet:
-            print(f"results: {store.db_path} and {store.csv_path}", file=sys.stderr)
-        return 0
-    try:
-        data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
-    except RalifInputError as exc:
-        if not args.fallback_dataset:
-            raise
-        print(
-            f"ralif: {config.dataset} cannot be had ({exc}); falling back to {args.fallback_dataset}",
-            file=sys.stderr,
-        )
-        config.dataset = args.fallback_dataset
-        data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
+    data = None  # the scratch-* scenarios load their images themselves
+    if not config.scenario.startswith("scratch"):
+        try:
+            data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
+        except RalifInputError as exc:
+            if not args.fallback_dataset:
+                raise
+            print(
+                f"ralif: {config.dataset} cannot be had ({exc}); falling back to {args.fallback_dataset}",
+                file=sys.stderr,
+            )
+            config.dataset = args.fallback_dataset
+            data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
     store = run_benchmark(config, args.out, quiet=args.quiet, data=data)
+    if store is None:  # a torchrun process other than rank 0
+        return 0
     store.close()
     if not args.quiet:
         print(f"results: {store.db_path} and {store.csv_path}", file=sys.stderr)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ralif._softmax import join_params, logits, softmax_inplace, split_params
+from ralif._softmax import Curvature, join_params, logits, softmax_inplace, split_params
 from ralif._solve import SolveInfo, solve_hessian_system
 from ralif._validation import (
     RalifInputError,
@@ -102,13 +102,14 @@ def _pool_proba_and_gradient(
 
 
 def _labeled_loss_and_gradient(
-    head: LinearHead, X_labeled: np.ndarray, codes: np.ndarray
+    curv: Curvature, codes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    P = head.curvature(X_labeled).P.copy()
+    """Summed cross-entropy and its gradient over the labeled items (true labels)."""
+    P = curv.P.copy()
     idx = np.arange(len(codes))
     loss = -np.log(np.maximum(P[idx, codes], 1e-300)).sum()
     P[idx, codes] -= 1.0
-    return P.T @ np.asarray(X_labeled, np.float64), P.sum(axis=0), float(loss)
+    return P.T @ curv.X, P.sum(axis=0), float(loss)
 
 
 def pool_influence(
@@ -133,17 +134,16 @@ def pool_influence(
     """
     n = X_labeled.shape[0]
     proba, gW, gb, loss, n_target = _pool_proba_and_gradient(head, X, rows, confidence_weighted)
+    curv = head.curvature(X_labeled)
     if target in ("all", "labeled"):
         codes = np.searchsorted(head.classes_, y_labeled)
-        lW, lb, lloss = _labeled_loss_and_gradient(head, X_labeled, codes)
+        lW, lb, lloss = _labeled_loss_and_gradient(curv, codes)
         if target == "labeled":
             gW, gb, loss, n_target = lW, lb, lloss, n
         else:
             gW, gb, loss, n_target = gW + lW, gb + lb, loss + lloss, n_target + n
     g = join_params(gW / n_target, gb / n_target if head.fit_intercept else None)
-    s, info = solve_hessian_system(
-        head.curvature(X_labeled), g, damping=damping, solver=solver, tol=tol
-    )
+    s, info = solve_hessian_system(curv, g, damping=damping, solver=solver, tol=tol)
     S_W, s_b = split_params(s, len(head.classes_), X.shape[1], head.fit_intercept)
     delta = np.empty_like(proba)
     S_W_x = S_W.astype(X.dtype)

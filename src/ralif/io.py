@@ -10,6 +10,8 @@ import csv
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +49,47 @@ def _load_numpy(p: Path, what: str) -> object:
         ) from None
 
 
-def _pick_npz(p: Path, keys: tuple[str, ...], what: str) -> np.ndarray:
+class NpzArrays:
+    """The arrays of an open ``.npz``, each read on demand with ralif's safety checks."""
+
+    def __init__(self, path: Path, archive: object) -> None:
+        self.path, self._archive = path, archive
+
+    @property
+    def files(self) -> list[str]:
+        return list(self._archive.files)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self._archive[key]
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise RalifInputError(
+                    f"refusing to read {self.path}: array {key!r} holds pickled objects"
+                ) from None
+            raise RalifInputError(f"cannot read array {key!r} from {self.path}: {exc}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise RalifInputError(
+                f"cannot read array {key!r} from {self.path} (corrupt file): {exc}"
+            ) from None
+
+
+@contextmanager
+def open_npz(path: str | os.PathLike, what: str) -> Iterator[NpzArrays]:
+    """Open an ``.npz`` without unpickling; corrupt files and pickled arrays are refused."""
+    p = _existing(path, what)
     archive = _load_numpy(p, what)
+    if not hasattr(archive, "files"):
+        raise RalifInputError(f"{p} is a single .npy array, not an .npz archive")
     try:
-        names = list(archive.files)
+        yield NpzArrays(p, archive)
+    finally:
+        archive.close()
+
+
+def _pick_npz(p: Path, keys: tuple[str, ...], what: str) -> np.ndarray:
+    with open_npz(p, what) as z:
+        names = z.files
         if not names:
             raise RalifInputError(f"{p} holds no arrays")
         key = next((k for k in keys if k in names), names[0] if len(names) == 1 else None)
@@ -59,20 +98,7 @@ def _pick_npz(p: Path, keys: tuple[str, ...], what: str) -> np.ndarray:
                 f"{p} holds several arrays ({', '.join(names)}); name the {what} array "
                 f"one of {', '.join(keys)}"
             )
-        try:
-            return archive[key]
-        except ValueError as exc:
-            if "pickle" in str(exc).lower():
-                raise RalifInputError(
-                    f"refusing to read {p}: array {key!r} holds pickled objects"
-                ) from None
-            raise RalifInputError(f"cannot read array {key!r} from {p}: {exc}") from None
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise RalifInputError(
-                f"cannot read array {key!r} from {p} (corrupt file): {exc}"
-            ) from None
-    finally:
-        archive.close()
+        return z[key]
 
 
 def _is_number(text: str) -> bool:

@@ -97,16 +97,20 @@ def uncertain_candidate_set(
     return candidate_set(ranked, fraction, budget)
 
 
-def min_sq_distances(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """``min_j ||x_i - y_j||^2`` for every row of ``X``, in blocks of ``Y`` (never |X| x |Y|)."""
+def min_sq_distances(X: np.ndarray, Y: np.ndarray, x_sq: np.ndarray | None = None) -> np.ndarray:
+    """``min_j ||x_i - y_j||^2`` for every row of ``X``, in blocks of ``Y`` (never |X| x |Y|).
+
+    ``x_sq``, the squared row norms of ``X``, may be passed when already computed.
+    """
     out = np.full(X.shape[0], np.inf, dtype=np.float64)
     if Y.shape[0] == 0:
         return out
-    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    if x_sq is None:
+        x_sq = _sq_norms(X)
     step = max(1, _DISTANCE_BLOCK_ENTRIES // max(1, X.shape[0]))
     for start in range(0, Y.shape[0], step):
         block = np.asarray(Y[start : start + step], dtype=X.dtype)
-        y_sq = np.einsum("ij,ij->i", block, block, dtype=np.float64)
+        y_sq = _sq_norms(block)
         G = X @ block.T
         G *= -2.0
         G += y_sq.astype(G.dtype)
@@ -152,8 +156,11 @@ def kmeans_pp_select(
     Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007.
     """
     _check_n_select(n_select, X.shape[0])
-    d2 = _initial_d2(X, X_reference)
-    return _d2_sampling(d2, n_select, _euclidean_rows(X), first, check_random_state(random_state))
+    x_sq = _sq_norms(X)
+    d2 = _initial_d2(X, X_reference, x_sq)
+    return _d2_sampling(
+        d2, n_select, _euclidean_rows(X, x_sq), first, check_random_state(random_state)
+    )
 
 
 def k_center_greedy(
@@ -184,10 +191,11 @@ def k_center_greedy(
     indices : ndarray of shape (n_select,)
     """
     _check_n_select(n_select, X.shape[0])
-    d2 = _initial_d2(X, X_reference)
+    x_sq = _sq_norms(X)
+    d2 = _initial_d2(X, X_reference, x_sq)
     rng = check_random_state(random_state)
     first = int(rng.integers(X.shape[0])) if np.isinf(d2).all() else None
-    return _farthest_first(d2, n_select, _euclidean_rows(X), first)
+    return _farthest_first(d2, n_select, _euclidean_rows(X, x_sq), first)
 
 
 def gradient_kmeans_pp_select(
@@ -216,8 +224,8 @@ def gradient_kmeans_pp_select(
     """
     _check_n_select(n_select, X.shape[0])
     R = np.asarray(residuals, dtype=np.float64)
-    r_sq = np.einsum("ij,ij->i", R, R)
-    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64) + 1.0
+    r_sq = _sq_norms(R)
+    x_sq = _sq_norms(X) + 1.0
     g_sq = r_sq * x_sq
 
     def rows(i: int) -> np.ndarray:
@@ -235,15 +243,19 @@ def _check_n_select(n_select: int, M: int) -> None:
         raise RalifInputError(f"n_select must be in [1, {M}], got {n_select}")
 
 
-def _initial_d2(X: np.ndarray, X_reference: np.ndarray | None) -> np.ndarray:
+def _sq_norms(X: np.ndarray) -> np.ndarray:
+    """Squared Euclidean norm of every row, accumulated in float64."""
+    return np.einsum("ij,ij->i", X, X, dtype=np.float64)
+
+
+def _initial_d2(X: np.ndarray, X_reference: np.ndarray | None, x_sq: np.ndarray) -> np.ndarray:
     if X_reference is not None and len(X_reference):
-        return min_sq_distances(X, X_reference)
+        return min_sq_distances(X, X_reference, x_sq)
     return np.full(X.shape[0], np.inf)
 
 
-def _euclidean_rows(X: np.ndarray):
+def _euclidean_rows(X: np.ndarray, x_sq: np.ndarray):
     """``i -> ||x_j - x_i||^2`` for all ``j``: one matrix-vector product per call."""
-    x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
 
     def rows(i: int) -> np.ndarray:
         return x_sq + x_sq[i] - 2.0 * (X @ X[i])

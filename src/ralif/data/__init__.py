@@ -48,34 +48,29 @@ def _raw(name: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return (path.stem, *load_npz(path), False)
 
 
-def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``X``, ``y`` and ``X_test``, ``y_test`` from an ``.npz`` (a stratified 25 % split if absent)."""
-    from ralif.io import _load_numpy
+def _dataset_arrays(path: Path) -> dict[str, np.ndarray]:
+    """``X``, ``y`` and, if present, ``X_test`` and ``y_test`` of a dataset ``.npz``."""
+    from ralif.io import open_npz
 
-    if not path.is_file():
-        raise RalifInputError(f"dataset file not found: {path}")
-    archive = _load_numpy(path, "dataset")
-    try:
-        names = set(archive.files)
+    with open_npz(path, "dataset") as z:
+        names = set(z.files)
         missing = {"X", "y"} - names
         if missing:
             raise RalifInputError(
                 f"{path} must hold arrays X and y (missing {', '.join(sorted(missing))})"
             )
-        try:
-            arrays = {k: archive[k] for k in ("X", "y", "X_test", "y_test") if k in names}
-        except ValueError:
-            raise RalifInputError(
-                f"refusing to read {path}: it holds pickled Python objects"
-            ) from None
-    finally:
-        archive.close()
+        if ("X_test" in names) != ("y_test" in names):
+            raise RalifInputError(f"{path} must hold both X_test and y_test, or neither")
+        return {k: z[k] for k in ("X", "y", "X_test", "y_test") if k in names}
+
+
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``X``, ``y`` and ``X_test``, ``y_test`` from an ``.npz`` (a stratified 25 % split if absent)."""
+    arrays = _dataset_arrays(path)
     X = check_features(arrays["X"], f"{path.name}: X", min_rows=2)
     y = check_labels(arrays["y"], X.shape[0], f"{path.name}: y")
     if (y < 0).any():
         raise RalifInputError(f"{path.name}: y must label every item (found -1)")
-    if ("X_test" in arrays) != ("y_test" in arrays):
-        raise RalifInputError(f"{path} must hold both X_test and y_test, or neither")
     if "X_test" in arrays:
         Xt = check_features(arrays["X_test"], f"{path.name}: X_test", min_rows=1)
         yt = check_labels(arrays["y_test"], Xt.shape[0], f"{path.name}: y_test")
@@ -112,17 +107,7 @@ def load_images(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         raise RalifInputError(
             f"unknown image dataset {name!r}: use fashion-mnist, digits or an .npz"
         )
-    from ralif.io import _load_numpy
-
-    archive = _load_numpy(path, "dataset")
-    try:
-        arrays = {k: archive[k] for k in ("X", "y", "X_test", "y_test") if k in archive.files}
-    except ValueError:
-        raise RalifInputError(f"refusing to read {path}: it holds pickled Python objects") from None
-    finally:
-        archive.close()
-    if "X" not in arrays or "y" not in arrays:
-        raise RalifInputError(f"{path} must hold arrays X and y")
+    arrays = _dataset_arrays(path)
     out = []
     for key in ("X", "X_test"):
         if key not in arrays:

@@ -323,18 +323,23 @@ class TypiClust(Strategy):
         position = np.full(X.shape[0], -1)
         position[pool] = np.arange(len(pool))
         typicality = np.full(len(pool), np.nan)
+        small = sizes < self.min_cluster_size
+        # Items grouped by cluster (ascending index within each): members without a scan.
+        order = np.argsort(cluster, kind="stable")
+        bounds = np.searchsorted(cluster[order], np.arange(k + 1))
+        picked = np.zeros(len(pool), dtype=bool)
         picks = []
         for _ in range(budget):
             # Fewest covered first, then largest; tiny clusters only as a last resort.
-            small = sizes < self.min_cluster_size
             key = np.lexsort((-sizes, covered, small))
-            c = int(next(c for c in key if free[c] > 0))
-            members = np.flatnonzero(cluster == c)
-            if np.isnan(typicality[position[members[is_pool[members]][0]]]):
-                self._typicality(X, members, position, is_pool, typicality)
+            c = int(key[np.argmax(free[key] > 0)])
+            members = order[bounds[c] : bounds[c + 1]]
             cand = position[members[is_pool[members]]]
-            cand = cand[~np.isin(cand, picks)]
+            if np.isnan(typicality[cand[0]]):
+                self._typicality(X, members, position, is_pool, typicality)
+            cand = cand[~picked[cand]]
             best = int(cand[np.argmax(typicality[cand])])
+            picked[best] = True
             picks.append(best)
             covered[c] += 1
             free[c] -= 1
