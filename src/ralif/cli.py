@@ -10,12 +10,11 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from ralif._validation import RalifInputError, check_features, check_labels
-from ralif.io import load_features, load_labels, write_csv_atomic
+from ralif.io import load_features, load_labels, save_npz, write_csv
 from ralif.strategies import STRATEGIES, make_strategy
 
 EXIT_BAD_INPUT = 2
@@ -318,7 +317,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     ]
     header = ["index", "rank", "score"]
     if args.out:
-        write_csv_atomic(args.out, header, rows)
+        write_csv(args.out, header, rows, "picks")
         if not args.quiet:
             print(f"wrote {len(rows)} picks to {args.out}", file=sys.stderr)
     else:
@@ -398,9 +397,8 @@ def _cmd_embed_text(args: argparse.Namespace) -> int:
         arrays["y"] = check_labels(
             np.array([float(c) if c else np.nan for c in cells]), len(rows), "labels"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **arrays)
+    out = args.out
+    save_npz(out, arrays, "embeddings")
     if not args.quiet:
         print(f"wrote {X.shape[0]} embeddings of {X.shape[1]} dimensions to {out}", file=sys.stderr)
     return 0
@@ -443,7 +441,8 @@ def _cmd_session(args: argparse.Namespace) -> int:
                     )
         else:
             n = wf.export(s, args.out, args.format)
-            print(f"wrote {n} labels to {args.out}")
+            # With --out - the labels themselves go to standard output.
+            print(f"wrote {n} labels to {args.out}", file=sys.stderr if args.out == "-" else None)
     return 0
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import csv
 import os
+import stat
+import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -257,17 +260,140 @@ def read_csv_dicts(path: str | os.PathLike, what: str) -> list[dict[str, str]]:
         raise RalifInputError(f"cannot read {what} file {p} as UTF-8 CSV: {exc}") from None
 
 
-def write_csv_atomic(path: str | os.PathLike, header: list[str], rows: list[tuple]) -> None:
-    """Write a CSV file whole or not at all (a temporary file renamed into place)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # os.umask only reads by setting: put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _read_only(st: os.stat_result, p: Path) -> bool:
+    # No write bit at all counts as read-only even for root, who could write anyway:
+    # the owner marked the file (or folder) as not to be changed.
+    return not (st.st_mode & 0o222) or not os.access(p, os.W_OK)
+
+
+def _output_plan(path: str | os.PathLike, what: str) -> tuple[Path, bool, int]:
+    """``(where to write, replace atomically?, mode of the new file)`` after checking ``path``."""
+    p = Path(os.path.realpath(path))  # a symlink is followed: its target is written
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise RalifInputError(f"cannot write {what} {path}: {exc.strerror}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise RalifInputError(f"cannot write {what} {path}: it is a folder, not a file")
+    if st is not None and stat.S_ISSOCK(st.st_mode):
+        raise RalifInputError(f"cannot write {what} {path}: it is a socket")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return p, False, 0  # a device or FIFO: written as it is, never replaced by a file
+    if st is not None and _read_only(st, p):
+        raise RalifInputError(f"cannot write {what} {path}: the file is read-only")
+    folder = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RalifInputError(
+            f"cannot write {what} {path}: {folder} (or a folder above it) is a file"
+        ) from None
+    except OSError as exc:
+        raise RalifInputError(f"cannot create folder {folder} for {what}: {exc.strerror}") from None
+    if not folder.is_dir():
+        raise RalifInputError(f"cannot write {what} {path}: {folder} is not a folder")
+    if _read_only(os.stat(folder), folder):
+        raise RalifInputError(f"cannot write {what} {path}: the folder {folder} is read-only")
+    mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
+    return p, True, mode
+
+
+@contextmanager
+def open_output(
+    path: str | os.PathLike, what: str = "output", binary: bool = False
+) -> Iterator[IO]:
+    """Open ``path`` for writing the way a user expects of ``--out``.
+
+    A regular file (or a new path) is written to a temporary file beside it and renamed
+    into place only once complete, so a failure never leaves half a file; the new file
+    keeps the old file's mode, or follows the umask. A symlink is followed and its
+    target written. A device or FIFO (``/dev/null``, a named pipe) is written directly,
+    and ``-`` means standard output. A read-only file or folder is refused.
+
+    Parameters
+    ----------
+    path : path-like
+        Where to write; ``"-"`` for standard output.
+    what : str
+        What is written, for error messages ("picks", "labels export"...).
+    binary : bool
+        Yield a binary file instead of a text one (UTF-8, no newline translation).
+
+    Yields
+    ------
+    file object
+
+    Raises
+    ------
+    RalifInputError
+        If ``path`` cannot be written (a folder, read-only, a socket, no space...).
+    """
+    if str(path) == "-":
+        stream = sys.stdout.buffer if binary else sys.stdout
+        yield stream
+        stream.flush()
+        return
+    text = {} if binary else {"encoding": "utf-8", "newline": ""}
+    p, atomic, mode = _output_plan(path, what)
+    try:
+        if not atomic:
+            with open(p, "wb" if binary else "w", **text) as fh:
+                yield fh
+            return
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb" if binary else "w", **text) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except BrokenPipeError:
         raise
+    except OSError as exc:
+        raise RalifInputError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+
+
+def write_csv(
+    path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence], what: str = "CSV"
+) -> None:
+    """Write a CSV file through :func:`open_output` (whole or not at all)."""
+    with open_output(path, what) as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def write_text(path: str | os.PathLike, text: str, what: str = "text") -> None:
+    """Write a UTF-8 text file through :func:`open_output`."""
+    with open_output(path, what) as fh:
+        fh.write(text)
+
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], what: str = ".npz") -> None:
+    """Write arrays to an ``.npz`` through :func:`open_output` (no pickled objects)."""
+    with open_output(path, what, binary=True) as fh:
+        np.savez(fh, allow_pickle=False, **arrays)
+
+
+# Former name, kept for callers outside the package.
+write_csv_atomic = write_csv

@@ -11,6 +11,7 @@ import numpy as np
 from scipy.stats import wilcoxon
 
 from ralif.bench.store import open_results
+from ralif.io import open_output, write_text
 
 TIE_TOLERANCE = 1e-3
 """Accuracy differences below this (0.1 point) count as ties in the win/tie/loss matrix."""
@@ -225,7 +226,8 @@ def plot(c: Curves, title: str, path: Path) -> None:
     else:
         axes[0].legend(loc="lower right", fontsize=9)
     fig.suptitle(f"{title}: mean ± std over {len(c.seeds)} seeds")
-    fig.savefig(path, dpi=150)
+    with open_output(path, "plot", binary=True) as fh:
+        fig.savefig(fh, dpi=150, format="png")
     plt.close(fig)
 
 
@@ -243,7 +245,7 @@ def make_report(folder: str | os.PathLike) -> dict[str, object]:
     c = load_curves(rows)
     title = _title(config)
     md, aubc_table = markdown(c, title)
-    (folder / "report.md").write_text(md, encoding="utf-8")
+    write_text(folder / "report.md", md, "report")
     png = folder / "curves.png"
     plot(c, title, png)
     return {"report": folder / "report.md", "plot": png, "aubc_table": aubc_table, "curves": c}

@@ -10,12 +10,12 @@ import csv
 import json
 import os
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ralif._validation import RalifInputError
+from ralif.io import write_csv
 from ralif.loop import RoundResult
 
 SCHEMA_VERSION = 2
@@ -140,16 +140,8 @@ class ResultStore:
         return [dict(zip(COLUMNS, r, strict=True)) for r in cur.fetchall()]
 
     def _rewrite_csv(self) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".results.csv.")
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh)
-                w.writerow(COLUMNS)
-                for r in self.rows():
-                    w.writerow(_format(tuple(r[c] for c in COLUMNS)))
-            os.replace(tmp, self.csv_path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        rows = (_format(tuple(r[c] for c in COLUMNS)) for r in self.rows())
+        write_csv(self.csv_path, COLUMNS, rows, "results CSV")
 
     def close(self) -> None:
         self.db.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError, check_budget, check_features
-from ralif.io import load_features, read_csv_dicts
+from ralif.io import load_features, open_output, read_csv_dicts, write_csv
 from ralif.session.store import SessionStore, create_session
 from ralif.strategies import make_strategy
 
@@ -141,12 +141,8 @@ def export(store: SessionStore, out: str | os.PathLike, fmt: str = "csv") -> int
         "WHERE e.id = (SELECT MAX(id) FROM label_events WHERE item_id = e.item_id) ORDER BY e.item_id"
     ).fetchall()
     cols = ["item", "label", "class_name", "held_out", "who", "at"]
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        from ralif.io import write_csv_atomic
-
-        write_csv_atomic(out, cols, rows)
+        write_csv(out, cols, rows, "labels export")
     elif fmt == "parquet":
         try:
             import pyarrow as pa
@@ -156,9 +152,8 @@ def export(store: SessionStore, out: str | os.PathLike, fmt: str = "csv") -> int
                 "parquet export needs pyarrow: pip install 'ralif[parquet]'"
             ) from None
         table = pa.table({c: [r[k] for r in rows] for k, c in enumerate(cols)})
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
+        with open_output(out, "labels export", binary=True) as fh:
+            pq.write_table(table, fh)
     else:
         raise RalifInputError(f"--format must be csv or parquet, got {fmt!r}")
     return len(rows)
