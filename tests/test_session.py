@@ -101,7 +101,7 @@ def test_next_records_the_batch_and_skips_held_out_and_pending(session):
     rid, picks = wf.next_batch(s, 10, "ralif", l2=0.1)
     assert s.current_batch() == (rid, picks)  # on disk before anyone sees it
     assert len(set(picks)) == 10 and all(i >= 60 for i in picks)
-    _rid2, picks2 = wf.next_batch(s, 10, "random")
+    _rid2, picks2 = wf.next_batch(s, 10, "random", force=True)
     assert not set(picks) & set(picks2)  # the first batch is still waiting for labels
     st = wf.status(s)
     assert (
@@ -161,20 +161,38 @@ class Client:
             return e.code, e.read()
 
 
+class Running:
+    """A waitress server on a free loopback port, served from a thread until stopped."""
+
+    def __init__(self, db_path) -> None:
+        from ralif.session.server import make_server
+
+        self.srv = make_server(db_path, host="127.0.0.1", port=0, threads=8)
+        self.port = self.srv.effective_port
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        # Short polls, so that the loop ends before the sockets close under it.
+        while not self.stop.is_set():
+            self.srv.asyncore.loop(timeout=0.05, map=self.srv._map, count=1)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.srv.task_dispatcher.shutdown()
+        self.srv.close()
+
+
 @pytest.fixture()
 def server(session):
-    from waitress.server import create_server
-
-    from ralif.session.server import create_app
-
     s, y = session
     _label_first(s, y, 30)
     wf.next_batch(s, 12, "random")
-    srv = create_server(create_app(s.path), host="127.0.0.1", port=0, threads=8)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    yield s, Client(f"http://127.0.0.1:{srv.effective_port}", s.token)
-    srv.close()
+    running = Running(s.path)
+    yield s, Client(f"http://127.0.0.1:{running.port}", s.token)
+    running.close()
 
 
 def test_server_needs_the_token_and_refuses_bad_labels(server):
@@ -271,6 +289,8 @@ def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
     rng = np.random.default_rng(seed)
     acked = []
     stop = threading.Event()
+    with open_session(db_path) as s:
+        batch = s.round_items(s.served_rounds()[-1])
 
     def label() -> None:
         while not stop.is_set():
@@ -279,7 +299,7 @@ def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
                 code, _ = c.call(
                     "/api/label",
                     {
-                        "item": int(rng.integers(50)),
+                        "item": int(rng.choice(batch)),
                         "label": int(rng.integers(3)),
                         "request_id": rid,
                     },
@@ -305,6 +325,7 @@ def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
 
 def test_sigkill_at_any_moment_loses_no_acknowledged_label(session):
     s, _ = session
+    wf.next_batch(s, 50, "random")
     for seed in range(3):
         acked, found = kill_test_once(s.path, s.token, seed)
         assert acked > 0 and found == acked
@@ -380,3 +401,67 @@ def test_real_browser_labels_with_clicks_and_keys(server):
     labels = s.current_labels()
     assert labels[items[0]] == (1, False) and labels[items[1]] == (0, False)
     assert [h["class_id"] for h in s.history(items[1])] == [2, None, 0]
+
+
+# ------------------------------------------------------------------- concurrency and files
+def test_two_next_at_once_never_record_the_same_items(session, monkeypatch):
+    from ralif.session import store as store_mod
+    from ralif.strategies import make_strategy
+
+    s, y = session
+    _label_first(s, y, 30)
+    barrier = threading.Barrier(2)
+
+    class BothPickingAtOnce:
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def select(self, X, y, budget):
+            barrier.wait(timeout=10)  # both have read the session before either records
+            return self.inner.select(X, y, budget)
+
+    monkeypatch.setattr(
+        wf, "make_strategy", lambda name, **kw: BothPickingAtOnce(make_strategy(name, **kw))
+    )
+    results: list[object] = []
+
+    def pick() -> None:
+        with store_mod.open_session(s.path) as own:
+            try:
+                results.append(wf.next_batch(own, 10, "random", seed=0))
+            except RalifInputError as exc:
+                results.append(exc)
+
+    threads = [threading.Thread(target=pick) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    recorded = [set(s.round_items(r["id"])) for r in s.rounds()]
+    assert len(recorded) == sum(isinstance(r, tuple) for r in results) >= 1
+    assert sum(len(b) for b in recorded) == len(set().union(*recorded))  # disjoint
+    refused = [r for r in results if not isinstance(r, tuple)]
+    assert all("still open" in str(r) for r in refused)
+
+
+def test_session_files_are_readable_by_the_owner_only(tmp_path, blobs):
+    X, _ = blobs
+    np.save(tmp_path / "X.npy", X)
+    old = os.umask(0o022)
+    try:
+        s = wf.init_session(tmp_path / "s.db", tmp_path / "X.npy", CLASSES)
+        s.add_label(1, "cat")  # the log and its index now exist
+        modes = {
+            p: os.stat(tmp_path / p).st_mode & 0o777 for p in ("s.db", "s.db-wal", "s.db-shm")
+        }
+        s.close()
+    finally:
+        os.umask(old)
+    assert modes == {"s.db": 0o600, "s.db-wal": 0o600, "s.db-shm": 0o600}
+
+
+def test_opening_an_older_world_readable_session_makes_it_owner_only(session):
+    s, _ = session
+    os.chmod(s.path, 0o644)
+    open_session(s.path).close()
+    assert os.stat(s.path).st_mode & 0o777 == 0o600

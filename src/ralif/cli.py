@@ -35,6 +35,16 @@ def _l2_arg(text: str) -> float | str:
     return value
 
 
+def _port_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return value
+
+
 def _add_ralif_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("RALIF options")
     g.add_argument(
@@ -209,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
 
     session = sub.add_parser(
-        "session", help="a durable labeling session (init, next, import-labels, status, export)"
+        "session",
+        help="a durable labeling session (init, next, import-labels, status, export, backup, "
+        "close, reopen, add-class)",
     )
     ssub = session.add_subparsers(dest="session_command", required=True)
     s_init = ssub.add_parser("init", help="create a session database over a features file")
@@ -221,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="manifest CSV with a path (image, relative to it) or text column per item",
     )
-    s_init.add_argument("--classes", default="", help="comma-separated class names")
+    s_init.add_argument(
+        "--classes", required=True, help="comma-separated class names (more: session add-class)"
+    )
     s_init.add_argument(
         "--db",
         default=DEFAULT_DB,
@@ -236,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     s_next.add_argument("--budget", type=int, required=True)
     s_next.add_argument("--strategy", default="ralif", choices=sorted(STRATEGIES))
     s_next.add_argument("--seed", type=int, default=None)
+    s_next.add_argument(
+        "--force",
+        action="store_true",
+        help="pick a batch even while another is open (the page serves both)",
+    )
     _add_ralif_options(s_next)
     s_imp = ssub.add_parser(
         "import-labels", help="import labels from a CSV with columns item,label"
@@ -265,7 +284,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="session database (default $RALIF_SESSION or ralif-session.db)",
     )
     s_exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    s_exp.add_argument(
+        "--with-items", action="store_true", help="add the path and text columns of each item"
+    )
     s_exp.add_argument("--out", required=True)
+    s_bak = ssub.add_parser(
+        "backup", help="a complete copy of the session, safe while it is being served"
+    )
+    s_bak.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help="session database (default $RALIF_SESSION or ralif-session.db)",
+    )
+    s_bak.add_argument("--out", required=True, help="the copy to create (never overwritten)")
+    for name, text in (
+        ("close", "close a batch: its items still waiting go back to the pool"),
+        ("reopen", "reopen a closed batch"),
+    ):
+        s_round = ssub.add_parser(name, help=text)
+        s_round.add_argument("round", type=int, help="the round number (see session status)")
+        s_round.add_argument(
+            "--db",
+            default=DEFAULT_DB,
+            help="session database (default $RALIF_SESSION or ralif-session.db)",
+        )
+    s_cls = ssub.add_parser("add-class", help="add classes to a session")
+    s_cls.add_argument("names", nargs="+", help="the new class names")
+    s_cls.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help="session database (default $RALIF_SESSION or ralif-session.db)",
+    )
 
     serve = sub.add_parser("serve", help="a local web page for labeling the current batch")
     serve.add_argument(
@@ -274,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="session database (default $RALIF_SESSION or ralif-session.db)",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument(
+        "--port", type=_port_arg, default=8765, help="0..65535, 0 for any free port (default 8765)"
+    )
 
     report = sub.add_parser(
         "report",
@@ -405,23 +456,49 @@ def _cmd_embed_text(args: argparse.Namespace) -> int:
 
 
 def _cmd_session(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    try:
+        return _session_command(args)
+    except sqlite3.DatabaseError as exc:
+        # Damage found halfway through a command (open_session checks what it can up front).
+        raise RalifInputError(f"session database {args.db}: {exc}") from None
+
+
+def _shown(text: str | None, limit: int = 120) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _session_command(args: argparse.Namespace) -> int:
+    import csv
+
     from ralif.session import open_session
     from ralif.session import workflow as wf
 
     if args.session_command == "init":
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
         with wf.init_session(args.db, args.features, classes, args.items) as s:
-            print(
-                f"created {args.db}: {s.n_items()} items, classes {', '.join(classes) or '(none)'}"
-            )
+            print(f"created {args.db}: {s.n_items()} items, classes {', '.join(s.classes())}")
         return 0
     with open_session(args.db) as s:
         if args.session_command == "next":
             params = _ralif_params(args) if args.strategy.startswith("ralif") else {}
-            rid, picks = wf.next_batch(s, args.budget, args.strategy, args.seed, **params)
-            print(f"round {rid}: {len(picks)} items recorded")
-            print("item")
-            print("\n".join(str(i) for i in picks))
+            rid, picks = wf.next_batch(
+                s, args.budget, args.strategy, args.seed, force=args.force, **params
+            )
+            entries = [s.item(i) or (None, None) for i in picks]
+            cols = [k for k, name in enumerate(("path", "text")) if any(e[k] for e in entries)]
+            out = csv.writer(sys.stdout, lineterminator="\n")
+            out.writerow(["item"] + [("path", "text")[k] for k in cols])
+            out.writerows(
+                [i] + [_shown(e[k]) for k in cols] for i, e in zip(picks, entries, strict=True)
+            )
+            sys.stdout.flush()
+            print(
+                f"round {rid}: {len(picks)} items recorded; label them with: ralif serve --db {args.db}",
+                file=sys.stderr,
+            )
         elif args.session_command == "import-labels":
             n = wf.import_labels_csv(s, args.labels, args.who, args.held_out)
             print(f"imported {n} labels into {args.db}")
@@ -429,8 +506,10 @@ def _cmd_session(args: argparse.Namespace) -> int:
             st = wf.status(s)
             print(
                 f"items {st['items']}: labeled {st['labeled']}, held out {st['held_out']}, "
-                f"waiting in batches {st['pending']}, rounds {st['rounds']}"
+                f"waiting in batches {st['pending']}, unsure {st['unsure']}, rounds {st['rounds']}"
             )
+            for b in st["open"]:
+                print(f"  open batch: round {b['round']}, {b['waiting']} of {b['size']} waiting")
             for name, count in st["per_class"].items():
                 print(f"  {name:<20} {count}")
             if st["curve"]:
@@ -439,8 +518,20 @@ def _cmd_session(args: argparse.Namespace) -> int:
                     print(
                         f"  round {p['round']:>4}  {p['n_labeled']:>6} labels  {p['held_out_accuracy']:.3f}"
                     )
+        elif args.session_command == "backup":
+            s.backup(args.out)
+            print(f"copied {args.db} to {args.out}")
+        elif args.session_command == "close":
+            n = s.close_round(args.round)
+            print(f"closed round {args.round}: {n} waiting items back in the pool")
+        elif args.session_command == "reopen":
+            n = s.reopen_round(args.round)
+            print(f"reopened round {args.round}: {n} items waiting")
+        elif args.session_command == "add-class":
+            names = s.add_classes(args.names)
+            print(f"classes of {args.db}: {', '.join(names)}")
         else:
-            n = wf.export(s, args.out, args.format)
+            n = wf.export(s, args.out, args.format, with_items=args.with_items)
             # With --out - the labels themselves go to standard output.
             print(f"wrote {n} labels to {args.out}", file=sys.stderr if args.out == "-" else None)
     return 0

@@ -1,95 +1,251 @@
-"""``ralif serve``: a local page for labeling the current batch, one item at a time.
+"""``ralif serve``: a local page for labeling the open batches, one item at a time.
 
 Flask app served by waitress. Every label is committed to the session database before
-the page is told it succeeded. Writes (and reads of the batch) need the session's secret
-token; the server binds to 127.0.0.1 unless told otherwise; item files are served only
-from inside the items folder.
+the page is told it succeeded. Every request but the page's static script and style
+needs the session's secret token, checked before the body is read; bodies are capped at
+a few kilobytes. The page labels only items of the batches it serves, never a held-out
+item. It shows data as text only, under a Content-Security-Policy that allows no inline
+script; item files are served only from inside the items folder, and only as the image
+types the page shows. The server binds to 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hmac
+import ipaddress
+import json
 import os
+import signal
+import sqlite3
+import sys
 import threading
 from pathlib import Path
 
 from ralif._validation import RalifInputError
 from ralif.session.store import SessionStore, open_session
 
+# A label is a few dozen bytes; nothing the page sends comes near this.
+MAX_BODY = 8 * 1024
+# The only item files served: images the page shows in an <img>, none that can run script.
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".bmp": "image/bmp",
+}
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+DATA_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
+PUBLIC_PATHS = ("/app.js", "/app.css")
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ralif labeling</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
- body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 46rem; color: #222; }
- #item { min-height: 16rem; display: flex; align-items: center; justify-content: center;
-         border: 1px solid #ccc; border-radius: 8px; padding: 1rem; margin: 1rem 0; font-size: 1.2rem; }
- #item img { max-width: 100%; max-height: 24rem; image-rendering: pixelated; min-width: 12rem; }
- .classes button { font-size: 1rem; margin: .25rem; padding: .5rem .9rem; cursor: pointer; }
- .classes button kbd { color: #777; margin-right: .4rem; }
- #status { color: #555; } #error { color: #b00; }
-</style></head>
+<link rel="stylesheet" href="/app.css">
+</head>
 <body>
 <h1>Label the batch</h1>
 <p id="status">Loading…</p>
+<div id="layout">
+<main>
 <div id="item"></div>
 <div class="classes" id="classes"></div>
-<p><button id="undo" title="Take back the last label (u or Backspace)">Undo</button>
-   <span id="error"></span></p>
-<script>
-const TOKEN = {{ token|tojson }};
+<p class="actions">
+ <button id="unsure" title="Cannot decide: leave this item unlabeled (0)"><kbd>0</kbd>Unsure</button>
+ <button id="undo" title="Take back the last label (u or Backspace)"><kbd>u</kbd>Undo</button>
+</p>
+<p id="last"></p>
+<p id="error" role="alert"></p>
+<div id="nextbox" hidden>
+ <label>Next batch of <input id="budget" type="number" min="1" step="1"> items</label>
+ <button id="next">Pick the next batch</button>
+</div>
+</main>
+<aside><h2>Batch</h2><ol id="list"></ol></aside>
+</div>
+<script src="/app.js"></script>
+</body></html>
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #222; }
+#layout { display: flex; gap: 2rem; align-items: flex-start; }
+main { flex: 1; min-width: 0; }
+aside { width: 16rem; max-height: 80vh; overflow-y: auto; }
+aside ol { padding-left: 0; list-style: none; margin: 0; }
+aside li button { width: 100%; text-align: left; border: 0; background: none; padding: .2rem .4rem;
+                  cursor: pointer; font: inherit; }
+aside li button[aria-current="true"] { background: #e6f0ff; font-weight: 600; }
+aside li .waiting { color: #777; } aside li .unsure { color: #a60; }
+#item { min-height: 16rem; display: flex; align-items: center; justify-content: center;
+        border: 1px solid #ccc; border-radius: 8px; padding: 1rem; margin: 1rem 0; font-size: 1.2rem;
+        white-space: pre-wrap; overflow-wrap: anywhere; }
+#item img { max-width: 100%; max-height: 24rem; image-rendering: pixelated; min-width: 12rem; }
+.classes button, .actions button { font-size: 1rem; margin: .25rem; padding: .5rem .9rem; cursor: pointer; }
+kbd { color: #777; margin-right: .4rem; }
+#status, #last { color: #555; } #error { color: #b00; }
+"""
+
+# Everything the page shows from the session goes through textContent: a class name or a
+# text is data, never markup.
+SCRIPT = r"""
+"use strict";
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
 let state = null;
+let chosen = null;  // an item the labeler jumped to; otherwise the first one waiting
+const $ = id => document.getElementById(id);
+
+function requestId() {
+  // crypto.randomUUID exists only in secure contexts; getRandomValues exists everywhere.
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, b => b.toString(16).padStart(2, "0")).join("");
+}
 async function api(path, body) {
-  const opts = {headers: {"X-Ralif-Token": TOKEN, "Content-Type": "application/json"}};
-  if (body !== undefined) { opts.method = "POST"; opts.body = JSON.stringify(body); }
+  const opts = {headers: {"X-Ralif-Token": TOKEN}};
+  if (body !== undefined) {
+    opts.method = "POST";
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
   const r = await fetch(path, opts);
-  const data = await r.json();
+  let data = {};
+  try { data = await r.json(); } catch (e) { data = {error: r.statusText}; }
   if (!r.ok) throw new Error(data.error || r.statusText);
   return data;
 }
+function describe(it) {
+  if (it.state === "labeled") return state.classes[it.label];
+  if (it.state === "held_out") return "held out";
+  return it.state;
+}
+function current() {
+  if (!state) return null;
+  if (chosen !== null) {
+    const it = state.items.find(x => x.id === chosen);
+    if (it) return it;
+    chosen = null;
+  }
+  return state.items.find(x => x.state === "waiting") || null;
+}
+function showList(cur) {
+  const list = $("list");
+  list.replaceChildren();
+  state.items.forEach(it => {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.dataset.item = it.id;
+    b.setAttribute("aria-current", cur && cur.id === it.id ? "true" : "false");
+    const id = document.createElement("span");
+    id.textContent = `${it.id}: `;
+    const what = document.createElement("span");
+    what.className = it.state;
+    what.textContent = describe(it);
+    b.append(id, what);
+    b.disabled = it.state === "held_out";
+    b.onclick = () => { chosen = it.id; show(); };
+    li.appendChild(b);
+    list.appendChild(li);
+  });
+}
 function show() {
-  const s = state, status = document.getElementById("status"), box = document.getElementById("item");
-  if (s.round === null) { status.textContent = "No batch yet: run ralif session next."; box.innerHTML = ""; return; }
-  status.textContent = `Round ${s.round}: ${s.done} of ${s.items.length} labeled`;
-  const next = s.items.find(it => it.label === null);
-  box.innerHTML = "";
-  box.dataset.item = next ? next.id : "";
-  if (!next) { box.textContent = "Batch done. Thank you!"; return; }
-  if (next.kind === "image") {
+  const box = $("item");
+  box.replaceChildren();
+  const rounds = state.rounds.join(", ");
+  if (state.rounds.length === 0) {
+    $("status").textContent = "No batch yet: pick one below, or run ralif session next.";
+  } else {
+    $("status").textContent =
+      `Round ${rounds}: ${state.done} of ${state.items.length} labeled` +
+      (state.unsure ? `, ${state.unsure} unsure` : "");
+  }
+  const it = current();
+  box.dataset.item = it ? it.id : "";
+  showList(it);
+  $("nextbox").hidden = state.waiting > 0;
+  if (!$("budget").value) $("budget").value = state.next_budget;
+  if (!it) {
+    box.textContent = state.rounds.length ? "Batch done. Thank you!" : "Nothing to label.";
+    return;
+  }
+  if (it.kind === "image") {
     const img = document.createElement("img");
-    img.src = `/items/${next.id}?token=${encodeURIComponent(TOKEN)}`; img.alt = `item ${next.id}`;
+    img.src = `/items/${it.id}?token=${encodeURIComponent(TOKEN)}`;
+    img.alt = `item ${it.id}`;
     box.appendChild(img);
-  } else { box.textContent = next.text || `item ${next.id}`; }
+  } else {
+    box.textContent = it.text || `item ${it.id}`;
+  }
+  if (it.state !== "waiting") {
+    const note = document.createElement("p");
+    note.textContent = `now: ${describe(it)}`;
+    box.appendChild(note);
+  }
 }
-async function refresh() { state = await api("/api/state"); show(); }
-async function label(k) {
-  const item = document.getElementById("item").dataset.item;
-  if (item === "" || item === undefined) return;
-  try { state = await api("/api/label", {item: Number(item), label: k, request_id: crypto.randomUUID()});
-        document.getElementById("error").textContent = ""; show(); }
-  catch (e) { document.getElementById("error").textContent = e.message; }
+function fail(e) { $("error").textContent = e.message; }
+function done(s, message) {
+  state = s;
+  chosen = null;
+  $("error").textContent = "";
+  if (message !== undefined) $("last").textContent = message;
+  show();
 }
+async function send(body, message) {
+  const it = current();
+  if (!it) return;
+  try {
+    done(await api("/api/label", {item: it.id, request_id: requestId(), ...body}),
+         `item ${it.id}: ${message}`);
+  } catch (e) { fail(e); }
+}
+function label(k) { return send({label: k}, state.classes[k]); }
+function unsure() { return send({unsure: true}, "unsure"); }
 async function undo() {
-  try { state = await api("/api/undo", {}); show(); }
-  catch (e) { document.getElementById("error").textContent = e.message; }
+  try {
+    const r = await api("/api/undo", {});
+    done(r, r.undone === null ? "nothing to undo" :
+         `undone: item ${r.undone.item} is now ${r.undone.label === null ? "unlabeled" : state.classes[r.undone.label]}`);
+  } catch (e) { fail(e); }
 }
-document.getElementById("undo").onclick = undo;
+async function nextBatch() {
+  try {
+    const s = await api("/api/next", {budget: Number($("budget").value)});
+    done(s, `round ${s.rounds[s.rounds.length - 1]} picked`);
+  } catch (e) { fail(e); }
+}
+$("undo").onclick = undo;
+$("unsure").onclick = unsure;
+$("next").onclick = nextBatch;
 document.addEventListener("keydown", ev => {
+  if (ev.target instanceof HTMLInputElement) return;
   if (ev.key === "u" || ev.key === "Backspace") { ev.preventDefault(); undo(); return; }
+  if (ev.key === "0") { unsure(); return; }
   const k = "123456789".indexOf(ev.key);
   if (k >= 0 && state && k < state.classes.length) label(k);
 });
 api("/api/state").then(s => {
   state = s;
-  const div = document.getElementById("classes");
+  const div = $("classes");
   s.classes.forEach((name, k) => {
     const b = document.createElement("button");
-    b.innerHTML = (k < 9 ? `<kbd>${k + 1}</kbd>` : "") + name; b.dataset.class = k;
-    b.onclick = () => label(k); div.appendChild(b);
+    if (k < 9) {
+      const key = document.createElement("kbd");
+      key.textContent = String(k + 1);
+      b.appendChild(key);
+    }
+    b.appendChild(document.createTextNode(name));
+    b.dataset.class = k;
+    b.onclick = () => label(k);
+    div.appendChild(b);
   });
   show();
-}).catch(e => { document.getElementById("status").textContent = e.message; });
-</script>
-</body></html>
+}).catch(e => { $("status").textContent = e.message; });
 """
 
 
@@ -97,21 +253,68 @@ def safe_item_path(root: Path | None, relative: str | None) -> Path | None:
     """The item's file inside ``root``, or None if it would escape it (or is missing)."""
     if root is None or not relative:
         return None
-    root = root.resolve()
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    try:
+        root = root.resolve()
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return None
+    except (OSError, ValueError):
         return None
     return target
 
 
-def create_app(db_path: str | os.PathLike, who: str = "web"):
-    """The Flask application for one session database."""
+def image_type(target: Path | None) -> str | None:
+    """The MIME type the page may show ``target`` as, or None if it is not an allowed image."""
+    return None if target is None else IMAGE_TYPES.get(target.suffix.lower())
+
+
+def _json_body() -> dict:
+    from flask import abort, request
+
+    if (request.content_length or 0) > MAX_BODY:
+        abort(413)
+    data = request.get_data(cache=False)
+    if len(data) > MAX_BODY:
+        abort(413)
+    if not data.strip():
+        return {}
     try:
-        from flask import Flask, abort, jsonify, render_template_string, request, send_file
+        body = json.loads(data)
+    except (ValueError, RecursionError):
+        raise RalifInputError("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RalifInputError("the request body must be a JSON object")
+    return body
+
+
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RalifInputError(f"{what} must be a positive whole number, got {value!r:.40}")
+    return value
+
+
+def create_app(db_path: str | os.PathLike, who: str = "web"):
+    """The Flask application for one session database.
+
+    Parameters
+    ----------
+    db_path : path-like
+        The session database.
+    who : str
+        Recorded as the giver of every label made on the page.
+
+    Returns
+    -------
+    flask.Flask
+    """
+    try:
+        from flask import Flask, Response, abort, jsonify, request, send_file
+        from werkzeug.exceptions import HTTPException
     except ImportError:
         raise RalifInputError(
             "ralif serve needs the serve extra: pip install 'ralif[serve]'"
         ) from None
+    from ralif.session import workflow as wf
 
     probe = open_session(db_path)
     token = probe.token
@@ -119,11 +322,12 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
     probe.close()
     local = threading.local()
     app = Flask("ralif.session")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
 
     def store() -> SessionStore:
         # One connection per server thread: SQLite connections are not shared.
         if getattr(local, "store", None) is None:
-            local.store = open_session(db_path)
+            local.store = open_session(db_path, check=False)
         return local.store
 
     def authorized() -> bool:
@@ -134,33 +338,91 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
     def bad_input(exc):
         return jsonify(error=str(exc)), 400
 
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        return jsonify(error=exc.description or exc.name), exc.code
+
+    @app.errorhandler(sqlite3.OperationalError)
+    def busy(exc):
+        return jsonify(error=f"the session database is busy, try again ({exc})"), 503
+
     @app.before_request
     def check_token():
-        if request.path != "/" and not authorized():
+        # Before anything reads the body: a request without the token costs nothing.
+        if request.path in PUBLIC_PATHS:
+            return None
+        if not authorized():
+            if request.path == "/":
+                return Response(
+                    "Open the address printed by ralif serve (it carries the session token).",
+                    403,
+                    mimetype="text/plain",
+                )
             return jsonify(error="missing or wrong session token"), 403
         return None
 
+    @app.after_request
+    def headers(resp):
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["X-Frame-Options"] = "DENY"
+        resp.headers.setdefault("Content-Security-Policy", DATA_CSP)
+        if request.path not in PUBLIC_PATHS:
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
+
     def state() -> dict:
         s = store()
-        rid, items = s.current_batch()
-        labels = s.current_labels()
-        rows = []
-        for i in items:
-            path, text = s.item(i)
-            kind = "image" if safe_item_path(root, path) is not None else "text"
-            rows.append({"id": i, "kind": kind, "text": text, "label": labels.get(i, (None,))[0]})
+        with s.reading():
+            served = s.served_rounds()
+            batch = [(rid, i) for rid in served for i in s.round_items(rid)]
+            latest = {
+                int(i): (c, bool(h), bool(u))
+                for i, c, h, u in s.latest_events([i for _, i in batch])
+            }
+            classes = s.classes()
+            rounds = s.rounds()
+            entries = {i: s.item(i) for _, i in batch}
+        rows, seen = [], set()
+        for rid, i in batch:
+            if i in seen:
+                continue
+            seen.add(i)
+            path, text = entries[i]
+            c, held, unsure = latest.get(i, (None, False, False))
+            kind = "image" if image_type(safe_item_path(root, path)) else "text"
+            if c is not None:
+                st = "held_out" if held else "labeled"
+            else:
+                st = "unsure" if unsure else "waiting"
+            rows.append(
+                {"id": i, "round": rid, "kind": kind, "text": text, "label": c, "state": st}
+            )
+        last = rounds[-1]["params"].get("budget") if rounds else None
         return {
-            "round": rid,
-            "classes": s.classes(),
+            "round": served[-1] if served else None,
+            "rounds": served,
+            "classes": classes,
             "items": rows,
-            "done": sum(r["label"] is not None for r in rows),
+            "done": sum(r["state"] == "labeled" for r in rows),
+            "unsure": sum(r["state"] == "unsure" for r in rows),
+            "waiting": sum(r["state"] == "waiting" for r in rows),
+            "next_budget": last if isinstance(last, int) and last > 0 else 10,
         }
 
     @app.get("/")
     def page():
-        if not authorized():
-            return "Open the address printed by ralif serve (it carries the session token).", 403
-        return render_template_string(PAGE, token=token)
+        resp = Response(PAGE, mimetype="text/html")
+        resp.headers["Content-Security-Policy"] = PAGE_CSP
+        return resp
+
+    @app.get("/app.js")
+    def script():
+        return Response(SCRIPT, mimetype="text/javascript")
+
+    @app.get("/app.css")
+    def style():
+        return Response(STYLE, mimetype="text/css")
 
     @app.get("/api/state")
     def get_state():
@@ -168,32 +430,50 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
 
     @app.post("/api/label")
     def post_label():
-        body = request.get_json(silent=True) or {}
-        if "item" not in body or "label" not in body:
-            raise RalifInputError("a label needs 'item' and 'label'")
-        store().add_label(
+        body = _json_body()
+        unsure = body.get("unsure", False)
+        if not isinstance(unsure, bool):
+            raise RalifInputError("'unsure' must be true or false")
+        if "item" not in body or ("label" not in body) == (not unsure):
+            raise RalifInputError("a label needs 'item' and either 'label' or 'unsure': true")
+        if not unsure and body["label"] is None:
+            raise RalifInputError("'label' must be a class (use undo to take a label back)")
+        giver = body.get("who", who)
+        if not isinstance(giver, str) or not giver.strip():
+            raise RalifInputError("'who' must be a non-empty text")
+        store().label_from_page(
             body["item"],
-            body["label"],
-            who=body.get("who") or who,
+            None if unsure else body["label"],
+            who=giver,
             request_id=body.get("request_id"),
+            unsure=unsure,
         )
-        return jsonify(state())
+        out = state()
+        if out["waiting"] == 0:
+            # The batch is done: fold the log into the .db so a plain copy of it is complete.
+            store().checkpoint()
+        return jsonify(out)
 
     @app.post("/api/undo")
     def post_undo():
+        _json_body()
+        undone = store().undo_last(who)
+        out = state()
+        out["undone"] = None if undone is None else {"item": undone.item, "label": undone.class_id}
+        return jsonify(out)
+
+    @app.post("/api/next")
+    def post_next():
+        body = _json_body()
         s = store()
-        _, items = s.current_batch()
-        if not items:
-            raise RalifInputError("no batch to undo in")
-        marks = ",".join("?" * len(items))
-        # The most recent label in the batch that still stands: repeated undos walk back.
-        row = s.db.execute(
-            f"SELECT e.item_id FROM label_events e WHERE e.item_id IN ({marks}) AND e.class_id IS NOT NULL "
-            "AND e.id = (SELECT MAX(id) FROM label_events WHERE item_id = e.item_id) ORDER BY e.id DESC LIMIT 1",
-            items,
-        ).fetchone()
-        if row is not None:
-            s.add_label(row[0], None, who=who, source="undo")
+        rounds = s.rounds()
+        last = rounds[-1] if rounds else {"strategy": "ralif", "params": {}}
+        budget = _positive_int(body.get("budget", state()["next_budget"]), "budget")
+        params = {k: v for k, v in last["params"].items() if k not in ("seed", "budget")}
+        try:
+            wf.next_batch(s, budget, last["strategy"], None, **params)
+        except ValueError as exc:
+            raise RalifInputError(str(exc)) from None
         return jsonify(state())
 
     @app.get("/items/<int:item_id>")
@@ -202,26 +482,125 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
         if entry is None:
             abort(404)
         target = safe_item_path(root, entry[0])
-        if target is None:
+        mimetype = image_type(target)
+        if target is None or mimetype is None:
             abort(404)
-        return send_file(target)
+        resp = send_file(target, mimetype=mimetype, conditional=True, max_age=0)
+        resp.headers["Content-Disposition"] = f'inline; filename="item-{item_id}{target.suffix}"'
+        return resp
 
     return app
+
+
+def page_url(host: str, port: int, token: str) -> str:
+    """The address of the page; an IPv6 address goes in brackets, a wildcard becomes loopback."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}/?token={token}"
+
+
+def check_port(port: object) -> int:
+    """A TCP port number 0..65535 (0 picks a free one); a clear error otherwise."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise RalifInputError(f"--port must be a whole number from 0 to 65535, got {port!r}")
+    return port
+
+
+def _reachable_from_network(addresses: list[tuple[str, int]]) -> bool:
+    for host, _ in addresses:
+        try:
+            if not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+                return True
+        except ValueError:
+            return True
+    return False
+
+
+def make_server(
+    db_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, threads: int = 8
+):
+    """A waitress server for the page, already listening (so its address can be printed).
+
+    Returns
+    -------
+    waitress server
+        Call ``run()`` to serve; ``effective_listen`` (or ``effective_host`` and
+        ``effective_port``) says where it listens.
+    """
+    port = check_port(port)
+    app = create_app(db_path)
+    try:
+        from waitress.server import create_server
+    except ImportError:
+        raise RalifInputError(
+            "ralif serve needs the serve extra: pip install 'ralif[serve]'"
+        ) from None
+    try:
+        return create_server(
+            app,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="ralif",
+            max_request_body_size=MAX_BODY,
+            clear_untrusted_proxy_headers=True,
+        )
+    except OSError as exc:
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+        raise RalifInputError(
+            f"cannot listen on {host} port {port}: {why}; pick another with --port or --host"
+        ) from None
+    except ValueError as exc:
+        raise RalifInputError(f"cannot listen on {host} port {port}: {exc}") from None
+
+
+def listening_on(server) -> list[tuple[str, int]]:
+    """``(host, port)`` of every socket the server listens on."""
+    found = getattr(server, "effective_listen", None)
+    if found:
+        return [(str(h), int(p)) for h, p in found]
+    return [(str(server.effective_host), int(server.effective_port))]
 
 
 def serve(
     db_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, threads: int = 8
 ) -> None:
-    """Serve the labeling page until interrupted (waitress, ``threads`` workers)."""
-    app = create_app(db_path)
-    try:
-        from waitress import serve as waitress_serve
-    except ImportError:
-        raise RalifInputError(
-            "ralif serve needs the serve extra: pip install 'ralif[serve]'"
-        ) from None
+    """Serve the labeling page until interrupted (SIGINT or SIGTERM), then fold the log in.
 
-    with open_session(db_path) as s:
+    The address (with the token) is printed only once the server listens. On a clean
+    stop the write-ahead log is checkpointed into the ``.db`` file, so the file alone is
+    a complete copy of the session.
+    """
+    server = make_server(db_path, host=host, port=port, threads=threads)
+    addresses = listening_on(server)
+    with open_session(db_path, check=False) as s:
         token = s.token
-    print(f"ralif: labeling page at http://{host}:{port}/?token={token}", flush=True)
-    waitress_serve(app, host=host, port=port, threads=threads, ident="ralif")
+    if _reachable_from_network(addresses):
+        print(
+            f"ralif: warning: listening on {host}: the page is reachable from the network, "
+            "over plain HTTP; anyone who sees the address below can label",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(f"ralif: labeling page at {page_url(host, addresses[0][1], token)}", flush=True)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        with contextlib.suppress(Exception):
+            server.task_dispatcher.shutdown(timeout=5)
+        with contextlib.suppress(Exception):
+            server.close()
+        with open_session(db_path, check=False) as s:
+            s.checkpoint("TRUNCATE")

@@ -13,6 +13,9 @@ from ralif.io import load_features, open_output, read_csv_dicts, write_csv
 from ralif.session.store import SessionStore, create_session
 from ralif.strategies import make_strategy
 
+# A batch picked while the session changed is picked again, at most this many times.
+_PICK_ATTEMPTS = 5
+
 
 def read_manifest(path: str | os.PathLike, n_items: int) -> list[tuple[str | None, str | None]]:
     """Rows ``(path, text)`` of an items manifest CSV (columns ``path`` and/or ``text``)."""
@@ -43,37 +46,85 @@ def next_batch(
     budget: int,
     strategy: str = "ralif",
     seed: int | None = None,
+    force: bool = False,
     **params: object,
 ) -> tuple[int, list[int]]:
     """Pick the next batch and record it before returning it.
 
-    Held-out items and items of earlier batches still waiting for a label are left out
-    of the pool.
+    Held-out items, items of unclosed batches still waiting for a label and items marked
+    unsure are left out of the pool. While a batch is open (items waiting, not closed),
+    a new one is refused unless ``force``: a second batch would strand the first.
+
+    The batch is picked from one consistent reading of the session and recorded only if
+    nothing it depends on changed meanwhile (another batch recorded, one of its items
+    labeled); otherwise it is picked again. Two ``next`` at once therefore never record
+    the same items twice: without ``force`` the second is refused, with it the batches
+    are disjoint.
+
+    Parameters
+    ----------
+    store : SessionStore
+        The open session.
+    budget : int
+        How many items to pick.
+    strategy : str
+        A strategy name (see :data:`ralif.strategies.STRATEGIES`).
+    seed : int, optional
+        Random seed; by default the number of rounds so far.
+    force : bool
+        Pick a batch even while another is open.
+    **params
+        Options of the strategy.
+
+    Returns
+    -------
+    (round id, items in the order picked)
     """
     X = check_features(load_features(store.features_path), f"features ({store.features_path})")
     if X.shape[0] != store.n_items():
         raise RalifInputError(
             f"{store.features_path} now has {X.shape[0]} rows but the session has {store.n_items()} items"
         )
-    y, held = store.label_array()
-    keep = ~held
-    pending = np.zeros(len(y), dtype=bool)
-    pending[list(store.pending_items())] = True
-    keep &= ~pending
-    rows = np.flatnonzero(keep)
-    budget = check_budget(budget, int((y[rows] < 0).sum()))
-    seed = len(store.rounds()) if seed is None else seed
-    strat = make_strategy(strategy, random_state=seed, **params)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        picks = rows[strat.select(X[rows], y[rows], budget)]
-    metrics = {"n_labeled": int((y[rows] >= 0).sum()), "warnings": [str(w.message) for w in caught]}
-    head = getattr(strat, "head_", None)
-    if head is not None:
-        metrics["l2"] = float(head.l2_)
-    rid = store.add_round(
-        strategy, {**params, "seed": seed, "budget": budget}, picks.tolist(), metrics
-    )
+    for _ in range(_PICK_ATTEMPTS):
+        with store.reading():
+            if not force:
+                store.refuse_if_open()
+            picked_from = store.snapshot()
+            y, held = store.label_array()
+            excluded = store.pending_items() | store.unsure_items()
+            n_rounds = len(store.rounds())
+        keep = ~held
+        keep[sorted(excluded)] = False
+        rows = np.flatnonzero(keep)
+        budget = check_budget(budget, int((y[rows] < 0).sum()))
+        round_seed = n_rounds if seed is None else seed
+        strat = make_strategy(strategy, random_state=round_seed, **params)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            picks = rows[strat.select(X[rows], y[rows], budget)]
+        metrics = {
+            "n_labeled": int((y[rows] >= 0).sum()),
+            "warnings": [str(w.message) for w in caught],
+        }
+        head = getattr(strat, "head_", None)
+        if head is not None:
+            metrics["l2"] = float(head.l2_)
+        rid = store.add_round(
+            strategy,
+            {**params, "seed": round_seed, "budget": budget},
+            picks.tolist(),
+            metrics,
+            picked_from=picked_from,
+            force=force,
+        )
+        if rid is not None:
+            break
+    else:
+        raise RalifInputError(
+            "the session kept changing while the batch was picked; run ralif session next again"
+        )
+    # The .db file alone now holds the batch: a plain copy of it is complete.
+    store.checkpoint()
     for w in caught:
         warnings.warn(str(w.message), w.category, stacklevel=2)
     return rid, picks.tolist()
@@ -97,16 +148,25 @@ def import_labels_csv(
 
 
 def status(store: SessionStore) -> dict:
-    """Progress, per-class counts and the learning curve from held-out labels."""
-    y, held = store.label_array()
-    classes = store.classes()
+    """Progress, open batches, per-class counts and the learning curve from held-out labels."""
+    with store.reading():
+        y, held = store.label_array()
+        classes = store.classes()
+        waiting = store.waiting_by_round()
+        sizes = {r["id"]: len(store.round_items(r["id"])) for r in store.rounds()}
+        unsure = len(store.unsure_items())
     train = (y >= 0) & ~held
     out = {
         "items": len(y),
         "labeled": int(train.sum()),
         "held_out": int(held.sum()),
-        "pending": len(store.pending_items()),
-        "rounds": len(store.rounds()),
+        "pending": sum(len(v) for v in waiting.values()),
+        "unsure": unsure,
+        "rounds": len(sizes),
+        "open": [
+            {"round": rid, "waiting": len(items), "size": sizes[rid]}
+            for rid, items in waiting.items()
+        ],
         "per_class": {c: int((y[train] == k).sum()) for k, c in enumerate(classes)},
         "curve": learning_curve(store) if held.any() else [],
     }
@@ -133,14 +193,27 @@ def learning_curve(store: SessionStore) -> list[dict]:
     return curve
 
 
-def export(store: SessionStore, out: str | os.PathLike, fmt: str = "csv") -> int:
-    """Write ``item, label, class_name, held_out, who, at`` for every labeled item."""
-    rows = store.db.execute(
-        "SELECT e.item_id, e.class_id, c.name, e.held_out, e.who, e.at FROM label_events e "
-        "JOIN classes c ON c.id = e.class_id "
-        "WHERE e.id = (SELECT MAX(id) FROM label_events WHERE item_id = e.item_id) ORDER BY e.item_id"
-    ).fetchall()
+def export(
+    store: SessionStore, out: str | os.PathLike, fmt: str = "csv", with_items: bool = False
+) -> int:
+    """Write ``item, label, class_name, held_out, who, at`` for every labeled item.
+
+    With ``with_items``, also each item's ``path`` and ``text`` from the manifest. Read in
+    one transaction, so the export is a complete picture of one moment even while the
+    session is being labeled.
+    """
+    extra = ", i.path, i.text" if with_items else ""
+    with store.reading():
+        rows = store.db.execute(
+            f"SELECT e.item_id, e.class_id, c.name, e.held_out, e.who, e.at{extra} "
+            "FROM label_events e JOIN classes c ON c.id = e.class_id "
+            "JOIN items i ON i.id = e.item_id "
+            "WHERE e.id = (SELECT MAX(id) FROM label_events WHERE item_id = e.item_id) "
+            "ORDER BY e.item_id"
+        ).fetchall()
     cols = ["item", "label", "class_name", "held_out", "who", "at"]
+    if with_items:
+        cols += ["path", "text"]
     if fmt == "csv":
         write_csv(out, cols, rows, "labels export")
     elif fmt == "parquet":
