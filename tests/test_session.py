@@ -31,21 +31,29 @@ pytest.importorskip("waitress")
 CLASSES = ["cat", "dog", "bird"]
 
 
-@pytest.fixture()
-def session(tmp_path, blobs):
+def make_session(tmp_path, blobs):
+    """A session over the blobs with a manifest: an image, a path escaping the folder, texts."""
     X, y = blobs
     np.save(tmp_path / "X.npy", X)
     (tmp_path / "imgs").mkdir()
     (tmp_path / "imgs" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    (tmp_path / "imgs" / "page.html").write_text("<script>alert(1)</script>")
+    (tmp_path / "imgs" / "pic.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
     (tmp_path / "secret.txt").write_text("do not serve me")
+    files = {0: "imgs/a.png", 1: "../secret.txt", 3: "imgs/page.html", 4: "imgs/pic.svg"}
     with open(tmp_path / "items.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "text"])
         for i in range(len(X)):
-            path = "imgs/a.png" if i == 0 else "../secret.txt" if i == 1 else ""
-            w.writerow([path, f"item number {i}"])
+            w.writerow([files.get(i, ""), f"item number {i}"])
     store = wf.init_session(tmp_path / "s.db", tmp_path / "X.npy", CLASSES, tmp_path / "items.csv")
-    yield store, y % 3
+    return store, y % 3
+
+
+@pytest.fixture()
+def session(tmp_path, blobs):
+    store, y = make_session(tmp_path, blobs)
+    yield store, y
     store.close()
 
 
@@ -185,12 +193,17 @@ class Running:
         self.srv.close()
 
 
+def serve_batch(s, y):
+    """Label 30 items, pick a batch of 12 and serve the session; returns the running server."""
+    _label_first(s, y, 30)
+    wf.next_batch(s, 12, "random")
+    return Running(s.path)
+
+
 @pytest.fixture()
 def server(session):
     s, y = session
-    _label_first(s, y, 30)
-    wf.next_batch(s, 12, "random")
-    running = Running(s.path)
+    running = serve_batch(s, y)
     yield s, Client(f"http://127.0.0.1:{running.port}", s.token)
     running.close()
 
@@ -451,9 +464,7 @@ def test_session_files_are_readable_by_the_owner_only(tmp_path, blobs):
     try:
         s = wf.init_session(tmp_path / "s.db", tmp_path / "X.npy", CLASSES)
         s.add_label(1, "cat")  # the log and its index now exist
-        modes = {
-            p: os.stat(tmp_path / p).st_mode & 0o777 for p in ("s.db", "s.db-wal", "s.db-shm")
-        }
+        modes = {p: os.stat(tmp_path / p).st_mode & 0o777 for p in ("s.db", "s.db-wal", "s.db-shm")}
         s.close()
     finally:
         os.umask(old)
