@@ -6,14 +6,20 @@ import csv
 import io
 import os
 import stat
+import struct
+import subprocess
+import sys
 import threading
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
+from numpy.lib import format as npy_format
 
 from ralif import RalifInputError
 from ralif.cli import main
-from ralif.io import write_csv
+from ralif.io import MAX_ARRAY_BYTES_ENV, load_features, load_labels, write_csv
 from tests.conftest import partial_labels
 
 
@@ -153,3 +159,135 @@ def test_session_export_writes_through_a_symlink_to_its_target(tmp_path, blobs):
         assert wf.export(s, link) == 2
     assert link.is_symlink()
     assert [int(r["item"]) for r in csv.DictReader(target.open())] == [0, 5]
+
+
+# ------------------------------------------------------------- decompression bombs
+
+
+def _npy_header(path, shape, descr="<f8", body=b""):
+    """A .npy file whose header announces ``shape`` but holds only ``body``."""
+    with open(path, "wb") as fh:
+        npy_format.write_array_header_1_0(
+            fh, {"descr": descr, "fortran_order": False, "shape": shape}
+        )
+        fh.write(body)
+
+
+def _zero_bomb(path, rows, cols=64, **more):
+    """A compressed .npz whose float32 ``X`` expands from ~1 MB to rows*cols*4 bytes."""
+    chunk = bytes(1 << 20)
+    total = rows * cols * 4
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in more.items():
+            buf = io.BytesIO()
+            np.save(buf, arr)
+            zf.writestr(name + ".npy", buf.getvalue())
+        with zf.open("X.npy", "w", force_zip64=True) as fh:
+            npy_format.write_array_header_1_0(
+                fh, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)}
+            )
+            for start in range(0, total, len(chunk)):
+                fh.write(chunk[: min(len(chunk), total - start)])
+
+
+def test_npy_header_claiming_terabytes_is_refused_without_allocating(tmp_path):
+    _npy_header(tmp_path / "huge.npy", (2**40, 8), body=bytes(64))
+    with pytest.raises(RalifInputError, match=r"needs 64\.0 TiB, more than the memory available"):
+        load_features(tmp_path / "huge.npy")
+
+
+def test_npy_features_whose_rows_cannot_match_the_labels_exit_2_from_the_header(
+    inputs, tmp_path, capsys
+):
+    _npy_header(tmp_path / "X.npy", (2**40, 8), body=bytes(64))
+    features, labels = str(tmp_path / "X.npy"), str(inputs / "y.npy")
+    rc = main(["select", "--features", features, "--labels", labels, "--budget", "3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert "has 600 entries but the features have 1099511627776 rows" in err[0], err
+
+
+def test_npz_bomb_not_matching_the_labels_is_refused_before_it_expands(inputs, tmp_path, capsys):
+    _zero_bomb(tmp_path / "bomb.npz", rows=1 << 20)  # 256 MiB once expanded
+    assert (tmp_path / "bomb.npz").stat().st_size < 2_000_000
+    tracemalloc.start()
+    try:
+        features, labels = str(tmp_path / "bomb.npz"), str(inputs / "y.npy")
+        rc = main(["select", "--features", features, "--labels", labels, "--budget", "3"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rc == 2
+    assert "the features have 1048576 rows" in capsys.readouterr().err
+    assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB allocated before refusing"
+
+
+def test_arrays_over_the_configured_cap_are_refused(inputs, monkeypatch):
+    monkeypatch.setenv(MAX_ARRAY_BYTES_ENV, "10000")  # X.npy needs 600 x 8 x 8 = 38400 bytes
+    with pytest.raises(RalifInputError, match=r"more than the RALIF_MAX_ARRAY_BYTES limit"):
+        load_features(inputs / "X.npy")
+    assert len(load_labels(inputs / "y.npy")) == 600  # 4800 bytes: under the cap
+
+
+def test_dataset_npz_over_the_cap_is_refused(tmp_path, blobs, monkeypatch):
+    from ralif.data import load_dataset, load_images
+
+    X, y = blobs
+    np.savez_compressed(tmp_path / "d.npz", X=X, y=y)
+    monkeypatch.setenv(MAX_ARRAY_BYTES_ENV, "10000")
+    with pytest.raises(RalifInputError, match=r"array 'X' of .*d\.npz.*RALIF_MAX_ARRAY_BYTES"):
+        load_dataset(str(tmp_path / "d.npz"))
+    with pytest.raises(RalifInputError, match="RALIF_MAX_ARRAY_BYTES"):
+        load_images(str(tmp_path / "d.npz"))
+
+
+def test_parquet_over_the_cap_is_refused_from_its_metadata(tmp_path, blobs, monkeypatch):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    X, _ = blobs
+    pq.write_table(pa.table({f"f{i}": X[:, i] for i in range(X.shape[1])}), tmp_path / "X.parquet")
+    monkeypatch.setenv(MAX_ARRAY_BYTES_ENV, "10000")
+    with pytest.raises(RalifInputError, match=r"shape \(600, 8\).*RALIF_MAX_ARRAY_BYTES"):
+        load_features(tmp_path / "X.parquet")
+
+
+def test_npz_member_declaring_another_size_than_its_header_is_refused(tmp_path):
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2000, 8)))
+    with zipfile.ZipFile(tmp_path / "f.npz", "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("X.npy", buf.getvalue())
+    raw = bytearray((tmp_path / "f.npz").read_bytes())
+    central = raw.rindex(b"PK\x01\x02")  # the central directory entry zipfile trusts
+    raw[central + 24 : central + 28] = struct.pack("<I", len(buf.getvalue()) + 10**6)
+    (tmp_path / "f.npz").write_bytes(bytes(raw))
+    with pytest.raises(RalifInputError, match=r"the archive declares 1\.1 MiB"):
+        load_features(tmp_path / "f.npz")
+
+
+def test_features_from_a_pipe_are_refused_not_read_forever(tmp_path):
+    os.mkfifo(tmp_path / "X.csv")  # no writer: reading it would block forever
+    np.save(tmp_path / "y.npy", np.full(5, -1))
+    features, labels = str(tmp_path / "X.csv"), str(tmp_path / "y.npy")
+    cmd = [sys.executable, "-m", "ralif.cli", "select", "--budget", "1"]
+    r = subprocess.run(
+        [*cmd, "--features", features, "--labels", labels],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r.stderr
+
+
+def test_dataset_npz_whose_labels_cannot_match_is_refused_before_x_expands(tmp_path):
+    from ralif.data import load_dataset
+
+    _zero_bomb(tmp_path / "d.npz", rows=1 << 20, y=np.zeros(10, dtype=np.int64))
+    tracemalloc.start()
+    try:
+        with pytest.raises(RalifInputError, match="y has 10 entries but X has 1048576 rows"):
+            load_dataset(str(tmp_path / "d.npz"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB allocated before refusing"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ralif._validation import RalifInputError, check_features, check_labels
-from ralif.io import load_features, load_labels, save_npz, write_csv
+from ralif.io import feature_rows, load_features, load_labels, save_npz, write_csv
 from ralif.strategies import STRATEGIES, make_strategy
 
 EXIT_BAD_INPUT = 2
@@ -351,8 +351,12 @@ def _ralif_params(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    X = check_features(load_features(args.features), f"features ({args.features})")
-    y = check_labels(load_labels(args.labels), X.shape[0], f"labels ({args.labels})")
+    # The shapes are compared from the files' headers first, so that a file whose rows
+    # cannot match is refused before its array is read.
+    y = load_labels(args.labels, n_rows=feature_rows(args.features))
+    X = load_features(args.features, n_rows=len(y) if y.ndim else None)
+    X = check_features(X, f"features ({args.features})")
+    y = check_labels(y, X.shape[0], f"labels ({args.labels})")
     params = _ralif_params(args)
     if params and args.strategy != "ralif":
         raise RalifInputError(

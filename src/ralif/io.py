@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from ralif._validation import RalifInputError
 
@@ -27,13 +28,156 @@ _NPZ_FEATURE_KEYS = ("X", "features", "embeddings")
 _NPZ_LABEL_KEYS = ("y", "labels")
 
 
+MAX_ARRAY_BYTES_ENV = "RALIF_MAX_ARRAY_BYTES"
+"""Environment variable: the largest array (in bytes, once loaded) ralif reads from a file."""
+
+
 def _existing(path: str | os.PathLike, what: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise RalifInputError(f"{what} file not found: {p}")
     if p.is_dir():
         raise RalifInputError(f"{what} path is a folder, not a file: {p}")
+    if not p.is_file():
+        # A device or pipe has no size to check and may never end (/dev/zero).
+        raise RalifInputError(f"{what} path is not a regular file: {p}")
     return p
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now: the system's MemAvailable, within a cgroup limit."""
+    found = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(used))
+    except (OSError, ValueError):
+        pass
+    return max(min(found), 0) if found else None
+
+
+def max_array_bytes() -> int | None:
+    """The largest array ralif reads from a ``.npy``/``.npz``/``.parquet`` file, in bytes.
+
+    The value of the environment variable ``RALIF_MAX_ARRAY_BYTES`` when set, else the
+    memory available when the file is opened. A file whose header announces a bigger
+    array is refused before anything is allocated, so a small compressed file cannot
+    expand into all of memory.
+
+    Returns
+    -------
+    int or None
+        None where the available memory cannot be known (no limit then).
+    """
+    text = os.environ.get(MAX_ARRAY_BYTES_ENV, "").strip()
+    if text:
+        try:
+            value = int(float(text))
+        except ValueError:
+            raise RalifInputError(
+                f"{MAX_ARRAY_BYTES_ENV} must be a number of bytes, got {text!r}"
+            ) from None
+        if value <= 0:
+            raise RalifInputError(f"{MAX_ARRAY_BYTES_ENV} must be positive, got {text!r}")
+        return value
+    return _available_memory()
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"
+
+
+def _read_npy_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, header length)`` of the ``.npy`` stream ``fh``, reading nothing else."""
+    try:
+        version = npy_format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = npy_format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = npy_format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise RalifInputError(f"cannot read {where} (corrupt or not .npy): {exc}") from None
+    return tuple(int(n) for n in shape), np.dtype(dtype), fh.tell()
+
+
+def _refuse_pickled(dtype: np.dtype, where: str) -> None:
+    if dtype.hasobject:
+        raise RalifInputError(
+            f"refusing to read {where}: it holds pickled Python objects, which could run code; "
+            "save plain numeric arrays instead"
+        )
+
+
+def _check_header(
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    where: str,
+    what: str,
+    n_rows: int | None,
+    as_float: bool,
+) -> int:
+    """Refuse an array by its header alone; returns the bytes its data take in the file."""
+    _refuse_pickled(dtype, where)
+    count = 1
+    for n in shape:
+        count *= n  # Python integers: a forged shape cannot overflow
+    stored = count * dtype.itemsize
+    if n_rows is not None and shape and shape[0] != n_rows:
+        if what == "labels":
+            raise RalifInputError(
+                f"labels ({where}) has {shape[0]} entries but the features have {n_rows} rows"
+            )
+        raise RalifInputError(
+            f"{what} ({where}) has {shape[0]} rows but the labels have {n_rows} entries"
+        )
+    # Features that are not float32/float64 become float64 once checked.
+    loaded = count * 8 if as_float and dtype not in (np.float32, np.float64) else stored
+    cap = max_array_bytes()
+    if cap is not None and max(loaded, stored) > cap:
+        source = (
+            f"the {MAX_ARRAY_BYTES_ENV} limit"
+            if os.environ.get(MAX_ARRAY_BYTES_ENV, "").strip()
+            else "the memory available"
+        )
+        raise RalifInputError(
+            f"refusing to read {where}: its array of shape {shape} ({dtype}) needs "
+            f"{_size(max(loaded, stored))}, more than {source} ({_size(cap)})"
+        )
+    return stored
+
+
+def _load_npy(p: Path, what: str, n_rows: int | None = None, as_float: bool = False) -> np.ndarray:
+    """A ``.npy`` file's array, refused by its header before anything is allocated."""
+    try:
+        with open(p, "rb") as fh:
+            shape, dtype, header = _read_npy_header(fh, f"{what} file {p}")
+            stored = _check_header(shape, dtype, str(p), what, n_rows, as_float)
+            on_disk = os.fstat(fh.fileno()).st_size
+    except OSError as exc:
+        raise RalifInputError(f"cannot read {what} file {p}: {exc.strerror}") from None
+    if on_disk < header + stored:
+        raise RalifInputError(
+            f"cannot read {what} file {p}: its header announces shape {shape} ({dtype}) "
+            f"but the file is {_size(on_disk)} (truncated or corrupt)"
+        )
+    return np.asarray(_load_numpy(p, what))
 
 
 def _load_numpy(p: Path, what: str) -> object:
@@ -53,7 +197,12 @@ def _load_numpy(p: Path, what: str) -> object:
 
 
 class NpzArrays:
-    """The arrays of an open ``.npz``, each read on demand with ralif's safety checks."""
+    """The arrays of an open ``.npz``, each read on demand with ralif's safety checks.
+
+    Before an array is read, the header of its member is: an array bigger than
+    :func:`max_array_bytes`, one whose rows cannot match, or a member whose size
+    declared in the archive disagrees with its header is refused unread.
+    """
 
     def __init__(self, path: Path, archive: object) -> None:
         self.path, self._archive = path, archive
@@ -62,7 +211,41 @@ class NpzArrays:
     def files(self) -> list[str]:
         return list(self._archive.files)
 
-    def __getitem__(self, key: str) -> np.ndarray:
+    def _member(self, key: str) -> str:
+        # The same lookup as numpy's NpzFile: a raw member name, or an array name + ".npy".
+        names = self._archive.zip.namelist()
+        if key in names:
+            return key
+        if key + ".npy" in names:
+            return key + ".npy"
+        raise RalifInputError(f"{self.path} holds no array {key!r}")
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of array ``key``, read from its header only."""
+        return self._header(key)[0]
+
+    def _header(self, key: str) -> tuple[tuple[int, ...], np.dtype, int, int]:
+        where = f"array {key!r} of {self.path}"
+        try:
+            info = self._archive.zip.getinfo(self._member(key))
+            with self._archive.zip.open(info) as fh:
+                shape, dtype, header = _read_npy_header(fh, where)
+        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+            raise RalifInputError(f"cannot read {where} (corrupt file): {exc}") from None
+        return shape, dtype, header, info.file_size
+
+    def get(
+        self, key: str, what: str = "array", n_rows: int | None = None, as_float: bool = False
+    ) -> np.ndarray:
+        """Array ``key``, after checking its header (and ``n_rows`` rows, if given)."""
+        where = f"array {key!r} of {self.path}"
+        shape, dtype, header, declared = self._header(key)
+        stored = _check_header(shape, dtype, where, what, n_rows, as_float)
+        if declared != header + stored:
+            raise RalifInputError(
+                f"cannot read {where}: the archive declares {_size(declared)} but its header "
+                f"announces shape {shape} ({dtype}) (corrupt or forged archive)"
+            )
         try:
             return self._archive[key]
         except ValueError as exc:
@@ -75,6 +258,9 @@ class NpzArrays:
             raise RalifInputError(
                 f"cannot read array {key!r} from {self.path} (corrupt file): {exc}"
             ) from None
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.get(key)
 
 
 @contextmanager
@@ -90,18 +276,24 @@ def open_npz(path: str | os.PathLike, what: str) -> Iterator[NpzArrays]:
         archive.close()
 
 
-def _pick_npz(p: Path, keys: tuple[str, ...], what: str) -> np.ndarray:
+def _npz_key(z: NpzArrays, keys: tuple[str, ...], what: str) -> str:
+    names = z.files
+    if not names:
+        raise RalifInputError(f"{z.path} holds no arrays")
+    key = next((k for k in keys if k in names), names[0] if len(names) == 1 else None)
+    if key is None:
+        raise RalifInputError(
+            f"{z.path} holds several arrays ({', '.join(names)}); name the {what} array "
+            f"one of {', '.join(keys)}"
+        )
+    return key
+
+
+def _pick_npz(
+    p: Path, keys: tuple[str, ...], what: str, n_rows: int | None = None, as_float: bool = False
+) -> np.ndarray:
     with open_npz(p, what) as z:
-        names = z.files
-        if not names:
-            raise RalifInputError(f"{p} holds no arrays")
-        key = next((k for k in keys if k in names), names[0] if len(names) == 1 else None)
-        if key is None:
-            raise RalifInputError(
-                f"{p} holds several arrays ({', '.join(names)}); name the {what} array "
-                f"one of {', '.join(keys)}"
-            )
-        return z[key]
+        return z.get(_npz_key(z, keys, what), what, n_rows, as_float)
 
 
 def _is_number(text: str) -> bool:
@@ -156,7 +348,74 @@ def _load_feature_csv(p: Path) -> np.ndarray:
     return X
 
 
-def load_features(path: str | os.PathLike) -> np.ndarray:
+def _parquet(p: Path):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise RalifInputError(
+            "reading .parquet needs pyarrow: pip install 'ralif[parquet]'"
+        ) from None
+    return pq
+
+
+def feature_rows(path: str | os.PathLike) -> int | None:
+    """The number of rows of a features file, from its header alone (None for ``.csv``).
+
+    Lets a caller check the labels against the features before reading a large file.
+    """
+    p = _existing(path, "features")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            with open(p, "rb") as fh:
+                shape, dtype, _ = _read_npy_header(fh, f"features file {p}")
+            _refuse_pickled(dtype, str(p))
+        elif suffix == ".npz":
+            with open_npz(p, "features") as z:
+                key = _npz_key(z, _NPZ_FEATURE_KEYS, "features")
+                shape, dtype, _, _ = z._header(key)
+            _refuse_pickled(dtype, f"array {key!r} of {p}")
+        elif suffix == ".parquet":
+            return int(_parquet(p).read_metadata(p).num_rows)
+        else:
+            return None
+    except RalifInputError:
+        raise
+    except Exception as exc:  # pyarrow raises several unrelated types for bad files
+        raise RalifInputError(f"cannot read features file {p} (corrupt): {exc}") from None
+    return shape[0] if shape else None
+
+
+def _load_parquet(p: Path, n_rows: int | None) -> np.ndarray:
+    pq = _parquet(p)
+    try:
+        meta = pq.read_metadata(p)
+    except Exception as exc:  # pyarrow raises several unrelated types for bad files
+        raise RalifInputError(
+            f"cannot read features file {p} (corrupt or not parquet): {exc}"
+        ) from None
+    # Columns are compressed on disk: judge the size from the metadata, as for .npz.
+    _check_header(
+        (meta.num_rows, meta.num_columns), np.dtype(np.float64), str(p), "features", n_rows, True
+    )
+    try:
+        table = pq.read_table(p)
+    except Exception as exc:
+        raise RalifInputError(
+            f"cannot read features file {p} (corrupt or not parquet): {exc}"
+        ) from None
+    cols = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        arr = col.to_numpy(zero_copy_only=False)
+        if arr.dtype.kind not in "fiub":
+            raise RalifInputError(f"{p}: column {name!r} is not numeric ({col.type})")
+        cols.append(arr)
+    if not cols:
+        raise RalifInputError(f"{p} has no columns")
+    return np.column_stack(cols)
+
+
+def load_features(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarray:
     """Read a feature matrix from ``.npy``, ``.npz``, ``.csv`` or ``.parquet``.
 
     Parameters
@@ -165,51 +424,52 @@ def load_features(path: str | os.PathLike) -> np.ndarray:
         ``.npy``: one 2-D array. ``.npz``: the array named ``X``, ``features`` or
         ``embeddings`` (or the only one). ``.csv``: one row per item, numbers only,
         an optional header line. ``.parquet``: every column numeric (needs pyarrow).
+    n_rows : int, optional
+        The number of rows expected (one per label); a ``.npy``/``.npz``/``.parquet``
+        file with another number is refused from its header, before it is read.
 
     Returns
     -------
     X : ndarray of shape (N, d)
         As stored (float32 stays float32); not yet checked for NaN.
+
+    Raises
+    ------
+    RalifInputError
+        Also when the array would need more than :func:`max_array_bytes`.
     """
     p = _existing(path, "features")
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        return np.asarray(_load_numpy(p, "features"))
-    if suffix == ".npz":
-        return _pick_npz(p, _NPZ_FEATURE_KEYS, "features")
-    if suffix == ".csv":
-        return _load_feature_csv(p)
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise RalifInputError(
-                "reading .parquet needs pyarrow: pip install 'ralif[parquet]'"
-            ) from None
-        try:
-            table = pq.read_table(p)
-        except Exception as exc:  # pyarrow raises several unrelated types for bad files
-            raise RalifInputError(
-                f"cannot read features file {p} (corrupt or not parquet): {exc}"
-            ) from None
-        cols = []
-        for name, col in zip(table.column_names, table.columns, strict=True):
-            arr = col.to_numpy(zero_copy_only=False)
-            if arr.dtype.kind not in "fiub":
-                raise RalifInputError(f"{p}: column {name!r} is not numeric ({col.type})")
-            cols.append(arr)
-        if not cols:
-            raise RalifInputError(f"{p} has no columns")
-        return np.column_stack(cols)
-    raise RalifInputError(
-        f"unsupported features file type {suffix or '(none)'} for {p}; use {', '.join(FEATURE_SUFFIXES)}"
-    )
+        X = _load_npy(p, "features", n_rows, as_float=True)
+    elif suffix == ".npz":
+        X = _pick_npz(p, _NPZ_FEATURE_KEYS, "features", n_rows, as_float=True)
+    elif suffix == ".csv":
+        X = _load_feature_csv(p)
+    elif suffix == ".parquet":
+        X = _load_parquet(p, n_rows)
+    else:
+        raise RalifInputError(
+            f"unsupported features file type {suffix or '(none)'} for {p}; use {', '.join(FEATURE_SUFFIXES)}"
+        )
+    if n_rows is not None and X.ndim >= 1 and X.shape[0] != n_rows:
+        raise RalifInputError(
+            f"features ({p}) has {X.shape[0]} rows but the labels have {n_rows} entries"
+        )
+    return X
 
 
-def load_labels(path: str | os.PathLike) -> np.ndarray:
+def load_labels(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarray:
     """Read labels from ``.npy`` or ``.csv``; -1 or an empty cell marks an unlabeled item.
 
     A ``.csv`` has one column, or a header with a column named ``label``.
+
+    Parameters
+    ----------
+    path : path-like
+    n_rows : int, optional
+        The number of items (feature rows); a ``.npy``/``.npz`` with another number of
+        labels is refused from its header, before it is read.
 
     Returns
     -------
@@ -219,9 +479,9 @@ def load_labels(path: str | os.PathLike) -> np.ndarray:
     p = _existing(path, "labels")
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        return np.asarray(_load_numpy(p, "labels"))
+        return _load_npy(p, "labels", n_rows)
     if suffix == ".npz":
-        return _pick_npz(p, _NPZ_LABEL_KEYS, "labels")
+        return _pick_npz(p, _NPZ_LABEL_KEYS, "labels", n_rows)
     if suffix == ".csv":
         header, rows = _read_csv_rows(p, "labels")
         col = 0

@@ -61,6 +61,15 @@ def _dataset_arrays(path: Path) -> dict[str, np.ndarray]:
             )
         if ("X_test" in names) != ("y_test" in names):
             raise RalifInputError(f"{path} must hold both X_test and y_test, or neither")
+        # Rows are compared from the headers, before an array that cannot fit is expanded.
+        for xs, ys in (("X", "y"), ("X_test", "y_test")):
+            if xs in names:
+                rows, labels = z.shape(xs)[:1], z.shape(ys)[:1]
+                if rows != labels:
+                    raise RalifInputError(
+                        f"{path.name}: {ys} has {labels[0] if labels else 0} entries but "
+                        f"{xs} has {rows[0] if rows else 0} rows"
+                    )
         return {k: z[k] for k in ("X", "y", "X_test", "y_test") if k in names}
 
 
