@@ -29,7 +29,8 @@ from ralif._validation import (
 )
 from ralif.head import LinearHead
 
-TARGETS = ("pool", "all", "labeled")
+TARGETS = ("pool", "all", "labeled", "entropy")
+WEIGHTINGS = ("none", "confidence", "balanced")
 SOLVERS = ("auto", "cg", "cholesky")
 
 _BLOCK_BYTES = 8 << 20
@@ -74,31 +75,62 @@ def row_blocks(X: np.ndarray, rows: np.ndarray | None) -> Iterator[tuple[slice, 
 
 
 def _pool_proba_and_gradient(
-    head: LinearHead, X: np.ndarray, rows: np.ndarray | None, confidence_weighted: bool = False
+    head: LinearHead,
+    X: np.ndarray,
+    rows: np.ndarray | None,
+    confidence_weighted: bool = False,
+    *,
+    expected: bool = False,
+    balanced: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-    """One pass over the pool: probabilities, the pseudo-label loss and gradient sums, and
-    the total weight (the item count, or the summed confidence when weighted)."""
+    """Pool probabilities, and the target loss and gradient sums over the pool, with the
+    total weight of the pool items (their count, or the summed weights).
+
+    The target is the pseudo-label cross-entropy, or with ``expected`` the expected
+    log-loss under the head's own predictive distribution (the predictive entropy,
+    whose logit gradient is ``-p (log p + H)``). Item weights: the head's confidence
+    (``confidence_weighted``), or the inverse frequency of the item's pseudo class
+    (``balanced``), so that every predicted class weighs the same in the target.
+    """
     W, b = head.coef_, head.intercept_ if head.fit_intercept else None
     n_pool = X.shape[0] if rows is None else len(rows)
     C = W.shape[0]
     proba = np.empty((n_pool, C))
+    for sl, block in row_blocks(X, rows):
+        proba[sl] = softmax_inplace(logits(block, W, b))
+    top = proba.argmax(axis=1)
+    p_top = proba[np.arange(n_pool), top]
+    if balanced:
+        counts = np.bincount(top, minlength=C).astype(np.float64)
+        weights = (n_pool / np.count_nonzero(counts)) / counts[top]
+    elif confidence_weighted:
+        weights = p_top.copy()
+    else:
+        weights = None
     gW = np.zeros_like(W)
     gb = np.zeros(C)
-    loss = weight = 0.0
+    loss = 0.0
     for sl, block in row_blocks(X, rows):
-        P = softmax_inplace(logits(block, W, b))
-        top = P.argmax(axis=1)
-        p_top = P[np.arange(len(top)), top].astype(np.float64)
-        w = p_top if confidence_weighted else np.ones_like(p_top)
-        loss -= (w * np.log(np.maximum(p_top, 1e-300))).sum()
-        weight += w.sum()
-        proba[sl] = P
-        P[np.arange(len(top)), top] -= 1.0
-        if confidence_weighted:
-            P *= w[:, None].astype(P.dtype)
-        gW += P.T @ block
-        gb += P.sum(axis=0, dtype=np.float64)
-    return proba, gW, gb, float(loss), float(weight)
+        P = proba[sl].copy()
+        w = None if weights is None else weights[sl]
+        if expected:
+            logP = np.log(np.maximum(P, 1e-300))
+            H = -(P * logP).sum(axis=1)
+            item_loss = H
+            G = -P * (logP + H[:, None])
+        else:
+            idx = np.arange(len(P))
+            item_loss = -np.log(np.maximum(p_top[sl], 1e-300))
+            G = P
+            G[idx, top[sl]] -= 1.0
+        if w is not None:
+            item_loss = item_loss * w
+            G *= w[:, None]
+        loss += float(item_loss.sum())
+        gW += G.T @ block
+        gb += G.sum(axis=0)
+    weight = float(n_pool if weights is None else weights.sum())
+    return proba, gW, gb, loss, weight
 
 
 def _labeled_loss_and_gradient(
@@ -124,16 +156,23 @@ def pool_influence(
     solver: str = "auto",
     rescale_ridge: bool = False,
     confidence_weighted: bool = False,
+    balanced: bool = False,
     tol: float = 1e-10,
 ) -> PoolInfluence:
     """Influence of every (pool item, class) pair; inputs are trusted (see :func:`influence_matrix`).
 
     ``X[rows]`` is the pool (``rows=None``: all of ``X``); it is read in blocks, twice.
     ``confidence_weighted`` weights each pool item's pseudo-label loss by the head's
-    confidence in it (a weighted mean), so that doubtful pseudo labels count less.
+    confidence in it (a weighted mean), so that doubtful pseudo labels count less;
+    ``balanced`` weights it by the inverse frequency of its pseudo class. ``target=
+    "entropy"`` predicts the change of the pool's expected log-loss under the head's own
+    predictive distribution (an expected-error-reduction target, Roy & McCallum 2001)
+    instead of the pseudo-label loss.
     """
     n = X_labeled.shape[0]
-    proba, gW, gb, loss, n_target = _pool_proba_and_gradient(head, X, rows, confidence_weighted)
+    proba, gW, gb, loss, n_target = _pool_proba_and_gradient(
+        head, X, rows, confidence_weighted, expected=target == "entropy", balanced=balanced
+    )
     curv = head.curvature(X_labeled)
     if target in ("all", "labeled"):
         codes = np.searchsorted(head.classes_, y_labeled)

@@ -311,3 +311,94 @@ def _draw(d2: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> int:
         return int(free[rng.integers(len(free))])
     # cum[i-1] <= u < cum[i] implies w[i] > 0, so a chosen item (w = 0) is never hit.
     return int(np.searchsorted(cum, rng.random() * total, side="right"))
+
+
+def cluster_best_select(
+    X: np.ndarray, scores: np.ndarray, n_select: int, random_state: object = None
+) -> np.ndarray:
+    """One item per k-means cluster: the best-scoring member of each of ``n_select`` clusters.
+
+    A diversity step that cannot be pulled to outliers the way ``D^2`` sampling is: the
+    clusters follow the points' density, and within each the score decides.
+
+    Parameters
+    ----------
+    X : ndarray of shape (M, d)
+        Points to choose from.
+    scores : ndarray of shape (M,)
+        Lower is better.
+    n_select : int
+        How many to choose, ``1 <= n_select <= M``.
+    random_state : None, int or Generator
+        Seed of the k-means initialization.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_select,)
+        Row indices into ``X``, best score first.
+    """
+    from sklearn.cluster import KMeans
+
+    _check_n_select(n_select, X.shape[0])
+    scores = np.asarray(scores, dtype=np.float64)
+    if n_select == X.shape[0]:
+        return top_k(scores, n_select, largest=False)
+    seed = int(check_random_state(random_state).integers(2**31 - 1))
+    labels = KMeans(n_clusters=n_select, n_init=1, random_state=seed).fit_predict(X)
+    order = np.lexsort((scores, labels))  # by cluster, then by score
+    first_of_cluster = np.r_[True, labels[order][1:] != labels[order][:-1]]
+    best = order[first_of_cluster]
+    if len(best) < n_select:  # k-means left clusters empty: fill with the next best scores
+        rest = np.setdiff1d(top_k(scores, X.shape[0], largest=False), best, assume_unique=True)
+        rest = rest[np.argsort(scores[rest], kind="stable")]
+        best = np.concatenate([best, rest[: n_select - len(best)]])
+    return best[np.argsort(scores[best], kind="stable")]
+
+
+def cluster_round_robin_select(
+    X: np.ndarray, n_select: int, n_clusters: int, random_state: object = None
+) -> np.ndarray:
+    """Cluster-Margin's batch step: round-robin over clusters, smallest first.
+
+    The points (the most uncertain items) are grouped by average-linkage
+    agglomerative clustering; clusters are visited from the smallest to the largest,
+    each giving one random member per visit, until ``n_select`` are chosen.
+
+    Parameters
+    ----------
+    X : ndarray of shape (M, d)
+    n_select : int
+        ``1 <= n_select <= M``.
+    n_clusters : int
+        Number of clusters, ``1 <= n_clusters <= M``.
+    random_state : None, int or Generator
+
+    Returns
+    -------
+    indices : ndarray of shape (n_select,)
+
+    References
+    ----------
+    Citovsky et al., "Batch Active Learning at Scale", NeurIPS 2021.
+    """
+    from sklearn.cluster import AgglomerativeClustering
+
+    _check_n_select(n_select, X.shape[0])
+    rng = check_random_state(random_state)
+    n_clusters = max(1, min(int(n_clusters), X.shape[0]))
+    if n_clusters == 1:
+        labels = np.zeros(X.shape[0], dtype=np.intp)
+    else:
+        labels = AgglomerativeClustering(n_clusters=n_clusters, linkage="average").fit_predict(X)
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in range(n_clusters)]
+    members.sort(key=len)
+    picks: list[int] = []
+    depth = 0
+    while len(picks) < n_select:
+        for m in members:
+            if depth < len(m):
+                picks.append(int(m[depth]))
+                if len(picks) == n_select:
+                    break
+        depth += 1
+    return np.asarray(picks, dtype=np.intp)

@@ -263,3 +263,40 @@ def _deep_rounds(config: BenchConfig, args: tuple, kwargs: dict, out: Path, quie
 def class_counts(data: Dataset) -> np.ndarray:
     """Pool items per class (to describe a long-tailed pool)."""
     return np.bincount(data.y, minlength=data.n_classes)
+
+
+def suite_configs(suite: str, base: BenchConfig) -> dict[str, BenchConfig]:
+    """One benchmark configuration per data set of a suite (``ralif bench --suite``).
+
+    Each set fixes its data, sizes and rounds (:data:`ralif.data.suite.SUITE`); the
+    strategies, seeds, ridge rule and device come from ``base``.
+    """
+    from dataclasses import replace
+
+    from ralif.data.suite import bench_settings, suite_members
+
+    return {name: replace(base, **bench_settings(name)) for name in suite_members(suite)}
+
+
+def run_suite(
+    suite: str, base: BenchConfig, out: str | os.PathLike, quiet: bool = False
+) -> list[Path]:
+    """Run (or resume) every data set of a suite, each into its own folder ``out/NAME``.
+
+    Returns
+    -------
+    list of Path
+        The folders written, in suite order.
+    """
+    configs = suite_configs(suite, base)
+    for config in configs.values():
+        config.check()
+    folders = []
+    for name, config in configs.items():
+        if not quiet:
+            print(f"suite: {name}", file=sys.stderr)
+        store = run_benchmark(config, Path(out) / name, quiet=quiet)
+        if store is not None:
+            store.close()
+        folders.append(Path(out) / name)
+    return folders

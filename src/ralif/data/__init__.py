@@ -40,10 +40,16 @@ def _raw(name: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray
         X, y = load_digits(return_X_y=True)
         X, Xt, y, yt = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
         return name, X, y, Xt, yt, True
+    from ralif.data import suite
+
+    if name in suite._LOADERS:
+        a = suite.load_suite_set(name)
+        return name, a["X"], a["y"], a["X_test"], a["y_test"], False
     path = Path(name)
     if path.suffix.lower() != ".npz":
         raise RalifInputError(
-            f"unknown dataset {name!r}: use fashion-mnist, digits, or a .npz file with arrays X and y"
+            f"unknown dataset {name!r}: use fashion-mnist, digits, a suite data set "
+            f"({', '.join(suite._LOADERS)}), or a .npz file with arrays X and y"
         )
     return (path.stem, *load_npz(path), False)
 

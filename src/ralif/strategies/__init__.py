@@ -8,10 +8,12 @@ from ralif.strategies.baselines import (
     BADGE,
     BALD,
     ISAL,
+    ClusterMargin,
     CoreSet,
     Entropy,
     LeastConfidence,
     Margin,
+    MarginKMeans,
     Random,
     RandomFallbackWarning,
     TypiClust,
@@ -32,6 +34,8 @@ _CLASSES: tuple[type[Strategy], ...] = (
     TypiClust,
     MCDropoutBALD,
     MCDropoutEntropy,
+    MarginKMeans,
+    ClusterMargin,
 )
 
 STRATEGIES: dict[str, tuple[type[Strategy], dict[str, object]]] = {
@@ -47,6 +51,12 @@ STRATEGIES.update(
         "ralif_argmax": (RALIF, {"tau": float("inf")}),
         "ralif_damped": (RALIF, {"damping": 0.25}),
         "ralif_influence": (RALIF, {"candidates": "influence"}),
+        # Knobs studied on the benchmark suite's tune half.
+        "ralif_entropy_target": (RALIF, {"target": "entropy"}),
+        "ralif_balanced": (RALIF, {"balanced_target": True}),
+        "ralif_cluster": (RALIF, {"diversity": "cluster"}),
+        "ralif_m2": (RALIF, {"candidate_multiple": 2.0}),
+        "ralif_m1_nodiv": (RALIF, {"candidate_multiple": 1.0, "diversity": "none"}),
     }
 )
 
@@ -76,6 +86,7 @@ __all__ = [
     "ISAL",
     "RALIF",
     "STRATEGIES",
+    "ClusterMargin",
     "CoreSet",
     "DiversityFallbackWarning",
     "Entropy",
@@ -83,6 +94,7 @@ __all__ = [
     "MCDropoutBALD",
     "MCDropoutEntropy",
     "Margin",
+    "MarginKMeans",
     "Random",
     "RandomFallbackWarning",
     "Strategy",

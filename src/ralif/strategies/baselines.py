@@ -13,7 +13,14 @@ from ralif.head import LinearHead
 from ralif.influence import pool_influence, row_blocks
 from ralif.posterior import laplace_samples, sample_heads
 from ralif.scores import entropy, least_confidence, margin, mutual_information
-from ralif.selectors import gradient_kmeans_pp_select, k_center_greedy, top_k
+from ralif.selectors import (
+    candidate_set,
+    cluster_round_robin_select,
+    gradient_kmeans_pp_select,
+    k_center_greedy,
+    kmeans_pp_select,
+    top_k,
+)
 from ralif.strategies.base import Strategy
 
 
@@ -118,6 +125,78 @@ class Margin(_UncertaintyStrategy):
     score_meaning = "top-2 probability gap (lower = picked first)"
     measure = staticmethod(margin)
     largest = False
+
+
+class MarginKMeans(_HeadStrategy):
+    """k-means++ among the most uncertain items: RALIF's candidates without influence.
+
+    The ``candidate_fraction`` of the pool with the smallest top-2 margin (never fewer
+    than ``budget``), then k-means++ seeding over their features, starting from the most
+    uncertain one, with distances measured from the labeled items. It is RALIF with the
+    influence term taken out, so comparing the two isolates what influence adds.
+
+    Parameters
+    ----------
+    l2 : float or "auto", default="auto"
+        Ridge strength of the head.
+    candidate_fraction : float, default=0.1
+        Share of the pool kept as candidates.
+    random_state : None, int or Generator
+    """
+
+    name = "margin_kmeans"
+    score_meaning = "top-2 probability gap (lower = more uncertain)"
+
+    def __init__(
+        self, l2: float | str = "auto", candidate_fraction: float = 0.1, random_state: object = None
+    ) -> None:
+        self.l2 = l2
+        self.candidate_fraction = candidate_fraction
+        self.random_state = random_state
+
+    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
+        check_in_range(self.candidate_fraction, "candidate_fraction", 0.0, 1.0, low_open=True)
+        scores = margin(pool_proba(head, X, pool))
+        cand = candidate_set(scores, self.candidate_fraction, budget)
+        rows = kmeans_pp_select(
+            X[pool[cand]], budget, first=0, X_reference=X[labeled], random_state=rng
+        )
+        return cand[rows], scores
+
+
+class ClusterMargin(_HeadStrategy):
+    """Cluster-Margin (Citovsky et al., NeurIPS 2021): uncertain items, spread over clusters.
+
+    The ``margin_multiple * budget`` items with the smallest top-2 margin are grouped by
+    average-linkage agglomerative clustering into ``budget`` clusters; clusters are
+    visited round-robin from the smallest, each giving a random member per visit.
+
+    Parameters
+    ----------
+    l2 : float or "auto", default="auto"
+        Ridge strength of the head.
+    margin_multiple : float, default=10
+        Size of the uncertain set, in budgets (the paper's ``k_m / k_t``).
+    random_state : None, int or Generator
+    """
+
+    name = "cluster_margin"
+    score_meaning = "top-2 probability gap (lower = more uncertain)"
+
+    def __init__(
+        self, l2: float | str = "auto", margin_multiple: float = 10.0, random_state: object = None
+    ) -> None:
+        self.l2 = l2
+        self.margin_multiple = margin_multiple
+        self.random_state = random_state
+
+    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
+        check_in_range(self.margin_multiple, "margin_multiple", 1.0, np.inf)
+        scores = margin(pool_proba(head, X, pool))
+        n_cand = min(len(pool), int(np.ceil(self.margin_multiple * budget)))
+        cand = top_k(scores, n_cand, largest=False)
+        rows = cluster_round_robin_select(X[pool[cand]], budget, budget, random_state=rng)
+        return cand[rows], scores
 
 
 class LeastConfidence(_UncertaintyStrategy):

@@ -10,11 +10,17 @@ from ralif._validation import RalifInputError, check_choice, check_in_range
 from ralif.head import LinearHead
 from ralif.influence import SOLVERS, TARGETS, PoolInfluence, pool_influence
 from ralif.scores import authors_score, margin, truncated_expectation
-from ralif.selectors import candidate_set, kmeans_pp_select, uncertain_candidate_set
+from ralif.selectors import (
+    candidate_set,
+    cluster_best_select,
+    kmeans_pp_select,
+    uncertain_candidate_set,
+)
 from ralif.strategies.base import Strategy
 
 SCORES = ("expected", "authors")
 CANDIDATES = ("influence", "influence+margin")
+DIVERSITY = ("kmeans++", "cluster", "none")
 
 
 class DiversityFallbackWarning(UserWarning):
@@ -45,8 +51,10 @@ class RALIF(Strategy):
         ``"expected"``: the truncated expectation with renormalized probabilities.
         ``"authors"``: the original code's mean over kept labels of ``p (L_T + Delta)``,
         which ranks mostly by uncertainty.
-    target : {"pool", "all"}, default="pool"
-        Target set: the pool with pseudo labels, or labeled plus pool.
+    target : {"pool", "all", "entropy"}, default="pool"
+        Target loss: the pool's mean cross-entropy under pseudo labels, the same over
+        labeled plus pool, or the pool's expected log-loss under the head's own
+        predictive distribution (``"entropy"``, an expected-error-reduction target).
     damping : float, default=0.0
         ``delta`` in ``(H + delta I)^{-1}``; 0.25 mimics the authors' LiSSA settings.
     solver : {"auto", "cg", "cholesky"}, default="auto"
@@ -54,9 +62,10 @@ class RALIF(Strategy):
     rescale_ridge : bool, default=False
         Include the ridge rescaling ``(n+1)/n`` of refitting the mean over one more item
         (a constant shift of Delta; it matters for ``score="authors"`` only).
-    diversity : bool, default=True
-        Pick the batch by k-means++ among the candidates; ``False`` takes the top
-        ``budget`` candidates by score.
+    diversity : {"kmeans++", "cluster", "none"} or bool, default="kmeans++"
+        How the batch is drawn from the candidates: k-means++ seeding (``True``), the
+        best-scoring candidate of each of ``budget`` k-means clusters, or the top
+        ``budget`` candidates by score (``False``).
     candidates : {"influence+margin", "influence"}, default="influence+margin"
         ``"influence"``: the candidates are the best ``rho`` of the whole pool by score,
         as in the paper. ``"influence+margin"``: only the ``2 rho`` most uncertain pool
@@ -68,6 +77,13 @@ class RALIF(Strategy):
     confidence_weighted : bool, default=False
         Weight each pool item's pseudo-label loss in the target by the head's
         confidence (measured: worse on Fashion-MNIST, kept as an option).
+    balanced_target : bool, default=False
+        Weight each pool item in the target by the inverse frequency of its pseudo
+        class, so that rare predicted classes count as much as common ones.
+    candidate_multiple : float or None, default=None
+        Size the candidate set in budgets (``ceil(multiple * budget)`` items, from the
+        ``2 * multiple * budget`` most uncertain with ``"influence+margin"``) instead
+        of as a share of the pool.
     head : LinearHead, sklearn LogisticRegression or None
         A head to use instead of ``LinearHead(l2=l2)``. A ``LinearHead`` is refitted
         with its own settings; a fitted ``LogisticRegression`` is taken as fitted on
@@ -115,6 +131,8 @@ class RALIF(Strategy):
         diversity: bool = True,
         candidates: str = "influence+margin",
         confidence_weighted: bool = False,
+        balanced_target: bool = False,
+        candidate_multiple: float | None = None,
         head: object = None,
         random_state: object = None,
     ) -> None:
@@ -129,6 +147,8 @@ class RALIF(Strategy):
         self.diversity = diversity
         self.candidates = candidates
         self.confidence_weighted = confidence_weighted
+        self.balanced_target = balanced_target
+        self.candidate_multiple = candidate_multiple
         self.head = head
         self.random_state = random_state
 
@@ -141,6 +161,14 @@ class RALIF(Strategy):
         check_choice(self.solver, "solver", SOLVERS)
         check_in_range(self.damping, "damping", 0.0, np.inf)
         check_choice(self.candidates, "candidates", CANDIDATES)
+        self._diversity_rule()
+        if self.candidate_multiple is not None:
+            check_in_range(self.candidate_multiple, "candidate_multiple", 1.0, np.inf)
+
+    def _diversity_rule(self) -> str:
+        if self.diversity is True or self.diversity is False:
+            return "kmeans++" if self.diversity else "none"
+        return check_choice(self.diversity, "diversity", DIVERSITY)
 
     def _fit_head(self, X_labeled: np.ndarray, y_labeled: np.ndarray) -> LinearHead:
         head = self.head
@@ -179,17 +207,23 @@ class RALIF(Strategy):
             solver=self.solver,
             rescale_ridge=bool(self.rescale_ridge),
             confidence_weighted=bool(self.confidence_weighted),
+            balanced=bool(self.balanced_target),
         )
         scores = self._score(infl)
+        fraction = self.candidate_fraction
+        if self.candidate_multiple is not None:
+            fraction = min(1.0, self.candidate_multiple * budget / len(pool))
         if self.candidates == "influence+margin":
-            cand = uncertain_candidate_set(
-                scores, margin(infl.proba), self.candidate_fraction, budget
-            )
+            cand = uncertain_candidate_set(scores, margin(infl.proba), fraction, budget)
         else:
-            cand = candidate_set(scores, self.candidate_fraction, budget)
+            cand = candidate_set(scores, fraction, budget)
         self.head_, self.influence_, self.candidates_ = head, infl, cand
-        if not self.diversity:
+        rule = self._diversity_rule()
+        if rule == "none":
             return cand[:budget], scores
+        if rule == "cluster":
+            rows = cluster_best_select(X[pool[cand]], scores[cand], budget, random_state=rng)
+            return cand[rows], scores
         # The candidate set is ordered best first, so its row 0 is the first pick.
         rows = kmeans_pp_select(
             X[pool[cand]], budget, first=0, X_reference=X_labeled, random_state=rng
