@@ -17,6 +17,7 @@ from ralif.bench.store import ResultStore
 from ralif.data import Dataset, load_dataset
 from ralif.data.transforms import long_tailed_indices
 from ralif.loop import initial_labeled_set, run_rounds
+from tests.conftest import gaussian_blobs
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +234,105 @@ def test_bench_and_report_cli_end_to_end(tmp_path, blobs):
         timeout=300,
     )
     assert r.returncode == 2 and "unknown dataset" in r.stderr
+
+
+def _session_like_db(path):
+    """A foreign SQLite file (a labeling session's tables) named results.sqlite."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("CREATE TABLE label_events (id INTEGER PRIMARY KEY, item_id INTEGER)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.close()
+
+
+def _tables(path) -> set[str]:
+    db = sqlite3.connect(path)
+    try:
+        return {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        db.close()
+
+
+def test_bench_refuses_a_foreign_database_and_leaves_it_as_it_was(tmp_path, small):
+    _session_like_db(tmp_path / "results.sqlite")
+    before = (tmp_path / "results.sqlite").read_bytes()
+    with pytest.raises(RalifInputError, match="not a ralif results database"):
+        run_benchmark(_config(), tmp_path, quiet=True, data=small)
+    assert (tmp_path / "results.sqlite").read_bytes() == before
+    assert _tables(tmp_path / "results.sqlite") == {"meta", "label_events"}
+
+
+def test_report_refuses_a_foreign_database_without_creating_tables(tmp_path):
+    _session_like_db(tmp_path / "results.sqlite")
+    with pytest.raises(RalifInputError, match="not a ralif results database"):
+        make_report(tmp_path)
+    assert _tables(tmp_path / "results.sqlite") == {"meta", "label_events"}
+
+
+def test_the_results_database_carries_ralifs_application_id_and_format(tmp_path, small):
+    from ralif.bench.store import APPLICATION_ID
+
+    run_benchmark(_config(seeds=1, rounds=1), tmp_path, quiet=True, data=small).close()
+    db = sqlite3.connect(tmp_path / "results.sqlite")
+    assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    meta = dict(db.execute("SELECT key, value FROM meta"))
+    db.close()
+    assert meta["format"] == "ralif-bench-results"
+
+
+def test_report_reads_an_older_results_database_without_changing_it(tmp_path):
+    # A schema-1 database as an earlier ralif wrote it: no application id, fewer columns.
+    db = sqlite3.connect(tmp_path / "results.sqlite")
+    cols = "strategy, seed, round, n_labeled, accuracy, macro_f1, select_seconds, fit_seconds"
+    with db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute(f"CREATE TABLE results ({cols}, l2, picks)")
+        db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+        for s, accs in {"random": [0.5, 0.6], "margin": [0.5, 0.7]}.items():
+            for k, a in enumerate(accs):
+                db.execute(
+                    f"INSERT INTO results ({cols}, l2, picks) VALUES (?,0,?,?,?,?,0,0,0.1,'[]')",
+                    (s, k, 10 * (k + 1), a, a),
+                )
+    db.close()
+    out = make_report(tmp_path)
+    assert "| margin | 70.0 ± 0.0 |" in out["aubc_table"]
+    db = sqlite3.connect(tmp_path / "results.sqlite")
+    assert "net_accuracy" not in {r[1] for r in db.execute("PRAGMA table_info(results)")}
+    assert dict(db.execute("SELECT key, value FROM meta")) == {"schema_version": "1"}
+    db.close()
+
+
+def _bench_cli(tmp_path, out: str) -> list[str]:
+    X, y = gaussian_blobs(n=200)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    return [
+        "bench", "--dataset", str(tmp_path / "d.npz"), "--strategies", "random",
+        "--seeds", "1", "--rounds", "1", "--init", "20", "--budget", "5", "--quiet", "--out", out,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", ["foreign table", "bad config JSON", "out is a file"])
+def test_bench_over_a_bad_results_folder_exits_2_with_one_line(tmp_path, capsys, case):
+    from ralif.cli import main
+
+    out = tmp_path / "run"
+    if case == "foreign table":
+        _session_like_db(out / "results.sqlite")
+        message = "not a ralif results database"
+    elif case == "bad config JSON":
+        assert main(_bench_cli(tmp_path, str(out))) == 0
+        db = sqlite3.connect(out / "results.sqlite")
+        with db:
+            db.execute("UPDATE meta SET value = '{not json' WHERE key = 'config'")
+        db.close()
+        message = "configuration is not a JSON object"
+    else:
+        out.write_text("a file\n")
+        message = "is a file, not a folder"
+    capsys.readouterr()
+    assert main(_bench_cli(tmp_path, str(out))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ralif: error: ") and message in err[0], err

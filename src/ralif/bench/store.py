@@ -19,6 +19,8 @@ from ralif.io import write_csv
 from ralif.loop import RoundResult
 
 SCHEMA_VERSION = 2
+APPLICATION_ID = 0x52414C46  # "RALF": SQLite's header field naming the file's owner
+FORMAT = "ralif-bench-results"  # the meta row that says the same inside the database
 COLUMNS = (
     "strategy", "seed", "round", "n_labeled", "accuracy", "macro_f1",
     "select_seconds", "fit_seconds", "l2", "net_accuracy", "train_seconds", "extract_seconds",
@@ -59,28 +61,103 @@ class ResultStore:
         different configuration is refused, so results of two setups never mix.
     """
 
-    def __init__(self, folder: str | os.PathLike, config: dict | None = None) -> None:
+    def __init__(
+        self, folder: str | os.PathLike, config: dict | None = None, read_only: bool = False
+    ) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self.db_path = self.folder / "results.sqlite"
         self.csv_path = self.folder / "results.csv"
+        if read_only:
+            if not self.db_path.is_file():
+                raise RalifInputError(f"{folder} holds no benchmark results (no results.sqlite)")
+        else:
+            _make_folder(self.folder)
         try:
-            self.db = sqlite3.connect(self.db_path)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(_SCHEMA)
+            if read_only:
+                # mode=ro: reading a report can never create or change a table.
+                uri = self.db_path.resolve().as_uri() + "?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True)
+            else:
+                self.db = sqlite3.connect(self.db_path)
+            self._identify()
+            if not read_only:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(_SCHEMA)
+                self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                with self.db:
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('format', ?)", (FORMAT,))
+            self._check_meta(config)
         except sqlite3.DatabaseError as exc:
+            self._close_quietly()
             raise RalifInputError(
                 f"{self.db_path} is not a ralif results database ({exc})"
             ) from None
-        self._check_meta(config)
-        self._rewrite_csv()
+        except BaseException:
+            self._close_quietly()
+            raise
+        if not read_only:
+            self._rewrite_csv()
+
+    def _close_quietly(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+
+    def _identify(self) -> None:
+        """Refuse any database but ralif's results, before anything is written to it."""
+        app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {
+            name
+            for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if app_id == APPLICATION_ID and {"meta", "results"} <= tables:
+            return
+        if app_id == 0 and not tables:
+            if self.read_only:
+                raise RalifInputError(f"{self.db_path} holds no benchmark results (it is empty)")
+            return  # a new database: it is made ralif's below
+        if app_id == 0 and tables == {"meta", "results"} and self._looks_like_results():
+            return  # written by a ralif from before the application id
+        what = f"application id {app_id:#x}" if app_id else f"tables {', '.join(sorted(tables))}"
+        raise RalifInputError(
+            f"{self.db_path} is not a ralif results database (it holds {what}); use another folder"
+        )
+
+    def _looks_like_results(self) -> bool:
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
+        meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        return set(COLUMNS[:8]) | {"picks"} <= columns and "schema_version" in meta
 
     def _check_meta(self, config: dict | None) -> None:
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-        version = int(meta.get("schema_version", SCHEMA_VERSION))
-        if version > SCHEMA_VERSION:
-            raise RalifInputError(f"{self.db_path} was written by a newer ralif (schema {version})")
-        stored = json.loads(meta["config"]) if "config" in meta else None
+        if meta.get("format", FORMAT) != FORMAT:
+            raise RalifInputError(
+                f"{self.db_path} is not a ralif results database (format {meta['format']!r})"
+            )
+        try:
+            version = int(meta.get("schema_version", SCHEMA_VERSION))
+        except ValueError:
+            raise RalifInputError(
+                f"{self.db_path}: schema_version {meta['schema_version']!r} is not a number"
+            ) from None
+        if not 1 <= version <= SCHEMA_VERSION:
+            raise RalifInputError(
+                f"{self.db_path} was written by a newer ralif (schema {version})"
+                if version > SCHEMA_VERSION
+                else f"{self.db_path}: schema_version {version} is not valid"
+            )
+        stored = None
+        if "config" in meta:
+            try:
+                stored = json.loads(meta["config"])
+            except ValueError:
+                stored = None
+            if not isinstance(stored, dict):
+                raise RalifInputError(
+                    f"{self.db_path}: the stored benchmark configuration is not a JSON object "
+                    "(corrupt database)"
+                )
         if config is not None and stored is not None and stored != config:
             diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
             raise RalifInputError(
@@ -88,17 +165,25 @@ class ResultStore:
                 "use another --out folder"
             )
         self.config = stored if stored is not None else config
-        present = {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
+        self._columns = [
+            c
+            for c in COLUMNS
+            if c in {row[1] for row in self.db.execute("PRAGMA table_info(results)")}
+        ]
+        if self.read_only:
+            return
         with self.db:
             for name, kind in _ADDED_IN_2:
-                if name not in present:
+                if name not in self._columns:
                     self.db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
+            self._columns = list(COLUMNS)
             self.db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
             if config is not None and stored is None:
                 self.db.execute(
-                    "INSERT INTO meta VALUES ('config', ?)", (json.dumps(config, sort_keys=True),)
+                    "INSERT OR REPLACE INTO meta VALUES ('config', ?)",
+                    (json.dumps(config, sort_keys=True),),
                 )
 
     def done_picks(self, strategy: str, seed: int) -> list[np.ndarray]:
@@ -135,9 +220,13 @@ class ResultStore:
     def rows(self) -> list[dict]:
         """All rows as dicts, ordered by strategy, seed, round."""
         cur = self.db.execute(
-            f"SELECT {', '.join(COLUMNS)} FROM results ORDER BY strategy, seed, round"
+            f"SELECT {', '.join(self._columns)} FROM results ORDER BY strategy, seed, round"
         )
-        return [dict(zip(COLUMNS, r, strict=True)) for r in cur.fetchall()]
+        # Columns an older database lacks (read-only, so not added) read as missing.
+        return [
+            {**dict.fromkeys(COLUMNS), **dict(zip(self._columns, r, strict=True))}
+            for r in cur.fetchall()
+        ]
 
     def _rewrite_csv(self) -> None:
         rows = (_format(tuple(r[c] for c in COLUMNS)) for r in self.rows())
@@ -154,10 +243,19 @@ class ResultStore:
 
 
 def open_results(folder: str | os.PathLike) -> ResultStore:
-    """Open an existing results folder for reading."""
-    if not (Path(folder) / "results.sqlite").is_file():
-        raise RalifInputError(f"{folder} holds no benchmark results (no results.sqlite)")
-    return ResultStore(folder)
+    """Open an existing results folder for reading only (nothing in it is changed)."""
+    return ResultStore(folder, read_only=True)
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RalifInputError(f"{folder} (or a folder above it) is a file, not a folder") from None
+    except OSError as exc:
+        raise RalifInputError(f"cannot create results folder {folder}: {exc.strerror}") from None
+    if not folder.is_dir():
+        raise RalifInputError(f"{folder} is a file, not a folder")
 
 
 def _nullable(v: float) -> float | None:
