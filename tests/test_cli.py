@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import pathlib
 import subprocess
 import sys
@@ -230,3 +231,32 @@ def test_demo_prints_a_table_of_picks_with_scores():
         ln for ln in r.stdout.splitlines() if ln.strip()[:1].isdigit() and len(ln.split()) >= 7
     ]
     assert len(table) == 5
+
+
+def test_output_into_a_closed_pipe_ends_quietly(files):
+    d, _, _ = files
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written, as after `| head -0`
+    try:
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ralif.cli",
+                "select",
+                "--budget",
+                str(BUDGET),
+                "--features",
+                str(d / "X.npy"),
+                "--labels",
+                str(d / "y.npy"),
+            ],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert r.stderr == ""
+    assert r.returncode == 141

@@ -18,6 +18,7 @@ from ralif.io import feature_rows, load_features, load_labels, save_npz, write_c
 from ralif.strategies import STRATEGIES, make_strategy
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool ended by SIGPIPE
 SESSION_ENV = "RALIF_SESSION"
 DEFAULT_DB_NAME = "ralif-session.db"
 DEFAULT_DB = os.environ.get(SESSION_ENV, DEFAULT_DB_NAME)
@@ -582,10 +583,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "session": _cmd_session,
             "serve": _cmd_serve,
         }
-        return command[args.command](args)
+        code = command[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
     except RalifInputError as exc:
         print(f"ralif: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`ralif ... | head`): stop quietly, as Unix tools do. Standard
+        # output is pointed at /dev/null so that Python's own flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
