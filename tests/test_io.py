@@ -291,3 +291,61 @@ def test_dataset_npz_whose_labels_cannot_match_is_refused_before_x_expands(tmp_p
     finally:
         tracemalloc.stop()
     assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB allocated before refusing"
+
+
+# --------------------------------------------------------------------------- CSV
+
+BOM = "\ufeff"
+
+
+@pytest.fixture
+def session(tmp_path, blobs):
+    from ralif.session import workflow as wf
+
+    np.save(tmp_path / "X.npy", blobs[0])
+    with wf.init_session(tmp_path / "s.db", tmp_path / "X.npy", ["a", "b", "c", "d"]) as s:
+        yield s
+
+
+def test_labels_csv_with_a_byte_order_mark_is_imported(session, tmp_path):
+    from ralif.session import workflow as wf
+
+    (tmp_path / "l.csv").write_text(BOM + "item,label\n3,b\n7,d\n", encoding="utf-8")
+    assert wf.import_labels_csv(session, tmp_path / "l.csv", who="t") == 2
+    assert session.current_labels() == {3: (1, False), 7: (3, False)}
+
+
+def test_an_empty_label_cell_is_an_error_naming_its_line_and_imports_nothing(session, tmp_path):
+    from ralif.session import workflow as wf
+
+    session.import_labels([(4, "a")], who="t")
+    (tmp_path / "l.csv").write_text("item,label\n3,b\n4,\n", encoding="utf-8")
+    with pytest.raises(RalifInputError, match=r"line 3: item 4 has an empty label"):
+        wf.import_labels_csv(session, tmp_path / "l.csv", who="t")
+    assert session.current_labels() == {4: (0, False)}  # item 4 keeps its label
+
+
+def test_an_item_listed_twice_is_an_error_naming_its_lines(session, tmp_path):
+    from ralif.session import workflow as wf
+
+    (tmp_path / "l.csv").write_text("item,label\n3,b\n5,a\n3,c\n", encoding="utf-8")
+    with pytest.raises(RalifInputError, match=r"item 3 on lines 2, 4"):
+        wf.import_labels_csv(session, tmp_path / "l.csv", who="t")
+    assert session.current_labels() == {}
+
+
+def test_import_labels_given_a_folder_exits_2_with_one_line(session, tmp_path, capsys):
+    (tmp_path / "folder.csv").mkdir()
+    rc = main(["session", "import-labels", str(tmp_path / "folder.csv"), "--db", str(session.path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "is a folder" in err[0], err
+
+
+def test_features_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
+    (tmp_path / "X.csv").write_text(BOM + "1.5,2\n3,4\n", encoding="utf-8")
+    np.testing.assert_array_equal(load_features(tmp_path / "X.csv"), [[1.5, 2], [3, 4]])
+
+
+def test_labels_csv_with_a_byte_order_mark_keeps_its_first_label(tmp_path):
+    (tmp_path / "y.csv").write_text(BOM + "2\n\n0\n", encoding="utf-8")
+    np.testing.assert_array_equal(load_labels(tmp_path / "y.csv"), [2, np.nan, 0])

@@ -307,7 +307,7 @@ def _is_number(text: str) -> bool:
 def _read_csv_rows(p: Path, what: str) -> tuple[list[str] | None, list[list[str]]]:
     """Rows of a CSV file, and its header when the first row is not numeric."""
     try:
-        with open(p, newline="", encoding="utf-8") as fh:
+        with open(p, newline="", encoding="utf-8-sig") as fh:
             # Blank lines are kept: in a one-column label file they mean "unlabeled",
             # and dropping them would shift every later label onto the wrong item.
             rows = list(csv.reader(fh))
@@ -328,7 +328,7 @@ def _read_csv_rows(p: Path, what: str) -> tuple[list[str] | None, list[list[str]
 
 def _load_feature_csv(p: Path) -> np.ndarray:
     try:
-        with open(p, encoding="utf-8") as fh:
+        with open(p, encoding="utf-8-sig") as fh:
             first = fh.readline()
     except UnicodeDecodeError:
         raise RalifInputError(
@@ -338,7 +338,14 @@ def _load_feature_csv(p: Path) -> np.ndarray:
         raise RalifInputError(f"features file {p} is empty")
     has_header = any(c.strip() and not _is_number(c) for c in first.split(","))
     try:
-        X = np.loadtxt(p, delimiter=",", skiprows=int(has_header), ndmin=2, dtype=np.float64)
+        X = np.loadtxt(
+            p,
+            delimiter=",",
+            skiprows=int(has_header),
+            ndmin=2,
+            dtype=np.float64,
+            encoding="utf-8-sig",
+        )
     except ValueError as exc:
         raise RalifInputError(
             f"{p}: features must be numbers in equal-length rows ({exc})"
@@ -508,16 +515,40 @@ def load_labels(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarra
     )
 
 
-def read_csv_dicts(path: str | os.PathLike, what: str) -> list[dict[str, str]]:
-    """Rows of a CSV file with a header, as dicts; clear errors for missing or bad files."""
-    p = Path(path)
+def read_csv_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a CSV file with a header, as ``(line number, row dict)``.
+
+    UTF-8 with or without a byte-order mark (as spreadsheet programs save it); header
+    names are stripped of surrounding spaces. Missing files, folders, devices and text
+    that is not UTF-8 CSV are clear errors.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        What the file holds, for error messages.
+
+    Returns
+    -------
+    list of (int, dict)
+        The line each row ends on (the header is line 1), and the row.
+    """
+    p = _existing(path, what)
     try:
-        with open(p, newline="", encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-    except FileNotFoundError:
-        raise RalifInputError(f"{what} file not found: {p}") from None
+        with open(p, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is not None:
+                reader.fieldnames = [name.strip() for name in reader.fieldnames]
+            return [(reader.line_num, row) for row in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise RalifInputError(f"cannot read {what} file {p} as UTF-8 CSV: {exc}") from None
+    except OSError as exc:
+        raise RalifInputError(f"cannot read {what} file {p}: {exc.strerror}") from None
+
+
+def read_csv_dicts(path: str | os.PathLike, what: str) -> list[dict[str, str]]:
+    """Rows of a CSV file with a header, as dicts (see :func:`read_csv_records`)."""
+    return [row for _, row in read_csv_records(path, what)]
 
 
 def _umask() -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError, check_budget, check_features
-from ralif.io import load_features, open_output, read_csv_dicts, write_csv
+from ralif.io import load_features, open_output, read_csv_dicts, read_csv_records, write_csv
 from ralif.session.store import SessionStore, create_session
 from ralif.strategies import make_strategy
 
@@ -133,17 +133,36 @@ def next_batch(
 def import_labels_csv(
     store: SessionStore, path: str | os.PathLike, who: str, held_out: bool = False
 ) -> int:
-    """Import ``item,label`` rows (a header is required); all or nothing."""
+    """Import ``item,label`` rows (a header is required); all or nothing.
+
+    Every row needs an item and a label: an empty label cell is an error (an import
+    never takes a label back), and so is an item listed twice in the file.
+    """
     p = Path(path)
-    rows = read_csv_dicts(p, "labels")
-    if not rows or not {"item", "label"} <= set(rows[0]):
+    records = read_csv_records(p, "labels")
+    if not records or not {"item", "label"} <= set(records[0][1]):
         raise RalifInputError(f"{p} needs a header with columns item and label")
-    pairs = []
-    for k, r in enumerate(rows):
-        item, label = (r["item"] or "").strip(), (r["label"] or "").strip()
-        if not item.isdigit():
-            raise RalifInputError(f"{p}: data row {k}: item {item!r} is not an item number")
-        pairs.append((int(item), label or None))
+    pairs, first_line, repeats = [], {}, {}
+    for line, r in records:
+        item, label = (r.get("item") or "").strip(), (r.get("label") or "").strip()
+        if not (item.isascii() and item.isdigit()):
+            raise RalifInputError(f"{p}: line {line}: item {item!r} is not an item number")
+        if not label:
+            raise RalifInputError(f"{p}: line {line}: item {item} has an empty label")
+        i = int(item)
+        if i in first_line:
+            repeats.setdefault(i, [first_line[i]]).append(line)
+        first_line.setdefault(i, line)
+        pairs.append((i, label))
+    if repeats:
+        listed = "; ".join(
+            f"item {i} on lines {', '.join(map(str, lines))}"
+            for i, lines in list(repeats.items())[:10]
+        )
+        more = f" and {len(repeats) - 10} more items" if len(repeats) > 10 else ""
+        raise RalifInputError(
+            f"{p}: items listed more than once ({listed}{more}); keep one label per item"
+        )
     return store.import_labels(pairs, who=who, held_out=held_out)
 
 
