@@ -8,6 +8,7 @@ from scipy.stats import spearmanr
 
 from ralif import LinearHead, RalifInputError, influence_matrix
 from ralif._solve import solve_hessian_system
+from ralif.influence import pool_influence
 from tests.conftest import gaussian_blobs, standardized_digits
 
 
@@ -102,14 +103,20 @@ def test_float32_pool_matches_float64(digits):
 
 
 @pytest.mark.parametrize("damping", [0.0, 0.25])
-@pytest.mark.parametrize("target", ["pool", "all", "labeled"])
-def test_vectorized_delta_equals_per_sample_autograd(damping, target):
+@pytest.mark.parametrize(
+    ("target", "balanced"),
+    [("pool", False), ("all", False), ("labeled", False), ("entropy", False), ("pool", True),
+     ("entropy", True)],
+)  # fmt: skip
+def test_vectorized_delta_equals_per_sample_autograd(damping, target, balanced):
     torch = pytest.importorskip("torch")
     X, y = gaussian_blobs(n=120, d=5, C=3, sep=1.0, seed=3)
     L, U = np.arange(40), np.arange(40, 120)
     l2 = 0.05
     head = LinearHead(l2=l2).fit(X[L], y[L])
-    ours = influence_matrix(head, X[L], y[L], X[U], target=target, damping=damping)
+    ours = pool_influence(
+        head, X[L], y[L], X[U], target=target, damping=damping, balanced=balanced
+    ).delta
 
     t = torch.float64
     XL, XU = torch.tensor(X[L], dtype=t), torch.tensor(X[U], dtype=t)
@@ -126,7 +133,17 @@ def test_vectorized_delta_equals_per_sample_autograd(damping, target):
     H = torch.autograd.functional.hessian(risk, theta).reshape(theta.numel(), theta.numel())
     pseudo = logits(theta, XU).argmax(dim=1)
 
+    counts = torch.bincount(pseudo, minlength=3).to(t)
+    # Inverse pseudo-class frequency, as a weighted mean over the pool.
+    w = 1.0 / counts[pseudo] if balanced else torch.ones(len(U), dtype=t)
+
     def target_loss(th):
+        if target == "entropy":
+            logp = torch.log_softmax(logits(th, XU), dim=1)
+            return (w * -(logp.exp() * logp).sum(dim=1)).sum() / w.sum()
+        if target == "pool" and balanced:
+            ce = torch.nn.functional.cross_entropy(logits(th, XU), pseudo, reduction="none")
+            return (w * ce).sum() / w.sum()
         if target == "labeled":
             return torch.nn.functional.cross_entropy(logits(th, XL), yL)
         if target == "all":

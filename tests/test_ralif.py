@@ -178,3 +178,26 @@ def test_unknown_strategy_and_parameter_errors(problem):
         ralif.select(X, y, 5, candidate_fraction=0.0)
     with pytest.raises(RalifInputError, match="score must be one of"):
         ralif.select(X, y, 5, score="best")
+
+
+def test_candidate_multiple_sizes_the_candidate_set_in_budgets(problem):
+    X, y = problem
+    strat = RALIF(l2=0.1, candidate_multiple=3, random_state=0)
+    strat.select(X, y, 7)
+    assert len(strat.candidates_) == 21
+    # The 21 best scores among the 42 most uncertain pool items.
+    m = margin(strat.influence_.proba)
+    uncertain = np.argsort(m, kind="stable")[:42]
+    best = uncertain[np.argsort(strat.scores_[uncertain], kind="stable")[:21]]
+    assert set(strat.candidates_.tolist()) == set(best.tolist())
+
+
+def test_cluster_diversity_picks_candidates_including_the_best(problem):
+    X, y = problem
+    strat = RALIF(l2=0.1, diversity="cluster", random_state=0)
+    picks = strat.select(X, y, 8)
+    cand = strat.candidates_
+    assert set(picks.tolist()) <= set(strat.pool_index_[cand].tolist())
+    assert len(set(picks.tolist())) == 8
+    # The best candidate is the best of whichever cluster holds it, so it is picked.
+    assert strat.pool_index_[cand[0]] in picks.tolist()

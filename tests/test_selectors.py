@@ -93,3 +93,39 @@ def test_kmeans_pp_with_all_duplicates_still_returns_distinct_indices():
 def test_kmeans_pp_rejects_impossible_sizes():
     with pytest.raises(RalifInputError, match="n_select"):
         kmeans_pp_select(np.zeros((3, 2)), 4)
+
+
+def _three_clusters():
+    # Tight clusters of 2, 3 and 5 points around far-apart centres.
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    sizes = [2, 3, 5]
+    rng = np.random.default_rng(0)
+    X = np.vstack([c + 0.01 * rng.normal(size=(n, 2)) for c, n in zip(centres, sizes, strict=True)])
+    members = np.split(np.arange(10), np.cumsum(sizes)[:-1])
+    return X, members
+
+
+def test_cluster_best_select_takes_the_best_score_of_each_cluster():
+    from ralif.selectors import cluster_best_select
+
+    X, members = _three_clusters()
+    scores = np.array([5.0, 1.0, 3.0, 2.0, 9.0, 0.5, 7.0, 6.0, 8.0, 4.0])
+    picks = cluster_best_select(X, scores, 3, random_state=0)
+    # best of {0,1}: 1 (1.0); of {2,3,4}: 3 (2.0); of {5..9}: 5 (0.5); ordered by score.
+    assert picks.tolist() == [5, 1, 3]
+
+
+def test_cluster_round_robin_visits_the_smallest_cluster_first():
+    from ralif.selectors import cluster_round_robin_select
+
+    X, members = _three_clusters()
+    picks = cluster_round_robin_select(X, 6, n_clusters=3, random_state=0)
+    cluster_of = np.empty(10, dtype=int)
+    for c, m in enumerate(members):
+        cluster_of[m] = c
+    # Visit order by size (2, 3, 5): one each, then again one each.
+    assert cluster_of[picks].tolist() == [0, 1, 2, 0, 1, 2]
+    assert len(set(picks.tolist())) == 6
+    # Third pass: cluster 0 is used up, so clusters 1 and 2 continue, then 2 alone.
+    picks = cluster_round_robin_select(X, 9, n_clusters=3, random_state=0)
+    assert cluster_of[picks].tolist() == [0, 1, 2, 0, 1, 2, 1, 2, 2]

@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fashion-mnist, digits, or an .npz with X, y [, X_test, y_test]",
     )
     bench.add_argument(
+        "--suite",
+        default=None,
+        help="run a benchmark suite instead of one dataset: all, tune, confirm, or a comma list of "
+        "suite datasets (each fixes its sizes and rounds; results go to OUT/NAME)",
+    )
+    bench.add_argument(
         "--strategies",
         default="ralif,random,margin,entropy,coreset,badge",
         help="comma-separated names",
@@ -333,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="learning curves, AUBC and win/tie/loss from a results folder",
         description="Write curves.png and report.md into DIR and print the AUBC table.",
     )
-    report.add_argument("dir", help="a folder written by ralif bench")
+    report.add_argument(
+        "dir", help="a folder written by ralif bench (or by ralif bench --suite: one per dataset)"
+    )
     report.add_argument("--quiet", action="store_true", help="print only the paths")
     return parser
 
@@ -412,6 +420,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         device=args.device,
     )
     config.check()
+    if args.suite:
+        from ralif.bench.runner import run_suite
+
+        folders = run_suite(args.suite, config, args.out, quiet=args.quiet)
+        if not args.quiet:
+            print(f"results: {len(folders)} datasets in {args.out}", file=sys.stderr)
+        return 0
     data = None  # the scratch-* scenarios load their images themselves
     if not config.scenario.startswith("scratch"):
         try:
@@ -551,7 +566,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from ralif.bench.report import make_report
+    from ralif.bench.suite_report import is_suite_folder, make_suite_report
 
+    if is_suite_folder(args.dir):
+        try:
+            out = make_suite_report(args.dir)
+        except ValueError as exc:
+            raise RalifInputError(f"{args.dir}: {exc}") from None
+        print(f"plots:  {', '.join(str(p) for p in out['plots'])}")
+        print(f"report: {out['report']}")
+        if not args.quiet:
+            print()
+            print(out["summary"])
+        return 0
     try:
         out = make_report(args.dir)
     except ValueError as exc:

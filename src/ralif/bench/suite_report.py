@@ -1,0 +1,309 @@
+"""``ralif report`` over a suite: strategies compared across data sets.
+
+A claim about a strategy is a claim across data sets, so the suite report ranks the
+strategies on every data set by AUBC (of the set's own metric), averages the ranks, and
+tests them with Friedman's test and the Nemenyi critical difference (Demšar, JMLR 2006);
+beside it, per data set, the AUBC table, the rounds at or above random, and win/tie/loss
+counts over data sets. Sets of the suite's *tune* and *confirm* halves are reported
+apart: only the confirm half is an honest estimate of how a default tuned on the other
+half does on new data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import friedmanchisquare, rankdata, studentized_range
+
+from ralif.bench.report import RANDOM_TOLERANCE, Curves, aubc, load_curves
+from ralif.bench.store import open_results
+
+AUBC_TIE = 0.1
+"""AUBC differences (points) below this count as ties between two strategies on a set."""
+
+MARGIN_SLACK = 0.5
+"""The reliability goal: never more than this many points of AUBC below margin."""
+
+
+@dataclass
+class SetResult:
+    """One data set's summary: AUBC (in points) and rounds at or above random per strategy."""
+
+    name: str
+    half: str
+    metric: str
+    n_seeds: int
+    n_rounds: int
+    aubc: dict[str, float]
+    rounds_ok: dict[str, int]
+
+
+def summarize(name: str, curves: Curves) -> SetResult:
+    """AUBC (mean over seeds, points) and rounds at or above random, on the set's metric."""
+    from ralif.data.suite import SUITE
+
+    spec = SUITE.get(name)
+    metric = spec.metric if spec else "accuracy"
+    half = spec.half if spec else "extra"
+    values = curves.macro_f1 if metric == "macro_f1" else curves.accuracy
+    after = curves.rounds >= 1
+    scores = {s: float(aubc(values[s], curves.rounds).mean() * 100) for s in curves.strategies}
+    ok: dict[str, int] = {}
+    if "random" in values:
+        rand = values["random"].mean(axis=0)[after] * 100
+        for s in curves.strategies:
+            mean = values[s].mean(axis=0)[after] * 100
+            ok[s] = int((mean >= rand - RANDOM_TOLERANCE).sum())
+    return SetResult(name, half, metric, len(curves.seeds), int(after.sum()), scores, ok)
+
+
+def load_suite(folder: str | os.PathLike) -> list[SetResult]:
+    """Every data set's results below ``folder`` (one sub-folder each), in suite order."""
+    from ralif.data.suite import SUITE
+
+    folder = Path(folder)
+    subs = [p for p in sorted(folder.iterdir()) if (p / "results.sqlite").is_file()]
+    order = {n: i for i, n in enumerate(SUITE)}
+    subs.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
+    out = []
+    for sub in subs:
+        with open_results(sub) as store:
+            rows = store.rows()
+        if rows:
+            out.append(summarize(sub.name, load_curves(rows)))
+    if not out:
+        raise ValueError(f"no data set results below {folder}")
+    return out
+
+
+def common_strategies(sets: list[SetResult]) -> list[str]:
+    """Strategies with results on every one of ``sets``, in the first set's order."""
+    common = [s for s in sets[0].aubc if all(s in r.aubc for r in sets)]
+    return common
+
+
+def mean_ranks(sets: list[SetResult], strategies: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks per set x strategy, mean rank per strategy); rank 1 is the best AUBC, ties share."""
+    table = np.array([[r.aubc[s] for s in strategies] for r in sets])
+    ranks = np.vstack([rankdata(-row, method="average") for row in table])
+    return ranks, ranks.mean(axis=0)
+
+
+def friedman_nemenyi(ranks: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:
+    """Friedman's p-value over the sets, and the Nemenyi critical difference of mean ranks.
+
+    ``CD = q_alpha * sqrt(k (k + 1) / (6 N))`` with ``q_alpha`` the studentized range
+    quantile over ``sqrt(2)`` (Demšar, 2006), for ``k`` strategies and ``N`` sets.
+    """
+    n_sets, k = ranks.shape
+    if n_sets < 2 or k < 3:
+        p = float("nan")
+    else:
+        p = float(friedmanchisquare(*ranks.T).pvalue)
+    q = float(studentized_range.ppf(1 - alpha, k, 1e6)) / np.sqrt(2.0)
+    cd = q * np.sqrt(k * (k + 1) / (6.0 * n_sets))
+    return p, float(cd)
+
+
+def win_tie_loss_sets(sets: list[SetResult], a: str, b: str) -> tuple[int, int, int]:
+    """Data sets where ``a``'s AUBC beats, ties (within :data:`AUBC_TIE`) or loses to ``b``'s."""
+    d = np.array([r.aubc[a] - r.aubc[b] for r in sets])
+    return int((d > AUBC_TIE).sum()), int((np.abs(d) <= AUBC_TIE).sum()), int((d < -AUBC_TIE).sum())
+
+
+def reliability(sets: list[SetResult], strategy: str) -> dict[str, object]:
+    """The goal's terms for one strategy: every round at or above random on every set,
+    AUBC at least margin's (within the tie tolerance) on 3/4 of the sets, never more than
+    :data:`MARGIN_SLACK` below it."""
+    all_rounds = sum(r.rounds_ok.get(strategy, 0) == r.n_rounds for r in sets)
+    out: dict[str, object] = {"sets_all_rounds_ok": all_rounds, "n_sets": len(sets)}
+    if all("margin" in r.aubc for r in sets):
+        gaps = np.array([r.aubc[strategy] - r.aubc["margin"] for r in sets])
+        out["sets_at_least_margin"] = int((gaps >= -AUBC_TIE).sum())
+        out["worst_gap_to_margin"] = float(gaps.min())
+        out["meets_goal"] = bool(
+            all_rounds == len(sets)
+            and out["sets_at_least_margin"] >= 0.75 * len(sets)
+            and gaps.min() >= -MARGIN_SLACK
+        )
+    return out
+
+
+def markdown(sets: list[SetResult], title: str, strategies: list[str] | None = None) -> str:
+    """The suite report for one group of sets as markdown."""
+    strategies = strategies or common_strategies(sets)
+    ranks, mean = mean_ranks(sets, strategies)
+    p, cd = friedman_nemenyi(ranks)
+    lines = [f"## {title}", ""]
+    lines.append(
+        f"{len(sets)} data sets, {len(strategies)} strategies. AUBC: mean over rounds 1–R of "
+        "the set's metric (accuracy, or macro-F1 where classes are unbalanced), in %, mean "
+        f"over seeds. A round is at or above random when the mean over seeds is at least "
+        f"random's mean − {RANDOM_TOLERANCE:g} points."
+    )
+    lines.append("")
+    head = "| data set (metric, seeds) | " + " | ".join(strategies) + " |"
+    lines += [head, "|---|" + "---|" * len(strategies)]
+    for r in sets:
+        best = max(r.aubc[s] for s in strategies)
+        cells = []
+        for s in strategies:
+            v = f"{r.aubc[s]:.1f}"
+            cells.append(f"**{v}**" if r.aubc[s] >= best - 1e-9 else v)
+        lines.append(f"| {r.name} ({r.metric}, {r.n_seeds}) | " + " | ".join(cells) + " |")
+    lines.append("| **mean rank** | " + " | ".join(f"{m:.2f}" for m in mean) + " |")
+    lines.append("")
+    lines += ["### Rounds at or above random", ""]
+    lines += [head.replace("(metric, seeds)", "(rounds)"), "|---|" + "---|" * len(strategies)]
+    for r in sets:
+        cells = [f"{r.rounds_ok.get(s, 0)}" if s != "random" else "—" for s in strategies]
+        lines.append(f"| {r.name} ({r.n_rounds}) | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [
+        "### Mean rank (Friedman, Nemenyi)",
+        "",
+        f"Friedman p = {p:.2g}; Nemenyi critical difference at α = 0.05: {cd:.2f} "
+        "(mean ranks closer than this are not told apart).",
+        "",
+        "| strategy | mean rank | sets all rounds ≥ random | sets AUBC ≥ margin | worst AUBC − margin | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i in np.argsort(mean, kind="stable"):
+        s = strategies[i]
+        rel = reliability(sets, s)
+        at_least = rel.get("sets_at_least_margin")
+        worst = rel.get("worst_gap_to_margin")
+        goal = rel.get("meets_goal")
+        lines.append(
+            f"| {s} | {mean[i]:.2f} | {rel['sets_all_rounds_ok']}/{len(sets)} | "
+            + (f"{at_least}/{len(sets)} | {worst:+.1f} | {'yes' if goal else 'no'} |"
+               if at_least is not None else "— | — | — |")
+        )  # fmt: skip
+    lines.append("")
+    lines += [
+        "### Win / tie / loss over data sets (row vs column, AUBC)",
+        "",
+        f"AUBC differences within {AUBC_TIE:g} point are ties.",
+        "",
+        "| | " + " | ".join(strategies) + " |",
+        "|---|" + "---|" * len(strategies),
+    ]
+    for a in strategies:
+        cells = [
+            "—" if a == b else "{}/{}/{}".format(*win_tie_loss_sets(sets, a, b)) for b in strategies
+        ]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def plot_cd(mean: np.ndarray, strategies: list[str], cd: float, title: str, path: Path) -> None:
+    """A critical-difference diagram: mean ranks on an axis, cliques joined by bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(strategies)
+    order = np.argsort(mean, kind="stable")
+    lo, hi = 1, max(k, int(np.ceil(mean.max())))
+    half = (k + 1) // 2
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.32 * half + 0.4), constrained_layout=True)
+    ax.set_xlim(lo - 0.3, hi + 0.3)
+    ax.set_ylim(-(half + 2.5), 2.0)
+    ax.axis("off")
+    ax.hlines(0, lo, hi, color="black", linewidth=1)
+    for t in range(lo, hi + 1):
+        ax.vlines(t, 0, 0.25, color="black", linewidth=1)
+        ax.text(t, 0.45, str(t), ha="center", va="bottom", fontsize=9)
+    ax.hlines(1.4, lo, lo + cd, color="black", linewidth=2)
+    ax.text(lo + cd / 2, 1.55, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
+    for j, i in enumerate(order):
+        left = j < half
+        row = -(j if left else k - 1 - j) - 1.0
+        x_text = lo - 0.2 if left else hi + 0.2
+        ax.vlines(mean[i], row, 0, color="grey", linewidth=0.8)
+        ax.hlines(row, min(mean[i], x_text), max(mean[i], x_text), color="grey", linewidth=0.8)
+        bold = "bold" if strategies[i] in ("ralif", "random", "margin") else "normal"
+        ax.text(
+            x_text,
+            row,
+            f"{strategies[i]} ({mean[i]:.2f})",
+            ha="right" if left else "left",
+            va="center",
+            fontsize=9,
+            fontweight=bold,
+        )
+    # Cliques: maximal runs of the rank order whose spread is below CD.
+    sorted_ranks = mean[order]
+    cliques = []
+    for a in range(k):
+        b = a
+        while b + 1 < k and sorted_ranks[b + 1] - sorted_ranks[a] < cd:
+            b += 1
+        if b > a and not any(a >= c0 and b <= c1 for c0, c1 in cliques):
+            cliques.append((a, b))
+    for n, (a, b) in enumerate(cliques):
+        y = -0.35 - 0.18 * n
+        ax.hlines(y, sorted_ranks[a] - 0.03, sorted_ranks[b] + 0.03, color="black", linewidth=3)
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+
+
+def make_suite_report(folder: str | os.PathLike) -> dict[str, object]:
+    """Write ``suite-report.md`` and a critical-difference plot per half into ``folder``.
+
+    Returns
+    -------
+    dict
+        ``report`` (path), ``plots`` (paths) and ``summary`` (the mean-rank tables).
+    """
+    folder = Path(folder)
+    sets = load_suite(folder)
+    groups = []
+    for half in ("tune", "confirm", "extra"):
+        members = [r for r in sets if r.half == half]
+        if members:
+            groups.append((half, members))
+    if len(groups) > 1:
+        groups.append(("all", sets))
+    parts = [
+        f"# Benchmark suite: {folder.name}",
+        "",
+        "Defaults may be chosen on the *tune* half only; the *confirm* half is the honest "
+        "estimate of how they do on data nobody tuned on.",
+        "",
+    ]
+    plots = []
+    summary = []
+    for half, members in groups:
+        strategies = common_strategies(members)
+        title = f"{half} half" if half in ("tune", "confirm") else f"{half} data sets"
+        parts.append(markdown(members, title, strategies))
+        ranks, mean = mean_ranks(members, strategies)
+        _, cd = friedman_nemenyi(ranks)
+        png = folder / f"cd-{half}.png"
+        plot_cd(mean, strategies, cd, f"Mean rank over {len(members)} data sets ({title})", png)
+        plots.append(png)
+        parts.append(f"![critical difference, {title}]({png.name})\n")
+        order = np.argsort(mean, kind="stable")
+        summary.append(
+            f"{title}: "
+            + ", ".join(f"{strategies[i]} {mean[i]:.2f}" for i in order)
+            + f" (CD {cd:.2f})"
+        )
+    report = folder / "suite-report.md"
+    report.write_text("\n".join(parts), encoding="utf-8")
+    return {"report": report, "plots": plots, "summary": "\n".join(summary)}
+
+
+def is_suite_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds per-data-set result folders rather than one benchmark."""
+    folder = Path(folder)
+    if (folder / "results.sqlite").is_file() or not folder.is_dir():
+        return False
+    return any((p / "results.sqlite").is_file() for p in folder.iterdir() if p.is_dir())

@@ -1,0 +1,196 @@
+"""The benchmark suite: R data read without R, suite data sets, the protocol, the suite report."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+import struct
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import rdata
+
+from ralif import RalifInputError
+from ralif.bench.runner import BenchConfig, run_suite, suite_configs
+from ralif.bench.suite_report import (
+    SetResult,
+    friedman_nemenyi,
+    make_suite_report,
+    mean_ranks,
+    reliability,
+)
+from ralif.data import rdata_files
+from ralif.data.suite import SUITE, SUITES, suite_members, tabular_features
+
+
+def _serialized(obj) -> bytes:
+    """R's XDR serialization of ``obj`` (what a lazy-load entry holds, uncompressed)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "x.rds"
+        rdata.write_rds(path, obj)
+        return gzip.decompress(path.read_bytes())
+
+
+def _make_lazy_package(root, objects: dict, kinds: dict) -> None:
+    """An R package folder whose data is a lazy-load database, built by hand."""
+    data = root / "fakepkg" / "data"
+    data.mkdir(parents=True)
+    blob, index = b"", {}
+    for name, obj in objects.items():
+        raw = _serialized(obj)
+        if kinds[name] == "xz":
+            comp = lzma.compress(
+                raw, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 6}]
+            )
+            entry = struct.pack(">I", len(raw)) + b"Z" + comp
+        else:
+            entry = struct.pack(">I", len(raw)) + zlib.compress(raw)
+        index[name] = np.array([len(blob), len(entry)])
+        blob += entry
+    (data / "Rdata.rdb").write_bytes(blob)
+    rdata.write_rds(data / "Rdata.rdx", {"variables": index, "compressed": np.array([3])})
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame(
+        {"size": [1.0, 2.5, np.nan, 4.0], "kind": pd.Categorical(["a", "b", "a", "c"])}
+    )
+
+
+def test_lazy_load_database_is_read_without_r(tmp_path, monkeypatch, frame):
+    other = pd.DataFrame({"v": [7.0, 8.0]})
+    _make_lazy_package(tmp_path, {"tbl": frame, "other": other}, {"tbl": "xz", "other": "zlib"})
+    monkeypatch.setenv("RALIF_R_LIBS", str(tmp_path))
+    got = rdata_files.read_r_object("fakepkg", "tbl")
+    np.testing.assert_array_equal(got["size"].to_numpy(), frame["size"].to_numpy())
+    assert got["kind"].astype(str).tolist() == ["a", "b", "a", "c"]
+    assert rdata_files.read_r_object("fakepkg", "other")["v"].tolist() == [7.0, 8.0]
+
+
+def test_rda_file_is_read(tmp_path, monkeypatch, frame):
+    data = tmp_path / "rdapkg" / "data"
+    data.mkdir(parents=True)
+    rdata.write_rda(data / "tbl.rda", {"tbl": frame})
+    monkeypatch.setenv("RALIF_R_LIBS", str(tmp_path))
+    got = rdata_files.read_r_object("rdapkg", "tbl")
+    assert got["kind"].astype(str).tolist() == ["a", "b", "a", "c"]
+    with pytest.raises(RalifInputError, match="no data set named 'nope'"):
+        rdata_files.read_r_object("rdapkg", "nope")
+
+
+def test_corrupt_lazy_load_entry_is_refused(tmp_path, monkeypatch, frame):
+    _make_lazy_package(tmp_path, {"tbl": frame}, {"tbl": "xz"})
+    rdb = tmp_path / "fakepkg" / "data" / "Rdata.rdb"
+    body = bytearray(rdb.read_bytes())
+    body[8:40] = b"\xff" * 32
+    rdb.write_bytes(bytes(body))
+    monkeypatch.setenv("RALIF_R_LIBS", str(tmp_path))
+    with pytest.raises(RalifInputError, match="corrupt|decompressed"):
+        rdata_files.read_r_object("fakepkg", "tbl")
+
+
+def test_missing_r_package_names_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("RALIF_R_LIBS", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(rdata_files, "SYSTEM_LIBS", ())
+    with pytest.raises(RalifInputError, match="apt-get install r-cran-modeldata"):
+        rdata_files.read_r_object("modeldata", "hpc_data")
+
+
+def test_tabular_features_are_fitted_on_the_train_rows_only(frame):
+    train, test = np.array([0, 1, 3]), np.array([2])
+    X, Xt = tabular_features(frame, train, test)
+    # size: the missing test value takes the train median (2.5); standardized with
+    # the train mean and std of [1, 2.5, 4].
+    mu, sd = 2.5, np.std([1.0, 2.5, 4.0])
+    np.testing.assert_allclose(X[:, 0], (np.array([1.0, 2.5, 4.0]) - mu) / sd, rtol=1e-6)
+    np.testing.assert_allclose(Xt[0, 0], 0.0, atol=1e-7)
+    # kind: one-hot over the train levels a, b, c; the test row is "a".
+    onehot_train = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=float)
+    mu1, sd1 = onehot_train.mean(axis=0), onehot_train.std(axis=0)
+    np.testing.assert_allclose(Xt[0, 1:], (np.array([1, 0, 0]) - mu1) / sd1, rtol=1e-6)
+
+
+def test_confirm_half_is_the_one_fixed_before_tuning():
+    # The split was committed before any default was tuned on the suite; changing it
+    # would make the confirm half's figures a fit, not an estimate.
+    assert SUITES["confirm"] == (
+        "income", "wine", "penguins", "cells", "credit", "stackoverflow", "breast-cancer",
+        "fine-foods",
+    )  # fmt: skip
+    assert set(SUITES["tune"]) == set(SUITE) - set(SUITES["confirm"])
+
+
+def test_unknown_suite_member_is_refused():
+    with pytest.raises(RalifInputError, match="unknown suite"):
+        suite_members("wine,nope")
+
+
+def test_real_r_data_packages_load():
+    """The Debian packages' real files (installed by .ci/run) go through the reader."""
+    from ralif.data import load_dataset
+
+    data = load_dataset("hpc")
+    assert len(data.y) + len(data.y_test) == 4331  # hpc_data's documented size
+    assert data.n_classes == 4
+    assert np.isfinite(data.X).all() and data.X.dtype == np.float32
+
+
+def test_friedman_nemenyi_critical_difference_matches_demsar():
+    # Demšar (2006), Table 5: q_0.05 = 2.569 for k = 4; CD = q sqrt(k(k+1) / 6N).
+    ranks = np.tile([1.0, 2.0, 3.0, 4.0], (14, 1))
+    _, cd = friedman_nemenyi(ranks)
+    assert cd == pytest.approx(2.569 * np.sqrt(4 * 5 / (6 * 14)), abs=2e-3)
+
+
+def test_mean_ranks_share_ties():
+    sets = [
+        SetResult("a", "tune", "accuracy", 5, 6, {"x": 90.0, "y": 90.0, "z": 80.0}, {}),
+        SetResult("b", "tune", "accuracy", 5, 6, {"x": 70.0, "y": 75.0, "z": 60.0}, {}),
+    ]
+    _, mean = mean_ranks(sets, ["x", "y", "z"])
+    np.testing.assert_allclose(mean, [(1.5 + 2) / 2, (1.5 + 1) / 2, 3.0])
+
+
+def test_reliability_goal_needs_every_round_and_margin():
+    ok = {"r": 6, "m": 6}
+    sets = [
+        SetResult(str(i), "tune", "accuracy", 5, 6, {"r": 80.0 + d, "margin": 80.0}, dict(ok))
+        for i, d in enumerate([0.5, 0.0, 1.0, -0.4])
+    ]
+    assert reliability(sets, "r")["meets_goal"]  # 3 of 4 at least margin, worst -0.4
+    sets[3].aubc["r"] = 79.4  # 0.6 below margin
+    assert not reliability(sets, "r")["meets_goal"]
+    sets[3].aubc["r"] = 80.0
+    sets[0].rounds_ok["r"] = 5  # one round below random
+    assert not reliability(sets, "r")["meets_goal"]
+
+
+def test_suite_run_and_report_across_data_sets(tmp_path):
+    base = BenchConfig(strategies=("random", "margin", "ralif"), seeds=1)
+    configs = suite_configs("wine,breast-cancer", base)
+    assert configs["wine"].init == SUITE["wine"].init
+    assert configs["breast-cancer"].budget == SUITE["breast-cancer"].budget
+    folders = run_suite("wine,breast-cancer", base, tmp_path, quiet=True)
+    assert [f.name for f in folders] == ["wine", "breast-cancer"]
+    out = make_suite_report(tmp_path)
+    text = out["report"].read_text()
+    assert "wine (accuracy, 1)" in text and "breast-cancer (accuracy, 1)" in text
+    assert (tmp_path / "cd-confirm.png").stat().st_size > 0
+    # The table's AUBC is the mean over rounds 1..R of the stored accuracies.
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "wine" / "results.sqlite")
+    acc = [r[0] for r in db.execute(
+        "SELECT accuracy FROM results WHERE strategy='margin' AND round >= 1 ORDER BY round"
+    )]  # fmt: skip
+    db.close()
+    assert len(acc) == SUITE["wine"].rounds
+    row = next(line for line in text.splitlines() if line.startswith("| wine (accuracy"))
+    assert f"{np.mean(acc) * 100:.1f}" in row
