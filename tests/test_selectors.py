@@ -108,7 +108,7 @@ def _three_clusters():
 def test_cluster_best_select_takes_the_best_score_of_each_cluster():
     from ralif.selectors import cluster_best_select
 
-    X, members = _three_clusters()
+    X, _ = _three_clusters()
     scores = np.array([5.0, 1.0, 3.0, 2.0, 9.0, 0.5, 7.0, 6.0, 8.0, 4.0])
     picks = cluster_best_select(X, scores, 3, random_state=0)
     # best of {0,1}: 1 (1.0); of {2,3,4}: 3 (2.0); of {5..9}: 5 (0.5); ordered by score.

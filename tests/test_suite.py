@@ -91,7 +91,7 @@ def test_corrupt_lazy_load_entry_is_refused(tmp_path, monkeypatch, frame):
     body[8:40] = b"\xff" * 32
     rdb.write_bytes(bytes(body))
     monkeypatch.setenv("RALIF_R_LIBS", str(tmp_path))
-    with pytest.raises(RalifInputError, match="corrupt|decompressed"):
+    with pytest.raises(RalifInputError, match=r"corrupt|decompressed"):
         rdata_files.read_r_object("fakepkg", "tbl")
 
 
