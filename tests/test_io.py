@@ -349,3 +349,30 @@ def test_features_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path):
 def test_labels_csv_with_a_byte_order_mark_keeps_its_first_label(tmp_path):
     (tmp_path / "y.csv").write_text(BOM + "2\n\n0\n", encoding="utf-8")
     np.testing.assert_array_equal(load_labels(tmp_path / "y.csv"), [2, np.nan, 0])
+
+
+# ------------------------------------------------------------------ huge values
+
+
+def test_features_too_large_to_square_exit_2_naming_the_value(inputs, tmp_path, capsys):
+    X = np.load(inputs / "X.npy")
+    X[7, 2] = 1e200  # finite, but its square is not
+    np.save(tmp_path / "X.npy", X)
+    rc = main(["select", "--features", str(tmp_path / "X.npy"), "--labels", str(inputs / "y.npy"),
+               "--budget", "3", "--strategy", "margin"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "too large to compute with (e.g. 1e+200 in row 7, column 2)" in err[0]
+
+
+def test_a_numerical_failure_in_a_strategy_exits_2_with_one_line(inputs, capsys, monkeypatch):
+    from ralif.strategies.ralif import RALIF
+
+    def fail(*args, **kwargs):
+        raise np.linalg.LinAlgError("7-th leading minor of the array is not positive definite")
+
+    monkeypatch.setattr(RALIF, "select", fail)
+    rc = main(["select", "--features", str(inputs / "X.npy"), "--labels", str(inputs / "y.npy"),
+               "--budget", "3"])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "failed numerically" in err[0], err

@@ -13,6 +13,9 @@ import numpy as np
 UNLABELED = -1
 
 _FINITE_CHECK_ROWS = 16384
+# Column sums of squares above this leave too little headroom for the sums over classes
+# and items that heads and distances add on top (a millionth of the largest float).
+_ENERGY_LIMIT = {np.dtype(t): float(np.finfo(t).max) * 1e-6 for t in (np.float32, np.float64)}
 
 
 class RalifInputError(ValueError):
@@ -52,11 +55,14 @@ def check_features(X: object, name: str = "X", min_rows: int = 0) -> np.ndarray:
 
 
 def _check_finite(arr: np.ndarray, name: str) -> None:
-    # A row sum is cheap and propagates NaN/inf; only when it flags something do we
-    # look row by row (in chunks, so a large pool never gets a full boolean copy).
+    # Column sums of squares are cheap (no copy) and propagate NaN/inf; they also overflow
+    # where the values are finite but too large to square and sum, which every head and
+    # distance computed later would do. Only when they flag something do we look row by
+    # row (in chunks, so a large pool never gets a full boolean copy).
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(arr.sum(axis=1)).all():
-            return
+        energy = np.einsum("ij,ij->j", arr, arr)
+    if np.isfinite(energy).all() and energy.max(initial=0.0) <= _ENERGY_LIMIT[arr.dtype]:
+        return
     bad = []
     for start in range(0, arr.shape[0], _FINITE_CHECK_ROWS):
         block = arr[start : start + _FINITE_CHECK_ROWS]
@@ -64,7 +70,11 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         bad.append(rows + start)
     bad_rows = np.concatenate(bad)
     if len(bad_rows) == 0:
-        return
+        row, col = np.unravel_index(np.abs(arr).argmax(), arr.shape)
+        raise RalifInputError(
+            f"{name} has values too large to compute with (e.g. {arr[row, col]:.3g} in row "
+            f"{row}, column {col}); rescale the features, for example standardize them"
+        )
     kinds = []
     sub = arr[bad_rows[:1000]]
     if np.isnan(sub).any():

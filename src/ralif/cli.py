@@ -616,6 +616,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RalifInputError as exc:
         print(f"ralif: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except np.linalg.LinAlgError as exc:
+        print(
+            f"ralif: error: the computation failed numerically ({exc}); features on very "
+            "different scales cause this: standardize them, or give a larger --l2",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
     except BrokenPipeError:
         # The reader went away (`ralif ... | head`): stop quietly, as Unix tools do. Standard
         # output is pointed at /dev/null so that Python's own flush at exit cannot fail again.
