@@ -450,28 +450,46 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed_text(args: argparse.Namespace) -> int:
-    from ralif.io import read_csv_dicts
-    from ralif.models.text import embed_texts
+    from ralif.io import check_output, labels_from_cells, read_csv_records
+    from ralif.models.text import embed_texts, remove_progress
 
-    rows = read_csv_dicts(args.csv, "texts")
-    if not rows:
+    # Everything is checked before the embedding, which can take many minutes.
+    records = read_csv_records(args.csv, "texts")
+    if not records:
         raise RalifInputError(f"{args.csv} has no rows")
+    columns = [c for c in records[0][1] if c is not None]
     for col in filter(None, (args.text_column, args.label_column)):
-        if col not in rows[0]:
+        if col not in columns:
             raise RalifInputError(
-                f"{args.csv} has no column {col!r} (columns: {', '.join(rows[0])})"
+                f"{args.csv} has no column {col!r} (columns: {', '.join(columns)})"
             )
-    X = embed_texts([r[args.text_column] or "" for r in rows], device=args.device, quiet=args.quiet)
-    arrays = {"X": X}
-    if args.label_column:
-        cells = [r[args.label_column].strip() for r in rows]
-        arrays["y"] = check_labels(
-            np.array([float(c) if c else np.nan for c in cells]), len(rows), "labels"
+    short = [line for line, r in records if r.get(args.text_column) is None]
+    if short:
+        raise RalifInputError(
+            f"{args.csv}: lines {', '.join(map(str, short[:10]))} have no {args.text_column!r} cell"
         )
-    out = args.out
-    save_npz(out, arrays, "embeddings")
+    arrays = {}
+    if args.label_column:
+        arrays["y"], classes = labels_from_cells(
+            [r.get(args.label_column) for _, r in records],
+            f"labels ({args.csv}, column {args.label_column!r})",
+        )
+        if classes is not None:
+            arrays["classes"] = classes
+    check_output(args.out, "embeddings")
+    # Progress is saved beside the output, so that a run stopped halfway resumes.
+    resume = None if args.out == "-" else os.path.realpath(args.out) + ".partial"
+    texts = [r[args.text_column] for _, r in records]
+    X = embed_texts(texts, device=args.device, quiet=args.quiet, resume_dir=resume)
+    save_npz(args.out, {"X": X, **arrays}, "embeddings")
+    if resume is not None:
+        remove_progress(resume)
     if not args.quiet:
-        print(f"wrote {X.shape[0]} embeddings of {X.shape[1]} dimensions to {out}", file=sys.stderr)
+        named = f", classes {', '.join(arrays['classes'])}" if "classes" in arrays else ""
+        print(
+            f"wrote {X.shape[0]} embeddings of {X.shape[1]} dimensions to {args.out}{named}",
+            file=sys.stderr,
+        )
     return 0
 
 

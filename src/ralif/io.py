@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ralif._validation import RalifInputError
+from ralif._validation import UNLABELED, RalifInputError, check_labels
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 LABEL_SUFFIXES = (".npy", ".csv")
@@ -515,6 +515,38 @@ def load_labels(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarra
     )
 
 
+def labels_from_cells(
+    cells: Sequence[str | None], name: str = "labels"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Class ids from the label cells of a CSV column, and the class names if any.
+
+    Empty cells mark unlabeled items (-1). When every other cell is a whole number the
+    numbers are the class ids; otherwise each distinct text is a class, numbered in
+    sorted order, and its name is returned.
+
+    Parameters
+    ----------
+    cells : sequence of str or None
+    name : str
+        What the cells are, for error messages.
+
+    Returns
+    -------
+    y : ndarray of int64, shape (len(cells),)
+    classes : ndarray of str, or None
+        ``classes[k]`` is the name of class ``k`` (a unicode array, never objects).
+    """
+    texts = [(c or "").strip() for c in cells]
+    given = [t for t in texts if t]
+    if all(_is_number(t) for t in given):
+        numbers = np.array([float(t) if t else np.nan for t in texts], dtype=float)
+        return check_labels(numbers, len(texts), name), None
+    names = sorted(set(given))
+    index = {n: k for k, n in enumerate(names)}
+    y = np.array([index[t] if t else UNLABELED for t in texts], dtype=np.int64)
+    return y, np.array(names, dtype=np.str_)
+
+
 def read_csv_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV file with a header, as ``(line number, row dict)``.
 
@@ -603,6 +635,18 @@ def _output_plan(path: str | os.PathLike, what: str) -> tuple[Path, bool, int]:
         raise RalifInputError(f"cannot write {what} {path}: the folder {folder} is read-only")
     mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
     return p, True, mode
+
+
+def check_output(path: str | os.PathLike, what: str = "output") -> None:
+    """Refuse now a ``path`` that :func:`open_output` would refuse (before slow work).
+
+    Raises
+    ------
+    RalifInputError
+        If ``path`` cannot be written.
+    """
+    if str(path) != "-":
+        _output_plan(path, what)
 
 
 @contextmanager
