@@ -336,3 +336,13 @@ def test_bench_over_a_bad_results_folder_exits_2_with_one_line(tmp_path, capsys,
     assert main(_bench_cli(tmp_path, str(out))) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ralif: error: ") and message in err[0], err
+
+
+def test_report_without_matplotlib_exits_2_naming_it(tmp_path, small, capsys, monkeypatch):
+    from ralif.cli import main
+
+    run_benchmark(_config(seeds=1, rounds=1), tmp_path, quiet=True, data=small).close()
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs matplotlib: pip install matplotlib" in err[0], err

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wilcoxon
 
+from ralif._validation import RalifInputError
 from ralif.bench.store import open_results
 from ralif.io import open_output, write_text
 
@@ -193,8 +194,13 @@ def markdown(c: Curves, title: str) -> tuple[str, str]:
 
 def plot(c: Curves, title: str, path: Path) -> None:
     """Accuracy and macro-F1 learning curves, mean ± std bands."""
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        # A base dependency, so only a damaged or hand-made environment lacks it.
+        raise RalifInputError(
+            "drawing the learning curves needs matplotlib: pip install matplotlib"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
