@@ -346,3 +346,28 @@ def test_report_without_matplotlib_exits_2_naming_it(tmp_path, small, capsys, mo
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs matplotlib: pip install matplotlib" in err[0], err
+
+
+def test_bench_prints_its_aubc_summary_at_the_end(tmp_path, capsys):
+    from ralif.cli import main
+
+    assert main(_bench_cli(tmp_path, str(tmp_path / "run"))) == 0
+    out = capsys.readouterr().out
+    with open(tmp_path / "run" / "results.csv") as fh:
+        rows = [r for r in csv.DictReader(fh) if int(r["round"]) >= 1]
+    by_hand = 100 * np.mean([float(r["accuracy"]) for r in rows])
+    assert "AUBC over 1 seeds, rounds 1–1:" in out
+    assert f"| random | {by_hand:.1f} ± 0.0 |" in out
+
+
+def test_class_names_of_the_dataset_show_in_the_summary_and_the_report(tmp_path, capsys):
+    from ralif.cli import main
+
+    args = _bench_cli(tmp_path, str(tmp_path / "run"))
+    with np.load(tmp_path / "d.npz") as z:
+        X, y = z["X"], z["y"]
+    np.savez(tmp_path / "d.npz", X=X, y=y, classes=np.array(["ant", "bee", "cat", "dog"]))
+    assert main(args) == 0
+    assert "Classes: 0 = ant, 1 = bee, 2 = cat, 3 = dog." in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "run"), "--quiet"]) == 0
+    assert "Classes: 0 = ant, 1 = bee" in (tmp_path / "run" / "report.md").read_text()

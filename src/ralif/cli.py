@@ -443,9 +443,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     store = run_benchmark(config, args.out, quiet=args.quiet, data=data)
     if store is None:  # a torchrun process other than rank 0
         return 0
-    store.close()
+    from ralif.bench.report import summary
+    from ralif.io import read_class_names
+
+    try:
+        names = read_class_names(config.dataset)
+        if names:
+            store.set_class_names(names)
+        text = summary(store.rows(), names or store.class_names)
+    finally:
+        store.close()
     if not args.quiet:
         print(f"results: {store.db_path} and {store.csv_path}", file=sys.stderr)
+    print(text)
     return 0
 
 

@@ -296,6 +296,24 @@ def _pick_npz(
         return z.get(_npz_key(z, keys, what), what, n_rows, as_float)
 
 
+def read_class_names(path: str | os.PathLike) -> list[str] | None:
+    """The class names saved in an ``.npz`` as its array ``classes`` (text), if any.
+
+    ``ralif embed-text`` saves them when the labels are names; ``classes[k]`` names
+    class ``k``. Anything but a 1-D text array is ignored.
+    """
+    p = Path(path)
+    if p.suffix.lower() != ".npz" or not p.is_file():
+        return None
+    with open_npz(p, "dataset") as z:
+        if "classes" not in z.files:
+            return None
+        names = z.get("classes", "class names")
+    if names.dtype.kind != "U" or names.ndim != 1:
+        return None
+    return [str(n) for n in names]
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -255,14 +255,47 @@ def make_report(folder: str | os.PathLike) -> dict[str, object]:
     """
     folder = Path(folder)
     with open_results(folder) as store:
-        rows, config = store.rows(), store.config or {}
+        rows, config, names = store.rows(), store.config or {}, store.class_names
     c = load_curves(rows)
     title = _title(config)
     md, aubc_table = markdown(c, title)
+    if names:
+        first, rest = md.split("\n", 1)
+        md = f"{first}\n\n{_classes_line(names)}\n{rest}"
     write_text(folder / "report.md", md, "report")
     png = folder / "curves.png"
     plot(c, title, png)
     return {"report": folder / "report.md", "plot": png, "aubc_table": aubc_table, "curves": c}
+
+
+def _classes_line(names: list[str]) -> str:
+    return "Classes: " + ", ".join(f"{k} = {n}" for k, n in enumerate(names)) + "."
+
+
+def summary(rows: list[dict], class_names: list[str] | None = None) -> str:
+    """The AUBC table of a benchmark's results (what ``ralif bench`` prints at the end).
+
+    Parameters
+    ----------
+    rows : list of dict
+        :meth:`ResultStore.rows`.
+    class_names : list of str, optional
+        Shown above the table.
+
+    Returns
+    -------
+    str
+        Markdown; a one-line note when no seed is complete for every strategy yet.
+    """
+    try:
+        c = load_curves(rows)
+    except ValueError as exc:
+        return f"no AUBC summary yet: {exc}"
+    _, table = markdown(c, "")
+    lines = [f"AUBC over {len(c.seeds)} seeds, rounds 1–{int(c.rounds.max())}:", "", table]
+    if class_names:
+        lines[1:1] = [_classes_line(class_names)]
+    return "\n".join(lines)
 
 
 def _title(config: dict) -> str:

@@ -186,6 +186,24 @@ class ResultStore:
                     (json.dumps(config, sort_keys=True),),
                 )
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the classes 0, 1, ... when the dataset gave them (else None)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'class_names'").fetchone()
+        try:
+            names = json.loads(row[0]) if row else None
+        except ValueError:
+            return None
+        ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+        return names if ok else None
+
+    def set_class_names(self, names: list[str]) -> None:
+        """Record the names of the classes (shown by the summary and the report)."""
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('class_names', ?)", (json.dumps(list(names)),)
+            )
+
     def done_picks(self, strategy: str, seed: int) -> list[np.ndarray]:
         """Picks of the finished rounds 0, 1, ... of a run, stopping at the first gap."""
         rows = self.db.execute(
