@@ -376,3 +376,32 @@ def test_a_numerical_failure_in_a_strategy_exits_2_with_one_line(inputs, capsys,
                "--budget", "3"])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "failed numerically" in err[0], err
+
+
+def test_downloaded_dataset_files_follow_the_umask(tmp_path, monkeypatch):
+    from ralif.data import fashion_mnist
+
+    monkeypatch.setattr(
+        fashion_mnist.urllib.request, "urlopen", lambda url, timeout: io.BytesIO(url.encode())
+    )
+    old = os.umask(0o022)
+    try:
+        fashion_mnist.download(tmp_path)
+    finally:
+        os.umask(old)
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 4
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o644}
+
+
+def test_a_failed_download_is_not_reported_as_a_write_error(tmp_path, monkeypatch):
+    from ralif.data import fashion_mnist
+
+    class Dropped(io.BytesIO):
+        def read(self, *args):
+            raise TimeoutError("the read operation timed out")
+
+    monkeypatch.setattr(fashion_mnist.urllib.request, "urlopen", lambda url, timeout: Dropped())
+    with pytest.raises(TimeoutError):
+        fashion_mnist.download(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # no partial file left

@@ -7,6 +7,7 @@ file holding pickled objects is refused with a clear error.
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import stat
 import sys
@@ -655,6 +656,13 @@ def _output_plan(path: str | os.PathLike, what: str) -> tuple[Path, bool, int]:
     return p, True, mode
 
 
+_WRITE_ERRNOS = {
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "EIO", "ENXIO", "ETXTBSY")
+    if hasattr(errno, name)
+}
+
+
 def check_output(path: str | os.PathLike, what: str = "output") -> None:
     """Refuse now a ``path`` that :func:`open_output` would refuse (before slow work).
 
@@ -720,9 +728,11 @@ def open_output(
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-    except BrokenPipeError:
-        raise
     except OSError as exc:
+        # Only a failure to write is reported as such; others (a closed pipe, a network
+        # error while copying from a download) reach the caller as they are.
+        if exc.errno not in _WRITE_ERRNOS or isinstance(exc, BrokenPipeError):
+            raise
         raise RalifInputError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
 
 

@@ -12,7 +12,6 @@ import gzip
 import os
 import shutil
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -85,16 +84,14 @@ def download(target: Path | None = None, timeout: float = 30.0) -> Path:
     for name in (n for pair in FILES.values() for n in pair):
         if (target / name).is_file():
             continue
-        fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.")
-        try:
-            with (
-                urllib.request.urlopen(URL + name, timeout=timeout) as resp,
-                os.fdopen(fd, "wb") as out,
-            ):
-                shutil.copyfileobj(resp, out)
-            os.replace(tmp, target / name)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        from ralif.io import open_output
+
+        # Written whole or not at all, with the permissions of the umask like any file.
+        with (
+            urllib.request.urlopen(URL + name, timeout=timeout) as resp,
+            open_output(target / name, "Fashion-MNIST file", binary=True) as out,
+        ):
+            shutil.copyfileobj(resp, out)
     return target
 
 
