@@ -371,3 +371,17 @@ def test_class_names_of_the_dataset_show_in_the_summary_and_the_report(tmp_path,
     assert "Classes: 0 = ant, 1 = bee, 2 = cat, 3 = dog." in capsys.readouterr().out
     assert main(["report", str(tmp_path / "run"), "--quiet"]) == 0
     assert "Classes: 0 = ant, 1 = bee" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path):
+    first = ResultStore(tmp_path, {"dataset": "x"})
+    with pytest.raises(RalifInputError, match="another ralif bench is writing into"):
+        ResultStore(tmp_path, {"dataset": "x"})
+    first.close()
+    ResultStore(tmp_path, {"dataset": "x"}).close()  # free again once the first is done
+
+
+def test_reading_results_is_not_blocked_by_a_run_in_progress(tmp_path, small):
+    run_benchmark(_config(seeds=1, rounds=1), tmp_path, quiet=True, data=small).close()
+    with ResultStore(tmp_path, _config(seeds=1, rounds=1).identity()):
+        assert "| ralif |" in make_report(tmp_path)["aubc_table"]

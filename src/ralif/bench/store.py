@@ -73,6 +73,7 @@ class ResultStore:
                 raise RalifInputError(f"{folder} holds no benchmark results (no results.sqlite)")
         else:
             _make_folder(self.folder)
+            self._lock = _lock_folder(self.folder)
         try:
             if read_only:
                 # mode=ro: reading a report can never create or change a table.
@@ -90,6 +91,8 @@ class ResultStore:
             self._check_meta(config)
         except sqlite3.DatabaseError as exc:
             self._close_quietly()
+            if "readonly" in str(exc) or "unable to open" in str(exc):
+                raise RalifInputError(f"cannot open {self.db_path}: {exc}") from None
             raise RalifInputError(
                 f"{self.db_path} is not a ralif results database ({exc})"
             ) from None
@@ -103,6 +106,13 @@ class ResultStore:
         db = getattr(self, "db", None)
         if db is not None:
             db.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.close()  # closing the file releases its lock
+            self._lock = None
 
     def _identify(self) -> None:
         """Refuse any database but ralif's results, before anything is written to it."""
@@ -252,6 +262,7 @@ class ResultStore:
 
     def close(self) -> None:
         self.db.close()
+        self._unlock()
 
     def __enter__(self) -> ResultStore:
         return self
@@ -263,6 +274,32 @@ class ResultStore:
 def open_results(folder: str | os.PathLike) -> ResultStore:
     """Open an existing results folder for reading only (nothing in it is changed)."""
     return ResultStore(folder, read_only=True)
+
+
+def _lock_folder(folder: Path):
+    """An exclusive lock on the results folder, held while one process writes into it.
+
+    Two runs into one folder would compute the same rounds twice and append them twice
+    to ``results.csv``; the second is refused instead.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks to take
+        return None
+    try:
+        fh = open(folder / ".results.lock", "a")  # held (and locked) until close()
+    except OSError as exc:
+        raise RalifInputError(
+            f"cannot write into results folder {folder}: {exc.strerror}"
+        ) from None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise RalifInputError(
+            f"another ralif bench is writing into {folder}; wait for it or use another --out"
+        ) from None
+    return fh
 
 
 def _make_folder(folder: Path) -> None:
