@@ -201,3 +201,12 @@ def test_cluster_diversity_picks_candidates_including_the_best(problem):
     assert len(set(picks.tolist())) == 8
     # The best candidate is the best of whichever cluster holds it, so it is picked.
     assert strat.pool_index_[cand[0]] in picks.tolist()
+
+
+def test_l2_scale_fits_the_influence_head_with_a_larger_ridge(problem):
+    X, y = problem
+    strat = RALIF(l2=0.05, l2_scale=10.0, random_state=0)
+    strat.select(X, y, 5)
+    assert strat.head_.l2_ == pytest.approx(0.5)
+    with pytest.raises(RalifInputError, match="l2_scale"):
+        RALIF(l2_scale=0.0).select(X, y, 5)

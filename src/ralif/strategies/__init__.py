@@ -57,6 +57,9 @@ STRATEGIES.update(
         "ralif_cluster": (RALIF, {"diversity": "cluster"}),
         "ralif_m2": (RALIF, {"candidate_multiple": 2.0}),
         "ralif_m1_nodiv": (RALIF, {"candidate_multiple": 1.0, "diversity": "none"}),
+        "ralif_ridge10": (RALIF, {"l2_scale": 10.0}),
+        "ralif_m2_cluster": (RALIF, {"candidate_multiple": 2.0, "diversity": "cluster"}),
+        "ralif_m4": (RALIF, {"candidate_multiple": 4.0}),
     }
 )
 

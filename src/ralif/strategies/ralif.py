@@ -84,6 +84,10 @@ class RALIF(Strategy):
         Size the candidate set in budgets (``ceil(multiple * budget)`` items, from the
         ``2 * multiple * budget`` most uncertain with ``"influence+margin"``) instead
         of as a share of the pool.
+    l2_scale : float, default=1.0
+        Fit the head that influence is computed on with ``l2_scale`` times the ridge
+        (``l2``, or the cross-validated one): a larger ridge keeps one added item's
+        effect in the linear regime, where influence agrees with refitting.
     head : LinearHead, sklearn LogisticRegression or None
         A head to use instead of ``LinearHead(l2=l2)``. A ``LinearHead`` is refitted
         with its own settings; a fitted ``LogisticRegression`` is taken as fitted on
@@ -133,6 +137,7 @@ class RALIF(Strategy):
         confidence_weighted: bool = False,
         balanced_target: bool = False,
         candidate_multiple: float | None = None,
+        l2_scale: float = 1.0,
         head: object = None,
         random_state: object = None,
     ) -> None:
@@ -149,6 +154,7 @@ class RALIF(Strategy):
         self.confidence_weighted = confidence_weighted
         self.balanced_target = balanced_target
         self.candidate_multiple = candidate_multiple
+        self.l2_scale = l2_scale
         self.head = head
         self.random_state = random_state
 
@@ -162,6 +168,7 @@ class RALIF(Strategy):
         check_in_range(self.damping, "damping", 0.0, np.inf)
         check_choice(self.candidates, "candidates", CANDIDATES)
         self._diversity_rule()
+        check_in_range(self.l2_scale, "l2_scale", 0.0, np.inf, low_open=True)
         if self.candidate_multiple is not None:
             check_in_range(self.candidate_multiple, "candidate_multiple", 1.0, np.inf)
 
@@ -173,7 +180,12 @@ class RALIF(Strategy):
     def _fit_head(self, X_labeled: np.ndarray, y_labeled: np.ndarray) -> LinearHead:
         head = self.head
         if head is None:
-            return LinearHead(l2=self.l2).fit(X_labeled, y_labeled)
+            if self.l2_scale == 1.0:
+                return LinearHead(l2=self.l2).fit(X_labeled, y_labeled)
+            l2 = self.l2
+            if isinstance(l2, str):
+                l2 = LinearHead(l2=l2).fit(X_labeled, y_labeled).l2_
+            return LinearHead(l2=l2 * self.l2_scale).fit(X_labeled, y_labeled)
         if isinstance(head, LinearHead):
             params = {
                 k: getattr(head, k)
