@@ -405,3 +405,19 @@ def test_a_failed_download_is_not_reported_as_a_write_error(tmp_path, monkeypatc
     with pytest.raises(TimeoutError):
         fashion_mnist.download(tmp_path)
     assert list(tmp_path.iterdir()) == []  # no partial file left
+
+
+def test_idx_file_announcing_more_than_the_cap_is_refused_before_decompressing(
+    tmp_path, monkeypatch
+):
+    import gzip
+
+    from ralif.data.fashion_mnist import read_idx
+
+    with gzip.open(tmp_path / "images.gz", "wb") as fh:
+        fh.write(struct.pack(">HBBIII", 0, 8, 3, 1000, 28, 28) + bytes(1000 * 28 * 28))
+    monkeypatch.setenv(MAX_ARRAY_BYTES_ENV, "10000")
+    with pytest.raises(RalifInputError, match=r"\(1000, 28, 28\) \(784000 bytes\), more than"):
+        read_idx(tmp_path / "images.gz")
+    monkeypatch.delenv(MAX_ARRAY_BYTES_ENV)
+    assert read_idx(tmp_path / "images.gz").shape == (1000, 28, 28)

@@ -49,24 +49,44 @@ def cache_dir() -> Path:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one gzipped IDX file (the MNIST format), checking its header and size."""
+    """Read one gzipped IDX file (the MNIST format), checking its header and size.
+
+    The size announced by the header is checked against the memory ralif may use
+    before the body is decompressed, and exactly that many bytes are read: a small
+    gzip that would expand without end is refused.
+    """
+    from ralif.io import max_array_bytes
+
     try:
         with gzip.open(path, "rb") as fh:
-            data = fh.read()
+            head = fh.read(4)
+            if len(head) < 4:
+                raise RalifInputError(f"{path} is too short to be an IDX file")
+            zero, dtype_code, ndim = struct.unpack(">HBB", head)
+            if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
+                raise RalifInputError(
+                    f"{path} is not an unsigned-byte IDX file (header {head.hex()})"
+                )
+            raw_dims = fh.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise RalifInputError(f"{path} is too short to be an IDX file")
+            dims = struct.unpack(">" + "I" * ndim, raw_dims)
+            size = int(np.prod(dims, dtype=object))
+            cap = max_array_bytes()
+            if cap is not None and size > cap:
+                raise RalifInputError(
+                    f"{path}: header says {dims} ({size} bytes), more than the memory ralif may use"
+                )
+            data = fh.read(size)
+            extra = fh.read(1)
     except (OSError, EOFError) as exc:
         raise RalifInputError(f"cannot read {path}: corrupt or not gzip ({exc})") from None
-    if len(data) < 4:
-        raise RalifInputError(f"{path} is too short to be an IDX file")
-    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype_code != 0x08 or ndim not in (1, 3):
-        raise RalifInputError(f"{path} is not an unsigned-byte IDX file (header {data[:4].hex()})")
-    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
+    if len(data) != size or extra:
         raise RalifInputError(
-            f"{path}: header says {dims} but holds {body.size} bytes (truncated?)"
+            f"{path}: header says {dims} but holds {len(data) + len(extra)}"
+            f"{'+' if extra else ''} bytes (truncated or corrupt?)"
         )
-    return body.reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _find() -> Path | None:
