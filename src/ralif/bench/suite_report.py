@@ -20,6 +20,7 @@ from scipy.stats import friedmanchisquare, rankdata, studentized_range
 
 from ralif.bench.report import RANDOM_TOLERANCE, Curves, aubc, load_curves
 from ralif.bench.store import open_results
+from ralif.io import open_output, write_text
 
 AUBC_TIE = 0.1
 """AUBC differences (points) below this count as ties between two strategies on a set."""
@@ -250,7 +251,8 @@ def plot_cd(mean: np.ndarray, strategies: list[str], cd: float, title: str, path
         y = -0.35 - 0.18 * n
         ax.hlines(y, sorted_ranks[a] - 0.03, sorted_ranks[b] + 0.03, color="black", linewidth=3)
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    with open_output(path, "plot", binary=True) as fh:
+        fig.savefig(fh, dpi=150, bbox_inches="tight", format="png")
     plt.close(fig)
 
 
@@ -297,7 +299,7 @@ def make_suite_report(folder: str | os.PathLike) -> dict[str, object]:
             + f" (CD {cd:.2f})"
         )
     report = folder / "suite-report.md"
-    report.write_text("\n".join(parts), encoding="utf-8")
+    write_text(report, "\n".join(parts), "suite report")
     return {"report": report, "plots": plots, "summary": "\n".join(summary)}
 
 

@@ -156,18 +156,19 @@ def load_suite_set(name: str, cache: bool = True) -> dict[str, np.ndarray]:
         raise RalifInputError(f"{name!r} is not a prepared suite data set")
     path = cache_dir() / f"{name}-v{CACHE_VERSION}.npz"
     if cache and path.is_file():
+        from ralif.io import open_npz
+
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path, "suite cache") as z:
                 arrays = {k: z[k] for k in ("X", "y", "X_test", "y_test", "classes")}
             return arrays
         except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is rebuilt below
+            pass  # a damaged cache entry (RalifInputError is a ValueError) is rebuilt below
     arrays = _LOADERS[name]()
     if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        from ralif.io import save_npz
+
+        save_npz(path, arrays, "suite cache")
     return arrays
 
 
