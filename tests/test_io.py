@@ -421,3 +421,20 @@ def test_idx_file_announcing_more_than_the_cap_is_refused_before_decompressing(
         read_idx(tmp_path / "images.gz")
     monkeypatch.delenv(MAX_ARRAY_BYTES_ENV)
     assert read_idx(tmp_path / "images.gz").shape == (1000, 28, 28)
+
+
+def test_r_bzip2_entry_expanding_past_its_size_is_refused_without_expanding(tmp_path):
+    import bz2
+
+    from ralif.data.rdata_files import _lazy_object
+
+    chunk = struct.pack(">I", 10) + b"2" + bz2.compress(bytes(64 << 20))  # 64 MiB of zeros
+    (tmp_path / "x.rdb").write_bytes(chunk)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RalifInputError, match="header says 10"):
+            _lazy_object(tmp_path / "x.rdb", 0, len(chunk), "x")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB allocated before refusing"
