@@ -438,3 +438,14 @@ def test_r_bzip2_entry_expanding_past_its_size_is_refused_without_expanding(tmp_
     finally:
         tracemalloc.stop()
     assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB allocated before refusing"
+
+
+def test_a_file_replaced_by_root_keeps_its_owner(tmp_path):
+    out = tmp_path / "a.csv"
+    out.write_text("old\n")
+    try:
+        os.chown(out, 12345, 12346)
+    except PermissionError:
+        pytest.skip("giving a file to another user needs root")
+    write_csv(out, ["x"], [(1,)])
+    assert (out.stat().st_uid, out.stat().st_gid) == (12345, 12346)

@@ -622,8 +622,13 @@ def _read_only(st: os.stat_result, p: Path) -> bool:
     return not (st.st_mode & 0o222) or not os.access(p, os.W_OK)
 
 
-def _output_plan(path: str | os.PathLike, what: str) -> tuple[Path, bool, int]:
-    """``(where to write, replace atomically?, mode of the new file)`` after checking ``path``."""
+def _output_plan(
+    path: str | os.PathLike, what: str
+) -> tuple[Path, bool, int, tuple[int, int] | None]:
+    """``(where to write, replace atomically?, mode, owner)`` after checking ``path``.
+
+    The mode and owner (uid, gid) are the old file's, when there is one.
+    """
     p = Path(os.path.realpath(path))  # a symlink is followed: its target is written
     try:
         st = os.stat(p)
@@ -636,7 +641,7 @@ def _output_plan(path: str | os.PathLike, what: str) -> tuple[Path, bool, int]:
     if st is not None and stat.S_ISSOCK(st.st_mode):
         raise RalifInputError(f"cannot write {what} {path}: it is a socket")
     if st is not None and not stat.S_ISREG(st.st_mode):
-        return p, False, 0  # a device or FIFO: written as it is, never replaced by a file
+        return p, False, 0, None  # a device or FIFO: written as it is, never replaced
     if st is not None and _read_only(st, p):
         raise RalifInputError(f"cannot write {what} {path}: the file is read-only")
     folder = p.parent
@@ -652,8 +657,9 @@ def _output_plan(path: str | os.PathLike, what: str) -> tuple[Path, bool, int]:
         raise RalifInputError(f"cannot write {what} {path}: {folder} is not a folder")
     if _read_only(os.stat(folder), folder):
         raise RalifInputError(f"cannot write {what} {path}: the folder {folder} is read-only")
-    mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
-    return p, True, mode
+    if st is None:
+        return p, True, 0o666 & ~_umask(), None
+    return p, True, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
 
 
 _WRITE_ERRNOS = {
@@ -683,7 +689,7 @@ def open_output(
 
     A regular file (or a new path) is written to a temporary file beside it and renamed
     into place only once complete, so a failure never leaves half a file; the new file
-    keeps the old file's mode, or follows the umask. A symlink is followed and its
+    keeps the old file's mode (and owner), or follows the umask. A symlink is followed and its
     target written. A device or FIFO (``/dev/null``, a named pipe) is written directly,
     and ``-`` means standard output. A read-only file or folder is refused.
 
@@ -711,7 +717,7 @@ def open_output(
         stream.flush()
         return
     text = {} if binary else {"encoding": "utf-8", "newline": ""}
-    p, atomic, mode = _output_plan(path, what)
+    p, atomic, mode, owner = _output_plan(path, what)
     try:
         if not atomic:
             with open(p, "wb" if binary else "w", **text) as fh:
@@ -719,6 +725,11 @@ def open_output(
             return
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         try:
+            if owner is not None and owner != (os.geteuid(), os.getegid()):
+                try:  # only root may give a file away: others keep their own file anyway
+                    os.fchown(fd, *owner)
+                except OSError:
+                    pass
             os.fchmod(fd, mode)
             with os.fdopen(fd, "wb" if binary else "w", **text) as fh:
                 yield fh
