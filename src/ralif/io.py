@@ -689,9 +689,9 @@ def open_output(
 
     A regular file (or a new path) is written to a temporary file beside it and renamed
     into place only once complete, so a failure never leaves half a file; the new file
-    keeps the old file's mode (and owner), or follows the umask. A symlink is followed and its
-    target written. A device or FIFO (``/dev/null``, a named pipe) is written directly,
-    and ``-`` means standard output. A read-only file or folder is refused.
+    keeps the old file's mode and owner, or follows the umask. A symlink is followed and
+    its target written. A device or FIFO (``/dev/null``, a named pipe) is written
+    directly, and ``-`` means standard output. A read-only file or folder is refused.
 
     Parameters
     ----------
