@@ -1,7 +1,9 @@
-"""Reading users' feature and label files, safely.
+"""Reading users' feature and label files, and writing every output file, safely.
 
 Nothing here ever unpickles: ``.npy``/``.npz`` are read with ``allow_pickle=False`` and a
-file holding pickled objects is refused with a clear error.
+file holding pickled objects is refused with a clear error. Arrays are judged by their
+headers before they are read (:func:`max_array_bytes`). Every file ralif writes goes
+through :func:`open_output`.
 """
 
 from __future__ import annotations
