@@ -111,3 +111,17 @@ def test_progress_of_other_texts_is_not_reused(tmp_path, encoder, monkeypatch):
     assert _embed(_csv(tmp_path / "t.csv", [("A", "x"), ("B", "y"), ("C", "x")]),
                   tmp_path / "e.npz") == 0  # fmt: skip
     assert fake.embedded == ["A", "B", "C"]
+
+
+def test_output_to_a_device_keeps_no_progress_beside_it(tmp_path, encoder):
+    import os
+    import stat
+
+    dev = tmp_path / "null"
+    try:
+        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # the /dev/null device
+    except PermissionError:
+        pytest.skip("creating a device node needs CAP_MKNOD")
+    encoder(FakeEncoder())
+    assert _embed(_csv(tmp_path / "t.csv", [("a", "x"), ("b", "y")]), dev) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null", "t.csv"]

@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -487,8 +488,10 @@ def _cmd_embed_text(args: argparse.Namespace) -> int:
         if classes is not None:
             arrays["classes"] = classes
     check_output(args.out, "embeddings")
-    # Progress is saved beside the output, so that a run stopped halfway resumes.
-    resume = None if args.out == "-" else os.path.realpath(args.out) + ".partial"
+    # Progress is saved beside a file output, so that a run stopped halfway resumes.
+    target = Path(os.path.realpath(args.out))
+    regular = args.out != "-" and (target.is_file() or not target.exists())
+    resume = f"{target}.partial" if regular else None
     texts = [r[args.text_column] for _, r in records]
     X = embed_texts(texts, device=args.device, quiet=args.quiet, resume_dir=resume)
     save_npz(args.out, {"X": X, **arrays}, "embeddings")
