@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import io as pyio
 import os
 import stat
 import sys
@@ -671,6 +672,36 @@ _WRITE_ERRNOS = {
 }
 
 
+class _Stream(pyio.RawIOBase):
+    """A binary output that cannot seek, whatever it is.
+
+    ``/dev/null`` claims to seek and always answers position 0, which leads zipfile
+    (``.npz``) to write a broken archive or fail; a stream that cannot seek is written
+    front to back by every writer used here (zipfile, numpy, pyarrow, matplotlib).
+    """
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        super().__init__()
+        self._fh = fh
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:
+        self._fh.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+
+    def close(self) -> None:
+        # The underlying file belongs to open_output (or is standard output): not closed here.
+        if not self.closed:
+            self.flush()
+        pyio.RawIOBase.close(self)
+
+
 def check_output(path: str | os.PathLike, what: str = "output") -> None:
     """Refuse now a ``path`` that :func:`open_output` would refuse (before slow work).
 
@@ -714,7 +745,7 @@ def open_output(
         If ``path`` cannot be written (a folder, read-only, a socket, no space...).
     """
     if str(path) == "-":
-        stream = sys.stdout.buffer if binary else sys.stdout
+        stream = _Stream(sys.stdout.buffer) if binary else sys.stdout
         yield stream
         stream.flush()
         return
@@ -723,7 +754,7 @@ def open_output(
     try:
         if not atomic:
             with open(p, "wb" if binary else "w", **text) as fh:
-                yield fh
+                yield _Stream(fh) if binary else fh
             return
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         try:
