@@ -282,8 +282,8 @@ def test_the_results_database_carries_ralifs_application_id_and_format(tmp_path,
     assert meta["format"] == "ralif-bench-results"
 
 
-def test_report_reads_an_older_results_database_without_changing_it(tmp_path):
-    # A schema-1 database as an earlier ralif wrote it: no application id, fewer columns.
+def _schema_1_results(tmp_path):
+    """A schema-1 database as an earlier ralif wrote it: no application id, fewer columns."""
     db = sqlite3.connect(tmp_path / "results.sqlite")
     cols = "strategy, seed, round, n_labeled, accuracy, macro_f1, select_seconds, fit_seconds"
     with db:
@@ -297,6 +297,10 @@ def test_report_reads_an_older_results_database_without_changing_it(tmp_path):
                     (s, k, 10 * (k + 1), a, a),
                 )
     db.close()
+
+
+def test_report_reads_an_older_results_database_without_changing_it(tmp_path):
+    _schema_1_results(tmp_path)
     out = make_report(tmp_path)
     assert "| margin | 70.0 ± 0.0 |" in out["aubc_table"]
     db = sqlite3.connect(tmp_path / "results.sqlite")
@@ -385,3 +389,15 @@ def test_reading_results_is_not_blocked_by_a_run_in_progress(tmp_path, small):
     run_benchmark(_config(seeds=1, rounds=1), tmp_path, quiet=True, data=small).close()
     with ResultStore(tmp_path, _config(seeds=1, rounds=1).identity()):
         assert "| ralif |" in make_report(tmp_path)["aubc_table"]
+
+
+def test_bench_takes_over_an_older_results_database_of_its_own(tmp_path):
+    from ralif.bench.store import APPLICATION_ID
+
+    _schema_1_results(tmp_path)
+    with ResultStore(tmp_path) as store:
+        assert len(store.rows()) == 4
+    db = sqlite3.connect(tmp_path / "results.sqlite")
+    assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    assert "net_accuracy" in {r[1] for r in db.execute("PRAGMA table_info(results)")}
+    db.close()
