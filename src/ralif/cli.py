@@ -215,13 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
         "embed-text",
         help="embed a CSV of texts with the offline MiniLM sentence encoder",
         description="Write an .npz with X (384-d embeddings, one row per CSV row) and, "
-        "with --label-column, y (-1 where the label is empty), ready for select and bench.",
+        "with --label-column, y (-1 where the label is empty) and, when the labels are names, "
+        "classes (the name of each class id), ready for select and bench. Progress is kept in "
+        "OUT.partial, so a stopped run resumes when started again.",
     )
     embed.add_argument("--csv", required=True, help="CSV file with a header row")
     embed.add_argument(
         "--text-column", default="text", help="column holding the texts (default text)"
     )
-    embed.add_argument("--label-column", default=None, help="column holding integer labels, if any")
+    embed.add_argument(
+        "--label-column",
+        default=None,
+        help="column holding the labels (class ids or class names), if any",
+    )
     embed.add_argument("--device", default="auto", help="auto, cpu or cuda")
     embed.add_argument("--out", required=True, help="output .npz")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
