@@ -401,3 +401,9 @@ def test_bench_takes_over_an_older_results_database_of_its_own(tmp_path):
     assert db.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert "net_accuracy" in {r[1] for r in db.execute("PRAGMA table_info(results)")}
     db.close()
+
+
+def test_report_given_a_file_names_it_as_such(tmp_path):
+    (tmp_path / "results.csv").write_text("strategy\n")
+    with pytest.raises(RalifInputError, match="is a file, not a results folder"):
+        make_report(tmp_path / "results.csv")

@@ -69,6 +69,8 @@ class ResultStore:
         self.db_path = self.folder / "results.sqlite"
         self.csv_path = self.folder / "results.csv"
         if read_only:
+            if self.folder.exists() and not self.folder.is_dir():
+                raise RalifInputError(f"{folder} is a file, not a results folder")
             if not self.db_path.is_file():
                 raise RalifInputError(f"{folder} holds no benchmark results (no results.sqlite)")
         else:
