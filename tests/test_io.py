@@ -449,3 +449,15 @@ def test_a_file_replaced_by_root_keeps_its_owner(tmp_path):
         pytest.skip("giving a file to another user needs root")
     write_csv(out, ["x"], [(1,)])
     assert (out.stat().st_uid, out.stat().st_gid) == (12345, 12346)
+
+
+def test_an_unwritable_out_is_refused_before_selecting(inputs, tmp_path, monkeypatch, capsys):
+    from ralif.strategies.ralif import RALIF
+
+    calls = []
+    monkeypatch.setattr(RALIF, "select", lambda self, *a: calls.append(a))
+    out = tmp_path / "picks.csv"
+    out.write_text("keep me\n")
+    out.chmod(0o444)
+    assert _select(inputs, str(out)) == 2
+    assert calls == [] and "read-only" in capsys.readouterr().err

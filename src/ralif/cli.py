@@ -15,7 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError, check_features, check_labels
-from ralif.io import feature_rows, load_features, load_labels, save_npz, write_csv
+from ralif.io import (
+    check_output,
+    feature_rows,
+    load_features,
+    load_labels,
+    save_npz,
+    write_csv,
+)
 from ralif.strategies import STRATEGIES, make_strategy
 
 EXIT_BAD_INPUT = 2
@@ -367,6 +374,8 @@ def _ralif_params(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
+    if args.out:
+        check_output(args.out, "picks")  # before the selection, which can take long
     # The shapes are compared from the files' headers first, so that a file whose rows
     # cannot match is refused before its array is read.
     y = load_labels(args.labels, n_rows=feature_rows(args.features))
@@ -467,7 +476,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed_text(args: argparse.Namespace) -> int:
-    from ralif.io import check_output, labels_from_cells, read_csv_records
+    from ralif.io import labels_from_cells, read_csv_records
     from ralif.models.text import embed_texts, remove_progress
 
     # Everything is checked before the embedding, which can take many minutes.
