@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -11,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from ralif.session import workflow as wf
 from tests.test_session import Client, Running, make_session, serve_batch
 
 pytest.importorskip("flask")
@@ -245,3 +252,155 @@ def test_a_request_id_reused_for_another_label_is_refused(server):
     code, body = c.call("/api/label", {"item": b, "label": 1, "request_id": "r-1"})
     assert code == 400 and b"already used" in body
     assert b not in s.current_labels() and s.current_labels()[a] == (0, False)
+
+
+# ------------------------------------------------------------------------- ralif serve
+def _serve_and_fetch(monkeypatch, capsys, argv: list[str]) -> tuple[int, str, str, int]:
+    """Run ``ralif serve`` in-process; while it serves, fetch the address it printed.
+
+    Returns the exit code, everything printed (out, err) and the status of the fetch.
+    """
+    from ralif.cli import main
+    from ralif.session import server as server_mod
+
+    real = server_mod.make_server
+    printed, status = [], []
+
+    def serving(*args, **kwargs):
+        srv = real(*args, **kwargs)
+
+        def run() -> None:
+            printed.append(capsys.readouterr())  # what was printed before serving began
+            url = re.search(r"http://\S+", printed[0].out).group(0)
+            stop = threading.Event()
+
+            def loop() -> None:
+                while not stop.is_set():
+                    srv.asyncore.loop(timeout=0.05, map=srv._map, count=1)
+
+            t = threading.Thread(target=loop)
+            t.start()
+            try:
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    status.append(r.status)
+            finally:
+                stop.set()
+                t.join()
+
+        srv.run = run
+        return srv
+
+    monkeypatch.setattr(server_mod, "make_server", serving)
+    rc = main(["serve", *argv])
+    rest = capsys.readouterr()
+    out = (printed[0].out if printed else "") + rest.out
+    err = (printed[0].err if printed else "") + rest.err
+    return rc, out, err, status[0] if status else None
+
+
+def test_an_ipv6_address_is_printed_in_brackets(session, monkeypatch, capsys):
+    s, _ = session
+    rc, out, _, status = _serve_and_fetch(
+        monkeypatch, capsys, ["--db", str(s.path), "--host", "::1", "--port", "0"]
+    )
+    assert rc == 0 and status == 200
+    assert re.search(r"http://\[::1\]:\d+/\?token=", out)
+
+
+def test_serving_on_all_addresses_warns_the_page_is_reachable_from_the_network(
+    session, monkeypatch, capsys
+):
+    s, _ = session
+    rc, out, err, status = _serve_and_fetch(
+        monkeypatch, capsys, ["--db", str(s.path), "--host", "0.0.0.0", "--port", "0"]
+    )
+    assert rc == 0 and status == 200
+    assert "reachable from the network" in err
+    assert re.search(r"http://127\.0\.0\.1:\d+/\?token=", out)
+
+
+def test_serving_on_loopback_gives_no_network_warning(session, monkeypatch, capsys):
+    s, _ = session
+    rc, _, err, status = _serve_and_fetch(monkeypatch, capsys, ["--db", str(s.path), "--port", "0"])
+    assert rc == 0 and status == 200 and "reachable from the network" not in err
+
+
+def test_a_busy_port_is_one_line_and_shows_no_token(session, capsys):
+    from ralif.cli import main
+
+    s, _ = session
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        rc = main(["serve", "--db", str(s.path), "--port", str(taken.getsockname()[1])])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "in use" in err and err.count("\n") == 1
+    assert s.token not in out + err
+
+
+def test_a_port_out_of_range_is_refused(capsys):
+    from ralif.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["serve", "--port", "99999"])
+    assert exit_.value.code == 2 and "0 to 65535" in capsys.readouterr().err
+
+
+def test_a_clean_stop_leaves_every_label_in_the_db_file(session, tmp_path):
+    s, _ = session
+    wf.next_batch(s, 30, "random")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ralif.cli", "serve", "--db", str(s.path), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = proc.stdout.readline()  # printed only once the server listens
+        base, token = re.search(r"(http://\S+)/\?token=(\S+)", line).groups()
+        c = Client(base, token)
+        for k, item in enumerate(s.current_batch()[1][:24]):  # the batch stays unfinished
+            assert c.call("/api/label", {"item": item, "label": k % 3})[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+    shutil.copy(s.path, tmp_path / "copy.db")  # the .db alone, as a careless copy would
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    assert copy.execute("SELECT COUNT(*) FROM label_events").fetchone()[0] == 24
+    copy.close()
+
+
+def test_the_db_file_alone_is_complete_once_a_batch_is_done(server, tmp_path):
+    s, c = server
+    for k, item in enumerate(s.current_batch()[1]):
+        assert c.call("/api/label", {"item": item, "label": k % 3})[0] == 200
+    shutil.copy(s.path, tmp_path / "copy.db")
+    copy = sqlite3.connect(tmp_path / "copy.db")
+    n = copy.execute("SELECT COUNT(*) FROM label_events WHERE source = 'web'").fetchone()[0]
+    copy.close()
+    assert n == 12
+
+
+def test_backup_copies_a_served_session_completely_and_privately(server, tmp_path, capsys):
+    from ralif.cli import main
+
+    s, c = server
+    for item in s.current_batch()[1][:3]:
+        assert c.call("/api/label", {"item": item, "label": 1})[0] == 200
+    out = tmp_path / "backup.db"
+    assert main(["session", "backup", "--db", str(s.path), "--out", str(out)]) == 0
+    assert os.stat(out).st_mode & 0o777 == 0o600
+    copy = sqlite3.connect(out)
+    rows = copy.execute("SELECT item_id, class_id FROM label_events WHERE source='web'").fetchall()
+    copy.close()
+    assert sorted(rows) == sorted((i, 1) for i in s.current_batch()[1][:3])
+
+
+def test_backup_never_overwrites(server, tmp_path, capsys):
+    from ralif.cli import main
+
+    s, _ = server
+    out = tmp_path / "backup.db"
+    out.write_text("keep me")
+    assert main(["session", "backup", "--db", str(s.path), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "keep me"
