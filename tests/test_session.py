@@ -12,11 +12,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -476,3 +478,199 @@ def test_opening_an_older_world_readable_session_makes_it_owner_only(session):
     os.chmod(s.path, 0o644)
     open_session(s.path).close()
     assert os.stat(s.path).st_mode & 0o777 == 0o600
+
+
+# ---------------------------------------------------------------- damaged or unusable files
+@pytest.mark.parametrize(
+    "value", ["abc", "", "0", "-3", None], ids=["text", "empty", "zero", "negative", "missing"]
+)
+def test_a_bad_schema_version_is_reported_as_damage(session, value):
+    s, _ = session
+    if value is None:
+        s.db.execute("DELETE FROM meta WHERE key = 'schema_version'")
+    else:
+        s.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (value,))
+    with pytest.raises(RalifInputError, match="damaged ralif session database"):
+        open_session(s.path)
+
+
+def test_a_dropped_table_is_reported_as_damage(session):
+    s, _ = session
+    s.db.execute("DROP TABLE round_items")
+    with pytest.raises(RalifInputError, match=r"missing table.*round_items"):
+        open_session(s.path)
+
+
+def test_corruption_in_a_later_page_is_found_when_opening(session):
+    s, _ = session
+    s.import_labels([(i, i % 3) for i in range(600)], who="x")
+    s.checkpoint("TRUNCATE")
+    s.close()
+    size = os.path.getsize(s.path)
+    assert size > 8 * 4096  # the damage below is well past the schema on the first page
+    with open(s.path, "r+b") as fh:
+        fh.seek(size - 3 * 4096)
+        fh.write(b"\xff" * 4096)
+    with pytest.raises(RalifInputError, match="damaged ralif session database"):
+        open_session(s.path)
+
+
+def _open_as_another_user(path) -> str:
+    """The error of open_session(path) for a user who may read but not write the file."""
+    if os.getuid() != 0:
+        return _open_error(path)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # root writes anything: drop to nobody, in a child, to see what a user sees
+        os.close(read)
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            message = _open_error(path)
+        except BaseException as exc:
+            message = f"child failed: {exc!r}"
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as fh:
+        message = fh.read().decode()
+    os.waitpid(pid, 0)
+    return message
+
+
+def _open_error(path) -> str:
+    try:
+        open_session(path).close()
+    except RalifInputError as exc:
+        return str(exc)
+    return "opened"
+
+
+def test_a_read_only_database_is_reported_as_read_only(tmp_path, blobs):
+    X, _ = blobs
+    # Another user must reach the file: pytest's own folders are private to their owner.
+    folder = Path(tempfile.mkdtemp(prefix="ralif-ro-")) if os.getuid() == 0 else tmp_path
+    try:
+        np.save(folder / "X.npy", X)
+        wf.init_session(folder / "s.db", folder / "X.npy", CLASSES).close()
+        os.chmod(folder / "s.db", 0o444)
+        os.chmod(folder, 0o755)
+        message = _open_as_another_user(folder / "s.db")
+    finally:
+        os.chmod(folder, 0o755)
+        if folder != tmp_path:
+            shutil.rmtree(folder)
+    assert "is read-only" in message and "corrupt" not in message
+
+
+# ---------------------------------------------------------------------------- open batches
+def test_next_refuses_while_a_batch_is_open(session):
+    s, y = session
+    _label_first(s, y, 30)
+    rid, _ = wf.next_batch(s, 5, "random")
+    with pytest.raises(RalifInputError, match=f"batch {rid} \\(5 waiting\\) is still open"):
+        wf.next_batch(s, 5, "random")
+    assert len(s.rounds()) == 1
+
+
+def test_a_forced_batch_is_served_beside_the_open_one(session):
+    s, y = session
+    _label_first(s, y, 30)
+    _, first = wf.next_batch(s, 5, "random")
+    _, second = wf.next_batch(s, 5, "random", force=True)
+    assert not set(first) & set(second)
+    assert s.served_items() == set(first) | set(second)
+
+
+def test_status_names_the_open_batches(session, capsys):
+    from ralif.cli import main
+
+    s, y = session
+    _label_first(s, y, 30)
+    rid, items = wf.next_batch(s, 5, "random")
+    s.add_label(items[0], 1)
+    assert main(["session", "status", "--db", str(s.path)]) == 0
+    assert f"open batch: round {rid}, 4 of 5 waiting" in capsys.readouterr().out
+
+
+def test_closing_a_batch_returns_its_waiting_items_to_the_pool(session):
+    s, y = session
+    _label_first(s, y, 30)
+    rid, items = wf.next_batch(s, 5, "random")
+    s.add_label(items[0], 1)
+    assert s.close_round(rid) == 4
+    assert s.pending_items() == set() and s.open_rounds() == []
+    wf.next_batch(s, 5, "random")  # no longer refused
+    s.reopen_round(rid)
+    assert set(items[1:]) <= s.pending_items()
+
+
+def test_an_unknown_round_cannot_be_closed(session):
+    s, _ = session
+    with pytest.raises(RalifInputError, match="unknown round 7"):
+        s.close_round(7)
+
+
+# --------------------------------------------------------------------------------- classes
+def test_a_session_needs_classes(tmp_path, blobs):
+    X, _ = blobs
+    np.save(tmp_path / "X.npy", X)
+    with pytest.raises(RalifInputError, match="needs its classes"):
+        wf.init_session(tmp_path / "s.db", tmp_path / "X.npy", [])
+    assert not (tmp_path / "s.db").exists()
+
+
+def test_add_class_makes_a_new_label_usable(session, capsys):
+    from ralif.cli import main
+
+    s, _ = session
+    assert main(["session", "add-class", "fish", "--db", str(s.path)]) == 0
+    s.add_label(3, "fish")
+    assert s.classes() == [*CLASSES, "fish"] and s.current_labels()[3] == (3, False)
+
+
+def test_a_number_as_class_name_must_name_its_own_position(session):
+    s, _ = session
+    with pytest.raises(RalifInputError, match="numbers name positions"):
+        s.add_classes(["0"])
+    assert s.add_classes(["3"]) == [*CLASSES, "3"]
+
+
+# ------------------------------------------------------------------ what the labeler sees
+def test_next_prints_the_items_texts_and_how_to_label_them(session, capsys):
+    from ralif.cli import main
+
+    s, y = session
+    _label_first(s, y, 30)
+    assert (
+        main(["session", "next", "--db", str(s.path), "--budget", "3", "--strategy", "random"]) == 0
+    )
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [r["text"] for r in rows] == [f"item number {r['item']}" for r in rows]
+    assert [int(r["item"]) for r in rows] == s.current_batch()[1]
+    assert f"ralif serve --db {s.path}" in err
+
+
+def test_export_can_include_each_items_path_and_text(session, tmp_path):
+    s, _ = session
+    s.import_labels([(0, 0), (5, 2)], who="x")
+    assert wf.export(s, tmp_path / "l.csv", with_items=True) == 2
+    rows = list(csv.DictReader(open(tmp_path / "l.csv")))
+    assert [(r["item"], r["path"], r["text"]) for r in rows] == [
+        ("0", "imgs/a.png", "item number 0"),
+        ("5", "", "item number 5"),
+    ]
+
+
+def test_unsure_items_wait_no_longer_and_are_left_out_of_later_batches(session):
+    s, y = session
+    _label_first(s, y, 30)
+    _, items = wf.next_batch(s, 5, "random")
+    for i in items[:4]:
+        s.add_label(i, 0)
+    s.label_from_page(items[4], None, who="ann", unsure=True)
+    assert s.open_rounds() == [] and s.unsure_items() == {items[4]}
+    assert items[4] not in s.current_labels()
+    _, later = wf.next_batch(s, 500, "random")
+    assert items[4] not in later
