@@ -373,7 +373,13 @@ def test_cli_session_commands_end_to_end(tmp_path, blobs):
 
 
 # ---------------------------------------------------------------------------- browser
-def _chrome():
+# A name other than localhost over plain HTTP is not a secure context: the page must work
+# there (crypto.randomUUID, for one, is missing). The browser resolves it to loopback.
+INSECURE_HOST = "ralif-labeling.test"
+
+
+@pytest.fixture(scope="module")
+def browser():
     webdriver = pytest.importorskip("selenium.webdriver")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
@@ -387,35 +393,81 @@ def _chrome():
     opts.binary_location = chromium
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run"):  # fmt: skip
+                 "--no-first-run", f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1"):  # fmt: skip
         opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(driver), options=opts)
+    chrome = webdriver.Chrome(service=Service(driver), options=opts)
+    yield chrome
+    chrome.quit()
 
 
-def test_real_browser_labels_with_clicks_and_keys(server):
+def _open_page(browser, c: Client, status: str):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    port = c.base.rsplit(":", 1)[1]
+    browser.get(f"http://{INSECURE_HOST}:{port}/?token={c.token}")
+    wait = WebDriverWait(browser, 15)
+    wait.until(lambda d: status in d.find_element(By.ID, "status").text)
+    return wait
+
+
+def _status(text: str):
+    from selenium.webdriver.common.by import By
+
+    return lambda d: text in d.find_element(By.ID, "status").text
+
+
+def test_real_browser_labels_with_clicks_and_keys_outside_a_secure_context(server, browser):
+    from selenium.webdriver.common.by import By
+
     s, c = server
     _, items = s.current_batch()
-    browser = _chrome()
-    try:
-        browser.get(f"{c.base}/?token={c.token}")
-        wait = WebDriverWait(browser, 15)
-        wait.until(lambda d: "0 of 12" in d.find_element(By.ID, "status").text)
-        browser.find_elements(By.CSS_SELECTOR, "#classes button")[1].click()  # "dog"
-        wait.until(lambda d: "1 of 12" in d.find_element(By.ID, "status").text)
-        browser.find_element(By.TAG_NAME, "body").send_keys("3")  # "bird"
-        wait.until(lambda d: "2 of 12" in d.find_element(By.ID, "status").text)
-        browser.find_element(By.TAG_NAME, "body").send_keys("u")  # undo "bird"
-        wait.until(lambda d: "1 of 12" in d.find_element(By.ID, "status").text)
-        browser.find_element(By.TAG_NAME, "body").send_keys("1")  # "cat" instead
-        wait.until(lambda d: "2 of 12" in d.find_element(By.ID, "status").text)
-    finally:
-        browser.quit()
+    wait = _open_page(browser, c, "0 of 12")
+    assert browser.execute_script("return window.isSecureContext") is False
+    browser.find_elements(By.CSS_SELECTOR, "#classes button")[1].click()  # "dog"
+    wait.until(_status("1 of 12"))
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("3")  # "bird"
+    wait.until(_status("2 of 12"))
+    body.send_keys("u")  # undo "bird"
+    wait.until(_status("1 of 12"))
+    body.send_keys("1")  # "cat" instead
+    wait.until(_status("2 of 12"))
     labels = s.current_labels()
     assert labels[items[0]] == (1, False) and labels[items[1]] == (0, False)
     assert [h["class_id"] for h in s.history(items[1])] == [2, None, 0]
+
+
+def test_real_browser_shows_a_class_name_with_markup_as_text(server, browser):
+    from selenium.webdriver.common.by import By
+
+    s, c = server
+    evil = "<img src=x onerror=\"document.title='pwned'\">"
+    s.db.execute("INSERT INTO classes (id, name) VALUES (3, ?)", (evil,))
+    _open_page(browser, c, "0 of 12")
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#classes button")
+    assert buttons[-1].text == f"4{evil}"  # the key, then the name as typed
+    assert browser.find_elements(By.CSS_SELECTOR, "#classes img") == []
+    assert browser.title == "ralif labeling"
+
+
+def test_real_browser_jumps_back_to_an_item_from_the_list(server, browser):
+    from selenium.webdriver.common.by import By
+
+    s, c = server
+    _, items = s.current_batch()
+    wait = _open_page(browser, c, "0 of 12")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("2")  # the first item: "dog"
+    wait.until(_status("1 of 12"))
+    assert browser.find_element(By.ID, "last").text == f"item {items[0]}: dog"
+    entries = browser.find_elements(By.CSS_SELECTOR, "#list button")
+    assert [e.text for e in entries[:2]] == [f"{items[0]}: dog", f"{items[1]}: waiting"]
+    entries[0].click()
+    wait.until(lambda d: d.find_element(By.ID, "item").get_attribute("data-item") == str(items[0]))
+    body.send_keys("3")  # a correction: "bird"
+    wait.until(lambda d: d.find_element(By.ID, "last").text == f"item {items[0]}: bird")
+    assert s.current_labels()[items[0]] == (2, False) and items[1] not in s.current_labels()
 
 
 # ------------------------------------------------------------------- concurrency and files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -404,3 +405,45 @@ def test_backup_never_overwrites(server, tmp_path, capsys):
     out.write_text("keep me")
     assert main(["session", "backup", "--db", str(s.path), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err and out.read_text() == "keep me"
+
+
+# --------------------------------------------------------------------- what the page offers
+def test_page_can_mark_an_item_unsure(server):
+    s, c = server
+    item = _batch(s)[0]
+    code, body = c.call("/api/label", {"item": item, "unsure": True})
+    state = json.loads(body)
+    assert code == 200 and state["unsure"] == 1 and state["waiting"] == 11
+    assert next(r["state"] for r in state["items"] if r["id"] == item) == "unsure"
+    assert item not in s.current_labels()
+
+
+def test_page_serves_every_open_batch(server):
+    s, c = server
+    first = _batch(s)
+    _, second = wf.next_batch(s, 4, "random", force=True)
+    state = json.loads(c.call("/api/state")[1])
+    assert [r["id"] for r in state["items"]] == first + second
+    assert c.call("/api/label", {"item": first[0], "label": 0})[0] == 200
+
+
+def test_page_refuses_a_next_batch_while_one_is_open(server):
+    s, c = server
+    code, body = c.call("/api/next", {"budget": 5})
+    assert code == 400 and b"still open" in body and len(s.rounds()) == 1
+
+
+def test_page_picks_the_next_batch_as_session_next_does(server, tmp_path):
+    s, c = server
+    for k, item in enumerate(_batch(s)):
+        c.call("/api/label", {"item": item, "label": k % 3})
+    s.backup(tmp_path / "twin.db")  # the same session, for session next to pick from
+    code, body = c.call("/api/next", {"budget": 5})
+    assert code == 200
+    from ralif.session import open_session
+
+    with open_session(tmp_path / "twin.db") as twin:
+        _, expected = wf.next_batch(twin, 5, "random")
+        assert s.rounds()[-1]["params"] == twin.rounds()[-1]["params"]
+    assert _batch(s) == expected
+    assert [r["id"] for r in json.loads(body)["items"]] == expected
