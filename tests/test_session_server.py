@@ -447,3 +447,13 @@ def test_page_picks_the_next_batch_as_session_next_does(server, tmp_path):
         assert s.rounds()[-1]["params"] == twin.rounds()[-1]["params"]
     assert _batch(s) == expected
     assert [r["id"] for r in json.loads(body)["items"]] == expected
+
+
+def test_a_session_without_a_token_is_not_served(session):
+    from ralif import RalifInputError
+    from ralif.session.server import create_app
+
+    s, _ = session
+    s.db.execute("UPDATE meta SET value = '' WHERE key = 'token'")
+    with pytest.raises(RalifInputError, match="token is missing"):
+        create_app(s.path)

@@ -43,6 +43,7 @@ PAGE_CSP = (
 )
 DATA_CSP = "default-src 'none'; frame-ancestors 'none'; sandbox"
 PUBLIC_PATHS = ("/app.js", "/app.css")
+MIN_TOKEN = 16
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>ralif labeling</title>
@@ -316,10 +317,14 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
         ) from None
     from ralif.session import workflow as wf
 
-    probe = open_session(db_path)
-    token = probe.token
-    root = probe.items_root
-    probe.close()
+    with open_session(db_path) as probe:
+        token = probe.token
+        root = probe.items_root
+    if len(token) < MIN_TOKEN:
+        # An empty token would compare equal to a request without one: refuse to serve.
+        raise RalifInputError(
+            f"{db_path} is a damaged ralif session database (its secret token is missing)"
+        )
     local = threading.local()
     app = Flask("ralif.session")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
@@ -569,7 +574,7 @@ def listening_on(server) -> list[tuple[str, int]]:
 def serve(
     db_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, threads: int = 8
 ) -> None:
-    """Serve the labeling page until interrupted (SIGINT or SIGTERM), then fold the log in.
+    """Serve the labeling page until interrupted (SIGINT, SIGTERM or SIGHUP), then fold the log in.
 
     The address (with the token) is printed only once the server listens. On a clean
     stop the write-ahead log is checkpointed into the ``.db`` file, so the file alone is
@@ -591,13 +596,15 @@ def serve(
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    stops = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.signal(sig, stop) for sig in stops}
     try:
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         with contextlib.suppress(Exception):
             server.task_dispatcher.shutdown(timeout=5)
         with contextlib.suppress(Exception):

@@ -457,6 +457,7 @@ class SessionStore:
         with self.writing():
             for item, label in rows:
                 self.add_label(item, label, who=who, held_out=held_out, source="import")
+        self.checkpoint()
         return len(rows)
 
     def latest_events(
