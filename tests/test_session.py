@@ -511,6 +511,44 @@ def test_two_next_at_once_never_record_the_same_items(session, monkeypatch):
     assert all("still open" in str(r) for r in refused)
 
 
+def test_two_forced_next_at_once_record_disjoint_batches(session, monkeypatch):
+    from ralif.session import store as store_mod
+    from ralif.strategies import make_strategy
+
+    s, y = session
+    _label_first(s, y, 30)
+    barrier = threading.Barrier(2)
+    first_pick = threading.local()
+
+    class BothPickingAtOnce:
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def select(self, X, y, budget):
+            if not getattr(first_pick, "done", False):  # the loser picks again, alone
+                first_pick.done = True
+                barrier.wait(timeout=10)
+            return self.inner.select(X, y, budget)
+
+    monkeypatch.setattr(
+        wf, "make_strategy", lambda name, **kw: BothPickingAtOnce(make_strategy(name, **kw))
+    )
+    results: list[object] = []
+
+    def pick() -> None:
+        with store_mod.open_session(s.path) as own:
+            results.append(wf.next_batch(own, 10, "random", seed=0, force=True))
+
+    threads = [threading.Thread(target=pick) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    recorded = [set(s.round_items(r["id"])) for r in s.rounds()]
+    assert len(results) == 2 and len(recorded) == 2
+    assert not recorded[0] & recorded[1]
+
+
 def test_session_files_are_readable_by_the_owner_only(tmp_path, blobs):
     X, _ = blobs
     np.save(tmp_path / "X.npy", X)
