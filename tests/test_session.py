@@ -764,3 +764,26 @@ def test_unsure_items_wait_no_longer_and_are_left_out_of_later_batches(session):
     assert items[4] not in s.current_labels()
     _, later = wf.next_batch(s, 500, "random")
     assert items[4] not in later
+
+
+def test_a_session_from_the_first_schema_is_migrated_with_its_labels(tmp_path):
+    from ralif.session.store import MIGRATIONS, SCHEMA_VERSION
+
+    db = sqlite3.connect(tmp_path / "v1.db")
+    db.executescript(MIGRATIONS[0])
+    db.executemany(
+        "INSERT INTO meta VALUES (?, ?)",
+        [("app", "ralif-session"), ("schema_version", "1"), ("token", "t" * 32)],
+    )
+    db.executemany("INSERT INTO classes VALUES (?, ?)", [(0, "a"), (1, "b")])
+    db.executemany("INSERT INTO items (id) VALUES (?)", [(i,) for i in range(5)])
+    db.execute(
+        "INSERT INTO label_events (item_id, class_id, who, at, source) "
+        "VALUES (3, 1, 'ann', '2026-01-01T00:00:00', 'web')"
+    )
+    db.commit()
+    db.close()
+    with open_session(tmp_path / "v1.db") as s:
+        assert s.meta("schema_version") == str(SCHEMA_VERSION)
+        assert s.current_labels() == {3: (1, False)} and s.unsure_items() == set()
+        assert s.rounds() == []
