@@ -82,6 +82,16 @@ def test_unknown_item_or_class_is_refused(session):
     assert s.current_labels() == {}
 
 
+@pytest.mark.parametrize(
+    "item", [10**30, -1, 3.5, True, "x"], ids=["huge", "negative", "float", "bool", "text"]
+)
+def test_an_item_that_is_not_an_item_number_is_refused(session, item):
+    s, _ = session
+    with pytest.raises(RalifInputError, match="unknown item"):
+        s.add_label(item, "cat")
+    assert s.current_labels() == {}
+
+
 def test_import_is_all_or_nothing(session, tmp_path):
     s, _ = session
     (tmp_path / "bad.csv").write_text("item,label\n1,cat\n2,dog\n3,fish\n")
