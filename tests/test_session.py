@@ -480,6 +480,25 @@ def test_real_browser_jumps_back_to_an_item_from_the_list(server, browser):
     assert s.current_labels()[items[0]] == (2, False) and items[1] not in s.current_labels()
 
 
+def test_real_browser_shows_the_item_an_undo_gave_back(server, browser):
+    from selenium.webdriver.common.by import By
+
+    s, c = server
+    _, items = s.current_batch()
+    wait = _open_page(browser, c, "0 of 12")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("2")  # items[0]: dog
+    wait.until(_status("1 of 12"))
+    browser.find_elements(By.CSS_SELECTOR, "#list button")[0].click()
+    body.send_keys("3")  # corrected to bird; the page moves on to items[1]
+    wait.until(lambda d: d.find_element(By.ID, "last").text == f"item {items[0]}: bird")
+    body.send_keys("u")
+    wait.until(lambda d: d.find_element(By.ID, "last").text.startswith("undone"))
+    assert browser.find_element(By.ID, "item").get_attribute("data-item") == str(items[0])
+    assert browser.find_element(By.ID, "last").text == f"undone: item {items[0]} is now dog"
+    assert s.current_labels()[items[0]] == (1, False)
+
+
 # ------------------------------------------------------------------- concurrency and files
 def test_two_next_at_once_never_record_the_same_items(session, monkeypatch):
     from ralif.session import store as store_mod

@@ -212,6 +212,7 @@ async function undo() {
     const r = await api("/api/undo", {});
     done(r, r.undone === null ? "nothing to undo" :
          `undone: item ${r.undone.item} is now ${r.undone.label === null ? "unlabeled" : state.classes[r.undone.label]}`);
+    if (r.undone !== null) { chosen = r.undone.item; show(); }  // ready to be labeled again
   } catch (e) { fail(e); }
 }
 async function nextBatch() {
