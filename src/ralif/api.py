@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ralif.strategies import make_strategy
+from ralif.strategies import Strategy, make_strategy
 
 
 def select(
     X: np.ndarray,
     y: np.ndarray,
     budget: int,
-    strategy: str = "ralif",
+    strategy: str | Strategy = "ralif",
     random_state: object = None,
+    *,
+    model: object = None,
     **params: object,
 ) -> np.ndarray:
     """Choose which unlabeled items a person should label next.
@@ -27,10 +29,15 @@ def select(
         semi-supervised convention).
     budget : int
         How many items to choose.
-    strategy : str, default="ralif"
-        Name of the strategy (see ``ralif.STRATEGIES``).
+    strategy : str or Strategy, default="ralif"
+        A name of ``ralif.STRATEGIES``, ``"module:Class"``, or a strategy object, such
+        as one of your own (a subclass of :class:`ralif.Strategy`); an object is cloned,
+        not changed.
     random_state : None, int or Generator
-        Seed; the same seed gives the same picks.
+        Seed; the same seed gives the same picks (None keeps an object's own seed).
+    model : classifier, optional
+        The model for strategies that need one: fitted on the labeled items (used as
+        it is) or unfitted (fitted here); see :meth:`ralif.Strategy.select`.
     **params
         Passed to the strategy, e.g. ``l2=0.01`` or ``tau=4`` for RALIF.
 
@@ -48,4 +55,6 @@ def select(
     >>> ralif.select(X, y, budget=5, l2=0.1, random_state=0).shape
     (5,)
     """
-    return make_strategy(strategy, random_state=random_state, **params).select(X, y, budget)
+    return make_strategy(strategy, random_state=random_state, **params).select(
+        X, y, budget, model=model
+    )

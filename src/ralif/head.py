@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-import numbers
+import warnings
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import scipy.optimize
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from ralif._params import (
+    BOOLEAN,
+    L2,
+    Anything,
+    Constraint,
+    Integer,
+    RandomState,
+    Real,
+    validate_params,
+)
 from ralif._softmax import Curvature, join_params, objective, predict_proba, split_params
 from ralif._solve import solve_hessian_system
 from ralif._validation import RalifInputError, check_features, check_labels
@@ -20,13 +33,17 @@ FALLBACK_L2 = 1e-2
 """Ridge strength used by ``l2="auto"`` when the labeled set is too small to cross-validate."""
 
 
-class LinearHead:
+class LinearHead(BaseEstimator):
     """Multinomial logistic regression fitted to the optimum of a ridge objective.
 
     Minimizes ``(1/n) sum_i CE(x_i, y_i) + (l2/2) ||W||^2`` (the bias is not
     penalized) with L-BFGS, then polishes with Newton steps until the gradient norm is
     below ``tol``. Influence functions are only valid at an optimum; a few epochs of SGD
-    are not enough.
+    are not enough, and a fit that stops at its iteration cap above ``tol`` says so with
+    a :class:`sklearn.exceptions.ConvergenceWarning`.
+
+    It is a scikit-learn estimator (``clone``, ``get_params``, ``set_params``) and the
+    model that influence-based strategies need (see :mod:`ralif.classifier`).
 
     Parameters
     ----------
@@ -60,6 +77,8 @@ class LinearHead:
         The ridge strength used (the chosen one for ``"auto"``).
     n_samples_ : int
         Number of labeled items the head was fitted on (``n`` in the influence formulas).
+    n_iter_ : int
+        L-BFGS iterations plus Newton steps of the final fit.
     grad_norm_ : float
         Norm of the objective's gradient at ``coef_``, ``intercept_``.
     cv_log_loss_ : dict or None
@@ -77,6 +96,16 @@ class LinearHead:
     >>> bool(head.grad_norm_ < 1e-8)
     True
     """
+
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "l2": L2,
+        "fit_intercept": BOOLEAN,
+        "tol": Real(0.0, low_open=True),
+        "max_iter": Integer(1),
+        "l2_grid": Anything(),  # checked when used, by l2="auto"
+        "cv": Integer(1),
+        "random_state": RandomState(),
+    }
 
     def __init__(
         self,
@@ -111,34 +140,24 @@ class LinearHead:
         -------
         self : LinearHead
         """
+        validate_params(self)
         X = check_features(X, "X", min_rows=1)
         y = check_labels(y, X.shape[0])
         if (y < 0).any():
             raise RalifInputError("y passed to LinearHead.fit must not contain -1 (unlabeled)")
-        self.classes_ = np.unique(y)
-        if len(self.classes_) < 2:
+        classes = np.unique(y)
+        if len(classes) < 2:
             raise RalifInputError(
-                f"the head needs labels of at least two classes, got only {self.classes_.tolist()}"
+                f"the head needs labels of at least two classes, got only {classes.tolist()}"
             )
+        self.classes_ = classes
         Xf = np.asarray(X, dtype=np.float64)
         codes = np.searchsorted(self.classes_, y)
         Y = np.eye(len(self.classes_))[codes]
         self.cv_log_loss_ = None
         if isinstance(self.l2, str):
-            if self.l2 != "auto":
-                raise RalifInputError(
-                    f"l2 must be a non-negative number or 'auto'; got {self.l2!r}"
-                )
             self.l2_, self.cv_log_loss_ = self._choose_l2(Xf, codes, Y)
         else:
-            if (
-                not isinstance(self.l2, numbers.Real)
-                or not self.l2 >= 0
-                or not np.isfinite(self.l2)
-            ):
-                raise RalifInputError(
-                    f"l2 must be a non-negative number or 'auto'; got {self.l2!r}"
-                )
             self.l2_ = float(self.l2)
         theta, self.n_iter_ = self._minimize(Xf, Y, self.l2_, None)
         self._set_params(theta, Xf.shape[1])
@@ -147,7 +166,20 @@ class LinearHead:
         self.grad_norm_ = float(
             np.linalg.norm(objective(theta, Xf, Y, self.l2_, self.fit_intercept)[1])
         )
+        self._warn_if_not_converged()
         return self
+
+    def _warn_if_not_converged(self) -> None:
+        # Influence is a statement about the optimum; a head short of it gives numbers
+        # that refitting would not reproduce, so the user must hear of it.
+        if self.grad_norm_ > self.tol:
+            warnings.warn(
+                f"LinearHead stopped after {self.n_iter_} iterations with gradient norm "
+                f"{self.grad_norm_:.2g} > tol={self.tol:g}: not at the optimum that influence "
+                "assumes; raise max_iter or l2, or standardize the features",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
     def _set_params(self, theta: np.ndarray, d: int) -> None:
         W, b = split_params(theta, len(self.classes_), d, self.fit_intercept)
@@ -335,6 +367,7 @@ class LinearHead:
         head.n_samples_ = n
         head.n_features_in_ = Xf.shape[1]
         head.grad_norm_ = float(np.linalg.norm(objective(theta, Xf, Y, l2, fit_b)[1]))
+        head._warn_if_not_converged()
         return head
 
 

@@ -1,6 +1,15 @@
-"""Query strategies, all sharing :class:`~ralif.strategies.base.Strategy`'s interface."""
+"""Query strategies, all sharing :class:`~ralif.strategies.base.Strategy`'s interface.
+
+:data:`STRATEGIES` is a convenience, names for ralif's own strategies and presets; a
+strategy from elsewhere needs no entry in it: pass the object itself, or name its class
+as ``"module:Class"`` (see :func:`make_strategy`).
+"""
 
 from __future__ import annotations
+
+import importlib
+
+from sklearn.base import clone
 
 from ralif._validation import RalifInputError
 from ralif.strategies.base import Strategy
@@ -60,23 +69,79 @@ STRATEGIES.update(
         "ralif_ridge10": (RALIF, {"l2_scale": 10.0}),
         "ralif_m2_cluster": (RALIF, {"candidate_multiple": 2.0, "diversity": "cluster"}),
         "ralif_m4": (RALIF, {"candidate_multiple": 4.0}),
+        "ralif_spread": (RALIF, {"score": "spread"}),
+        "ralif_spread_m2": (RALIF, {"score": "spread", "candidate_multiple": 2.0}),
     }
 )
 
 
-def make_strategy(name: str, random_state: object = None, **params: object) -> Strategy:
-    """Build the strategy registered under ``name``; ``params`` override its presets.
+def strategy_class(spec: str) -> tuple[type[Strategy], dict[str, object]]:
+    """The class and preset parameters a strategy name stands for.
+
+    ``spec`` is a name of :data:`STRATEGIES`, or ``"module:Class"`` naming a
+    :class:`Strategy` subclass importable from here (no preset).
+
+    Raises
+    ------
+    RalifInputError
+        For an unknown name, a module or class that cannot be imported, or a class that
+        is not a Strategy.
+    """
+    if spec in STRATEGIES:
+        return STRATEGIES[spec]
+    module_name, sep, attr = str(spec).partition(":")
+    if not sep:
+        raise RalifInputError(
+            f"unknown strategy {spec!r}; choose from {', '.join(sorted(STRATEGIES))}, "
+            "or name your own as module:Class"
+        )
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise RalifInputError(f"strategy {spec!r} cannot be imported: {exc}") from None
+    if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+        raise RalifInputError(
+            f"strategy {spec!r} is {obj!r}, not a subclass of ralif.strategies.Strategy"
+        )
+    return obj, {}
+
+
+def make_strategy(name: str | Strategy, random_state: object = None, **params: object) -> Strategy:
+    """Build the strategy ``name`` stands for; ``params`` override its presets.
+
+    Parameters
+    ----------
+    name : str or Strategy
+        A name of :data:`STRATEGIES`, ``"module:Class"``, or a strategy object (cloned,
+        so the caller's object is left as it was).
+    random_state : None, int or Generator
+        Seed of the strategy's draws (set on a given object too, unless None).
+    **params
+        Constructor parameters.
 
     Raises
     ------
     RalifInputError
         For an unknown name or a parameter the strategy does not take.
     """
-    if name not in STRATEGIES:
+    if isinstance(name, Strategy):
+        strategy = clone(name)
+        known = strategy.get_params(deep=False)
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise RalifInputError(
+                f"strategy {type(name).__name__} got unexpected keyword argument {unknown[0]!r}"
+            )
+        if random_state is not None and "random_state" in known:
+            params["random_state"] = random_state
+        return strategy.set_params(**params)
+    if not isinstance(name, str):
         raise RalifInputError(
-            f"unknown strategy {name!r}; choose from {', '.join(sorted(STRATEGIES))}"
+            f"strategy must be a name or a ralif Strategy object, got {type(name).__name__}"
         )
-    cls, preset = STRATEGIES[name]
+    cls, preset = strategy_class(name)
     try:
         return cls(random_state=random_state, **{**preset, **params})
     except TypeError as exc:
@@ -103,4 +168,5 @@ __all__ = [
     "Strategy",
     "TypiClust",
     "make_strategy",
+    "strategy_class",
 ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 
+from ralif._params import L2, CallableOrNone, Constraint, Integer, RandomState, Real
 from ralif._softmax import logits, softmax_inplace
-from ralif._validation import check_in_range
+from ralif.classifier import influence_head
 from ralif.head import LinearHead
 from ralif.influence import pool_influence, row_blocks
 from ralif.posterior import laplace_samples, sample_heads
@@ -21,19 +22,36 @@ from ralif.selectors import (
     kmeans_pp_select,
     top_k,
 )
-from ralif.strategies.base import Strategy
+from ralif.strategies.base import RandomFallbackWarning, Strategy, random_picks
+
+__all__ = [
+    "BADGE",
+    "BALD",
+    "ISAL",
+    "ClusterMargin",
+    "CoreSet",
+    "Entropy",
+    "LeastConfidence",
+    "Margin",
+    "MarginKMeans",
+    "Random",
+    "RandomFallbackWarning",
+    "TypiClust",
+    "pool_proba",
+]
 
 
-class RandomFallbackWarning(UserWarning):
-    """A model-based strategy had fewer than two labeled classes and picked at random."""
-
-
-def pool_proba(head: LinearHead, X: np.ndarray, pool: np.ndarray) -> np.ndarray:
-    """The head's probabilities on ``X[pool]``, read in blocks."""
-    b = head.intercept_ if head.fit_intercept else None
-    out = np.empty((len(pool), len(head.classes_)))
+def pool_proba(model: object, X: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """The model's probabilities on ``X[pool]``, read in blocks (columns: ``classes_``)."""
+    out = np.empty((len(pool), len(model.classes_)))
+    if isinstance(model, LinearHead):
+        # In the dtype of X, without the per-call input checks of predict_proba.
+        b = model.intercept_ if model.fit_intercept else None
+        for sl, block in row_blocks(X, pool):
+            out[sl] = softmax_inplace(logits(block, model.coef_, b))
+        return out
     for sl, block in row_blocks(X, pool):
-        out[sl] = softmax_inplace(logits(block, head.coef_, b))
+        out[sl] = model.predict_proba(block)
     return out
 
 
@@ -48,66 +66,47 @@ class Random(Strategy):
     name = "random"
     score_meaning = "none"
 
-    def _select(self, X, labeled, y_labeled, pool, budget, rng):
-        return _random_picks(len(pool), budget, rng)
+    def query(self, model, X, y, pool, budget, rng):
+        return random_picks(pool, budget, rng)
 
 
-def _random_picks(pool_size: int, budget: int, rng: np.random.Generator):
-    return rng.choice(pool_size, budget, replace=False), np.full(pool_size, np.nan)
+class _ModelStrategy(Strategy):
+    """A strategy that reads the probabilities of a model fitted on the labeled items."""
 
-
-class _HeadStrategy(Strategy):
-    """A strategy that needs the linear head fitted on the labeled items."""
+    needs_model = True
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "l2": L2,
+        "random_state": RandomState(),
+    }
 
     def __init__(self, l2: float | str = "auto", random_state: object = None) -> None:
         self.l2 = l2
         self.random_state = random_state
 
-    def _fit_head(self, X, labeled, y_labeled) -> LinearHead | None:
-        if len(np.unique(y_labeled)) < 2:
-            warnings.warn(
-                f"{self.name} needs labels of at least two classes to fit its model "
-                f"(got {np.unique(y_labeled).tolist()}); picking at random",
-                RandomFallbackWarning,
-                stacklevel=4,
-            )
-            return None
-        self.head_ = LinearHead(l2=self.l2).fit(X[labeled], y_labeled)
-        return self.head_
 
-    def _select(self, X, labeled, y_labeled, pool, budget, rng):
-        head = self._fit_head(X, labeled, y_labeled)
-        if head is None:
-            return _random_picks(len(pool), budget, rng)
-        return self._select_with_head(head, X, labeled, y_labeled, pool, budget, rng)
-
-    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
-        raise NotImplementedError
-
-
-class _UncertaintyStrategy(_HeadStrategy):
-    """Top-``budget`` pool items by an uncertainty measure of the head's probabilities."""
+class _UncertaintyStrategy(_ModelStrategy):
+    """Top-``budget`` pool items by an uncertainty measure of the model's probabilities."""
 
     measure: Callable[[np.ndarray], np.ndarray]
-    largest: bool = True
 
-    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
-        scores = type(self).measure(pool_proba(head, X, pool))
-        return top_k(scores, budget, largest=self.largest), scores
+    def query(self, model, X, y, pool, budget, rng):
+        scores = type(self).measure(pool_proba(model, X, pool))
+        return pool[top_k(scores, budget, largest=self.score_direction == "higher")], scores
 
 
 class Entropy(_UncertaintyStrategy):
-    """Highest predictive entropy of the linear head.
+    """Highest predictive entropy of the model.
 
     Parameters
     ----------
     l2 : float or "auto", default="auto"
-        Ridge strength of the head.
+        Ridge strength of the default model (the linear head).
     random_state : None, int or Generator
     """
 
     name = "entropy"
     score_meaning = "predictive entropy (higher = picked first)"
+    score_direction = "higher"
     measure = staticmethod(entropy)
 
 
@@ -117,17 +116,17 @@ class Margin(_UncertaintyStrategy):
     Parameters
     ----------
     l2 : float or "auto", default="auto"
-        Ridge strength of the head.
+        Ridge strength of the default model (the linear head).
     random_state : None, int or Generator
     """
 
     name = "margin"
     score_meaning = "top-2 probability gap (lower = picked first)"
+    score_direction = "lower"
     measure = staticmethod(margin)
-    largest = False
 
 
-class MarginKMeans(_HeadStrategy):
+class MarginKMeans(_ModelStrategy):
     """k-means++ among the most uncertain items: RALIF's candidates without influence.
 
     The ``candidate_fraction`` of the pool with the smallest top-2 margin (never fewer
@@ -138,7 +137,7 @@ class MarginKMeans(_HeadStrategy):
     Parameters
     ----------
     l2 : float or "auto", default="auto"
-        Ridge strength of the head.
+        Ridge strength of the default model (the linear head).
     candidate_fraction : float, default=0.1
         Share of the pool kept as candidates.
     random_state : None, int or Generator
@@ -146,6 +145,11 @@ class MarginKMeans(_HeadStrategy):
 
     name = "margin_kmeans"
     score_meaning = "top-2 probability gap (lower = more uncertain)"
+    score_direction = "lower"
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        **_ModelStrategy._parameter_constraints,
+        "candidate_fraction": Real(0.0, 1.0, low_open=True),
+    }
 
     def __init__(
         self, l2: float | str = "auto", candidate_fraction: float = 0.1, random_state: object = None
@@ -154,17 +158,16 @@ class MarginKMeans(_HeadStrategy):
         self.candidate_fraction = candidate_fraction
         self.random_state = random_state
 
-    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
-        check_in_range(self.candidate_fraction, "candidate_fraction", 0.0, 1.0, low_open=True)
-        scores = margin(pool_proba(head, X, pool))
+    def query(self, model, X, y, pool, budget, rng):
+        scores = margin(pool_proba(model, X, pool))
         cand = candidate_set(scores, self.candidate_fraction, budget)
         rows = kmeans_pp_select(
-            X[pool[cand]], budget, first=0, X_reference=X[labeled], random_state=rng
+            X[pool[cand]], budget, first=0, X_reference=X[y >= 0], random_state=rng
         )
-        return cand[rows], scores
+        return pool[cand[rows]], scores
 
 
-class ClusterMargin(_HeadStrategy):
+class ClusterMargin(_ModelStrategy):
     """Cluster-Margin (Citovsky et al., NeurIPS 2021): uncertain items, spread over clusters.
 
     The ``margin_multiple * budget`` items with the smallest top-2 margin are grouped by
@@ -174,7 +177,7 @@ class ClusterMargin(_HeadStrategy):
     Parameters
     ----------
     l2 : float or "auto", default="auto"
-        Ridge strength of the head.
+        Ridge strength of the default model (the linear head).
     margin_multiple : float, default=10
         Size of the uncertain set, in budgets (the paper's ``k_m / k_t``).
     random_state : None, int or Generator
@@ -182,6 +185,11 @@ class ClusterMargin(_HeadStrategy):
 
     name = "cluster_margin"
     score_meaning = "top-2 probability gap (lower = more uncertain)"
+    score_direction = "lower"
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        **_ModelStrategy._parameter_constraints,
+        "margin_multiple": Real(1.0),
+    }
 
     def __init__(
         self, l2: float | str = "auto", margin_multiple: float = 10.0, random_state: object = None
@@ -190,13 +198,12 @@ class ClusterMargin(_HeadStrategy):
         self.margin_multiple = margin_multiple
         self.random_state = random_state
 
-    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
-        check_in_range(self.margin_multiple, "margin_multiple", 1.0, np.inf)
-        scores = margin(pool_proba(head, X, pool))
+    def query(self, model, X, y, pool, budget, rng):
+        scores = margin(pool_proba(model, X, pool))
         n_cand = min(len(pool), int(np.ceil(self.margin_multiple * budget)))
         cand = top_k(scores, n_cand, largest=False)
         rows = cluster_round_robin_select(X[pool[cand]], budget, budget, random_state=rng)
-        return cand[rows], scores
+        return pool[cand[rows]], scores
 
 
 class LeastConfidence(_UncertaintyStrategy):
@@ -205,16 +212,17 @@ class LeastConfidence(_UncertaintyStrategy):
     Parameters
     ----------
     l2 : float or "auto", default="auto"
-        Ridge strength of the head.
+        Ridge strength of the default model (the linear head).
     random_state : None, int or Generator
     """
 
     name = "least_confidence"
     score_meaning = "1 - max probability (higher = picked first)"
+    score_direction = "higher"
     measure = staticmethod(least_confidence)
 
 
-class BALD(_HeadStrategy):
+class BALD(_ModelStrategy):
     """Largest mutual information between label and head parameters (Houlsby et al., 2011).
 
     Posterior samples come from the Laplace approximation ``N(theta_hat, H^{-1}/n)``,
@@ -223,7 +231,7 @@ class BALD(_HeadStrategy):
     Parameters
     ----------
     l2 : float or "auto", default="auto"
-        Ridge strength of the head (and prior precision of the Laplace posterior).
+        Ridge strength of the default model (and prior precision of the Laplace posterior).
     n_samples : int, default=20
         Posterior samples.
     random_state : None, int or Generator
@@ -231,6 +239,12 @@ class BALD(_HeadStrategy):
 
     name = "bald"
     score_meaning = "mutual information (higher = picked first)"
+    score_direction = "higher"
+    needs_influence = True  # the Laplace posterior needs the head's curvature
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        **_ModelStrategy._parameter_constraints,
+        "n_samples": Integer(1),
+    }
 
     def __init__(
         self, l2: float | str = "auto", n_samples: int = 20, random_state: object = None
@@ -239,7 +253,9 @@ class BALD(_HeadStrategy):
         self.n_samples = n_samples
         self.random_state = random_state
 
-    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
+    def query(self, model, X, y, pool, budget, rng):
+        labeled = np.flatnonzero(y >= 0)
+        head = influence_head(model, X[labeled], y[labeled])
         samples = sample_heads(laplace_samples(head, X[labeled], int(self.n_samples), rng), head)
         C = len(head.classes_)
         W_all = np.concatenate([W for W, _ in samples])  # (S*C, d): all samples in one pass
@@ -249,7 +265,7 @@ class BALD(_HeadStrategy):
             Z = logits(block, W_all, b_all).reshape(len(block), len(samples), C)
             P = softmax_inplace(Z.transpose(1, 0, 2).astype(np.float64))
             scores[sl] = mutual_information(P)
-        return top_k(scores, budget), scores
+        return pool[top_k(scores, budget)], scores
 
 
 class CoreSet(Strategy):
@@ -266,12 +282,12 @@ class CoreSet(Strategy):
     name = "coreset"
     score_meaning = "none"
 
-    def _select(self, X, labeled, y_labeled, pool, budget, rng):
-        rows = k_center_greedy(X[pool], budget, X_reference=X[labeled], random_state=rng)
-        return rows, np.full(len(pool), np.nan)
+    def query(self, model, X, y, pool, budget, rng):
+        rows = k_center_greedy(X[pool], budget, X_reference=X[y >= 0], random_state=rng)
+        return pool[rows], np.full(len(pool), np.nan)
 
 
-class BADGE(_HeadStrategy):
+class BADGE(_ModelStrategy):
     """k-means++ seeding on last-layer gradient embeddings (Ash et al., ICLR 2020).
 
     The embedding of ``z`` is the gradient of its loss under the predicted label,
@@ -280,16 +296,21 @@ class BADGE(_HeadStrategy):
     Parameters
     ----------
     l2 : float or "auto", default="auto"
-        Ridge strength of the head.
+        Ridge strength of the default model (the linear head).
     network_proba : callable, optional
         ``indices -> (n, C)`` probabilities of a network whose last layer reads the
         features ``X``; its gradients are then those of the network's last layer,
-        instead of the refitted head's.
+        instead of the model's. A network handed to :meth:`select` (the scratch-*
+        scenarios of ``ralif bench``) is used the same way.
     random_state : None, int or Generator
     """
 
     name = "badge"
     score_meaning = "gradient-embedding norm"
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        **_ModelStrategy._parameter_constraints,
+        "network_proba": CallableOrNone(),
+    }
 
     def __init__(
         self, l2: float | str = "auto", network_proba: object = None, random_state: object = None
@@ -298,25 +319,22 @@ class BADGE(_HeadStrategy):
         self.network_proba = network_proba
         self.random_state = random_state
 
-    def _select(self, X, labeled, y_labeled, pool, budget, rng):
-        if self.network_proba is not None:
-            return self._select_with_proba(
-                np.array(self.network_proba(pool), dtype=np.float64), X, pool, budget, rng
-            )
-        return super()._select(X, labeled, y_labeled, pool, budget, rng)
-
-    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
-        return self._select_with_proba(pool_proba(head, X, pool), X, pool, budget, rng)
-
-    def _select_with_proba(self, P, X, pool, budget, rng):
+    def query(self, model, X, y, pool, budget, rng):
+        network_proba = self.network_proba
+        if network_proba is None and getattr(self, "network_", None) is not None:
+            network_proba = self.network_.proba
+        if network_proba is not None:
+            P = np.array(network_proba(pool), dtype=np.float64)
+        else:
+            P = pool_proba(model, X, pool)
         P[np.arange(len(pool)), P.argmax(axis=1)] -= 1.0
         Xp = X[pool]
         rows = gradient_kmeans_pp_select(P, Xp, budget, random_state=rng)
         norms = np.sqrt((P * P).sum(axis=1) * ((Xp.astype(np.float64) ** 2).sum(axis=1) + 1.0))
-        return rows, norms
+        return pool[rows], norms
 
 
-class ISAL(_HeadStrategy):
+class ISAL(_ModelStrategy):
     """Influence of each pool item, under its pseudo label, on the labeled loss (Liu et al., ICCV 2021).
 
     Top-``budget`` by the predicted drop of the mean labeled cross-entropy.
@@ -324,7 +342,7 @@ class ISAL(_HeadStrategy):
     Parameters
     ----------
     l2 : float or "auto", default="auto"
-        Ridge strength of the head.
+        Ridge strength of the default model (the linear head).
     damping : float, default=0.0
         Added to the Hessian.
     random_state : None, int or Generator
@@ -332,6 +350,12 @@ class ISAL(_HeadStrategy):
 
     name = "isal"
     score_meaning = "predicted change of the labeled loss (lower = picked first)"
+    score_direction = "lower"
+    needs_influence = True
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        **_ModelStrategy._parameter_constraints,
+        "damping": Real(0.0),
+    }
 
     def __init__(
         self, l2: float | str = "auto", damping: float = 0.0, random_state: object = None
@@ -340,13 +364,14 @@ class ISAL(_HeadStrategy):
         self.damping = damping
         self.random_state = random_state
 
-    def _select_with_head(self, head, X, labeled, y_labeled, pool, budget, rng):
-        damping = check_in_range(self.damping, "damping", 0.0, np.inf)
+    def query(self, model, X, y, pool, budget, rng):
+        labeled = np.flatnonzero(y >= 0)
+        head = influence_head(model, X[labeled], y[labeled])
         infl = pool_influence(
-            head, X[labeled], y_labeled, X, pool, target="labeled", damping=damping
+            head, X[labeled], y[labeled], X, pool, target="labeled", damping=float(self.damping)
         )
         scores = infl.delta[np.arange(len(pool)), infl.proba.argmax(axis=1)]
-        return top_k(scores, budget, largest=False), scores
+        return pool[top_k(scores, budget, largest=False)], scores
 
 
 class TypiClust(Strategy):
@@ -371,6 +396,13 @@ class TypiClust(Strategy):
 
     name = "typiclust"
     score_meaning = "typicality within its cluster"
+    score_direction = "higher"
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "n_neighbors": Integer(1),
+        "max_clusters": Integer(1),
+        "min_cluster_size": Integer(0),
+        "random_state": RandomState(),
+    }
 
     def __init__(
         self,
@@ -384,9 +416,10 @@ class TypiClust(Strategy):
         self.min_cluster_size = min_cluster_size
         self.random_state = random_state
 
-    def _select(self, X, labeled, y_labeled, pool, budget, rng):
+    def query(self, model, X, y, pool, budget, rng):
         from sklearn.cluster import KMeans, MiniBatchKMeans
 
+        labeled = np.flatnonzero(y >= 0)
         k = int(min(len(labeled) + budget, self.max_clusters, X.shape[0]))
         seed = int(rng.integers(2**31 - 1))
         if k <= 50:
@@ -422,7 +455,7 @@ class TypiClust(Strategy):
             picks.append(best)
             covered[c] += 1
             free[c] -= 1
-        return np.array(picks, dtype=np.intp), typicality
+        return pool[np.array(picks, dtype=np.intp)], typicality
 
     def _typicality(self, X, members, position, is_pool, typicality) -> None:
         from sklearn.neighbors import NearestNeighbors

@@ -2,15 +2,20 @@
 
 They get their probability samples from a ``sampler``: a callable from the indices of
 the items to score to an array (T, n, C) of probabilities under T dropout masks (see
-:func:`ralif.models.mc_dropout_proba`). The deep scenarios of ``ralif bench`` wire it.
+:func:`ralif.models.mc_dropout_proba`). Without one they use the ``network`` handed to
+:meth:`~ralif.strategies.base.Strategy.select`: any object with ``mc_proba(indices)``
+giving those samples (and ``proba(indices)``, the mean-field probabilities, which BADGE
+uses), such as the per-round network of the deep scenarios of ``ralif bench``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar, Protocol
 
 import numpy as np
 
+from ralif._params import CallableOrNone, Constraint, RandomState
 from ralif._validation import RalifInputError
 from ralif.scores import entropy, mutual_information
 from ralif.selectors import top_k
@@ -19,18 +24,40 @@ from ralif.strategies.base import Strategy
 Sampler = Callable[[np.ndarray], np.ndarray]
 
 
+class Network(Protocol):
+    """A trained network seen through the items it scores (indices into ``X``)."""
+
+    def proba(self, indices: np.ndarray) -> np.ndarray:
+        """``(n, C)`` probabilities of the items ``indices``."""
+        ...
+
+    def mc_proba(self, indices: np.ndarray) -> np.ndarray:
+        """``(T, n, C)`` probabilities under ``T`` dropout masks."""
+        ...
+
+
 class _MCDropout(Strategy):
+    needs_network = True
+    score_direction = "higher"
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "sampler": CallableOrNone(),
+        "random_state": RandomState(),
+    }
+
     def __init__(self, sampler: Sampler | None = None, random_state: object = None) -> None:
         self.sampler = sampler
         self.random_state = random_state
 
     def _samples(self, pool: np.ndarray) -> np.ndarray:
-        if self.sampler is None:
+        sampler = self.sampler
+        if sampler is None and getattr(self, "network_", None) is not None:
+            sampler = self.network_.mc_proba
+        if sampler is None:
             raise RalifInputError(
                 f"{self.name} needs a network to sample from: use a scratch-* scenario, "
                 "or pass sampler=callable(indices) -> (T, n, C) probabilities"
             )
-        P = np.asarray(self.sampler(pool))
+        P = np.asarray(sampler(pool))
         if P.ndim != 3 or P.shape[1] != len(pool):
             raise RalifInputError(
                 f"{self.name}: sampler returned shape {P.shape}, expected (T, {len(pool)}, C)"
@@ -40,9 +67,9 @@ class _MCDropout(Strategy):
     def _measure(self, P: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def _select(self, X, labeled, y_labeled, pool, budget, rng):
+    def query(self, model, X, y, pool, budget, rng):
         scores = self._measure(self._samples(pool))
-        return top_k(scores, budget), scores
+        return pool[top_k(scores, budget)], scores
 
 
 class MCDropoutBALD(_MCDropout):

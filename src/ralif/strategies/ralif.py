@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
+from sklearn.base import clone
 
-from ralif._validation import RalifInputError, check_choice, check_in_range
+from ralif._params import BOOLEAN, L2, Anything, Constraint, Either, Options, RandomState, Real
+from ralif.classifier import influence_head
 from ralif.head import LinearHead
 from ralif.influence import SOLVERS, TARGETS, PoolInfluence, pool_influence
-from ralif.scores import authors_score, margin, truncated_expectation
+from ralif.scores import authors_score, influence_spread, margin, truncated_expectation
 from ralif.selectors import (
     candidate_set,
     cluster_best_select,
@@ -18,7 +21,7 @@ from ralif.selectors import (
 )
 from ralif.strategies.base import Strategy
 
-SCORES = ("expected", "authors")
+SCORES = ("expected", "authors", "spread")
 CANDIDATES = ("influence", "influence+margin")
 DIVERSITY = ("kmeans++", "cluster", "none")
 
@@ -47,10 +50,11 @@ class RALIF(Strategy):
     candidate_fraction : float, default=0.1
         ``rho``: the candidate set is the best ``ceil(rho N)`` pool items (at least
         ``budget``).
-    score : {"expected", "authors"}, default="expected"
+    score : {"expected", "authors", "spread"}, default="expected"
         ``"expected"``: the truncated expectation with renormalized probabilities.
         ``"authors"``: the original code's mean over kept labels of ``p (L_T + Delta)``,
-        which ranks mostly by uncertainty.
+        which ranks mostly by uncertainty. ``"spread"``: how far the item's label is
+        expected to move the target loss either way (:func:`~ralif.scores.influence_spread`).
     target : {"pool", "all", "entropy"}, default="pool"
         Target loss: the pool's mean cross-entropy under pseudo labels, the same over
         labeled plus pool, or the pool's expected log-loss under the head's own
@@ -121,6 +125,27 @@ class RALIF(Strategy):
 
     name = "ralif"
     score_meaning = "predicted change of the mean target loss (negative = drop)"
+    score_direction = "lower"
+    needs_model = True
+    needs_influence = True
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "l2": L2,
+        "tau": Real(0.0, inf=True),  # inf keeps the pseudo label alone
+        "candidate_fraction": Real(0.0, 1.0, low_open=True),
+        "score": Options(*SCORES),
+        "target": Options(*TARGETS),
+        "damping": Real(0.0),
+        "solver": Options(*SOLVERS),
+        "rescale_ridge": BOOLEAN,
+        "diversity": Options(True, False, *DIVERSITY),
+        "candidates": Options(*CANDIDATES),
+        "confidence_weighted": BOOLEAN,
+        "balanced_target": BOOLEAN,
+        "candidate_multiple": Either(Options(None), Real(1.0)),
+        "l2_scale": Real(0.0, low_open=True),
+        "head": Anything(),  # a model: checked by influence_head
+        "random_state": RandomState(),
+    }
 
     def __init__(
         self,
@@ -158,56 +183,26 @@ class RALIF(Strategy):
         self.head = head
         self.random_state = random_state
 
-    def _check_params(self) -> None:
-        if not self.tau == np.inf:  # inf keeps the pseudo label alone
-            check_in_range(self.tau, "tau", 0.0, np.inf)
-        check_in_range(self.candidate_fraction, "candidate_fraction", 0.0, 1.0, low_open=True)
-        check_choice(self.score, "score", SCORES)
-        check_choice(self.target, "target", TARGETS)
-        check_choice(self.solver, "solver", SOLVERS)
-        check_in_range(self.damping, "damping", 0.0, np.inf)
-        check_choice(self.candidates, "candidates", CANDIDATES)
-        self._diversity_rule()
-        check_in_range(self.l2_scale, "l2_scale", 0.0, np.inf, low_open=True)
-        if self.candidate_multiple is not None:
-            check_in_range(self.candidate_multiple, "candidate_multiple", 1.0, np.inf)
-
     def _diversity_rule(self) -> str:
         if self.diversity is True or self.diversity is False:
             return "kmeans++" if self.diversity else "none"
-        return check_choice(self.diversity, "diversity", DIVERSITY)
+        return str(self.diversity)
 
-    def _fit_head(self, X_labeled: np.ndarray, y_labeled: np.ndarray) -> LinearHead:
-        head = self.head
-        if head is None:
-            if self.l2_scale == 1.0:
-                return LinearHead(l2=self.l2).fit(X_labeled, y_labeled)
-            l2 = self.l2
-            if isinstance(l2, str):
-                l2 = LinearHead(l2=l2).fit(X_labeled, y_labeled).l2_
-            return LinearHead(l2=l2 * self.l2_scale).fit(X_labeled, y_labeled)
-        if isinstance(head, LinearHead):
-            params = {
-                k: getattr(head, k)
-                for k in ("l2", "fit_intercept", "tol", "max_iter", "l2_grid", "cv", "random_state")
-            }
-            return LinearHead(**params).fit(X_labeled, y_labeled)
-        if hasattr(head, "predict_proba") and hasattr(head, "C"):
-            if not hasattr(head, "coef_"):
-                from sklearn.base import clone
+    def default_model(self) -> object:
+        """``head`` (a ``LinearHead`` refitted with its own settings, a fitted
+        ``LogisticRegression`` taken as it is), else ``LinearHead(l2=l2)``."""
+        if self.head is None:
+            return LinearHead(l2=self.l2)
+        if isinstance(self.head, LinearHead):
+            return clone(self.head)
+        return self.head
 
-                head = clone(head).fit(X_labeled, y_labeled)
-            return LinearHead.from_sklearn(head, X_labeled, y_labeled)
-        raise RalifInputError(
-            f"head must be a LinearHead or a scikit-learn LogisticRegression, got {type(head).__name__}"
-        )
-
-    def _select(self, X, labeled, y_labeled, pool, budget, rng):
-        self._check_params()
-        if len(np.unique(y_labeled)) < 2:
-            return self._diversity_only(X, labeled, y_labeled, pool, budget, rng)
-        X_labeled = X[labeled]
-        head = self._fit_head(X_labeled, y_labeled)
+    def query(self, model, X, y, pool, budget, rng):
+        labeled = np.flatnonzero(y >= 0)
+        X_labeled, y_labeled = X[labeled], y[labeled]
+        head = influence_head(model, X_labeled, y_labeled)
+        if self.l2_scale != 1.0:
+            head = clone(head).set_params(l2=head.l2_ * self.l2_scale).fit(X_labeled, y_labeled)
         infl = pool_influence(
             head,
             X_labeled,
@@ -232,23 +227,25 @@ class RALIF(Strategy):
         self.head_, self.influence_, self.candidates_ = head, infl, cand
         rule = self._diversity_rule()
         if rule == "none":
-            return cand[:budget], scores
+            return pool[cand[:budget]], scores
         if rule == "cluster":
             rows = cluster_best_select(X[pool[cand]], scores[cand], budget, random_state=rng)
-            return cand[rows], scores
+            return pool[cand[rows]], scores
         # The candidate set is ordered best first, so its row 0 is the first pick.
         rows = kmeans_pp_select(
             X[pool[cand]], budget, first=0, X_reference=X_labeled, random_state=rng
         )
-        return cand[rows], scores
+        return pool[cand[rows]], scores
 
     def _score(self, infl: PoolInfluence) -> np.ndarray:
         if self.score == "authors":
             return authors_score(infl.delta, infl.proba, infl.target_loss, self.tau)
+        if self.score == "spread":
+            return influence_spread(infl.delta, infl.proba)
         return truncated_expectation(infl.delta, infl.proba, self.tau)
 
-    def _diversity_only(self, X, labeled, y_labeled, pool, budget, rng):
-        classes = np.unique(y_labeled).tolist()
+    def _too_few_classes(self, X, y, pool, budget, rng):
+        classes = np.unique(y[y >= 0]).tolist()
         warnings.warn(
             f"RALIF needs labels of at least two classes to fit its head (got {classes}); "
             "choosing by diversity alone (k-means++ over the pool, away from labeled items)",
@@ -257,5 +254,5 @@ class RALIF(Strategy):
         )
         self.head_ = self.influence_ = None
         self.candidates_ = np.arange(len(pool))
-        rows = kmeans_pp_select(X[pool], budget, X_reference=X[labeled], random_state=rng)
-        return rows, np.full(len(pool), np.nan)
+        rows = kmeans_pp_select(X[pool], budget, X_reference=X[y >= 0], random_state=rng)
+        return pool[rows], np.full(len(pool), np.nan)

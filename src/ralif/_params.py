@@ -1,0 +1,173 @@
+"""Declarative checks of estimator hyper-parameters.
+
+An estimator lists, in ``_parameter_constraints``, one check per constructor argument;
+:func:`validate_params` runs them all before any work, so that a bad value is named
+before a head is fitted or a pool is read. A check is a :class:`Constraint`: it says
+what it accepts (``describe``) and whether a value is accepted (``accepts``).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ralif._validation import RalifInputError
+
+
+class Constraint:
+    """What one parameter accepts."""
+
+    def accepts(self, value: object) -> bool:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+@dataclass(frozen=True)
+class Real(Constraint):
+    """A real number in ``[low, high]`` (``(low, high]`` with ``low_open``); ``inf``
+    also admits positive infinity."""
+
+    low: float
+    high: float = np.inf
+    low_open: bool = False
+    inf: bool = False
+
+    def accepts(self, value: object) -> bool:
+        if not isinstance(value, numbers.Real) or _is_bool(value):
+            return False
+        v = float(value)
+        if v == np.inf:
+            return self.inf
+        return bool(np.isfinite(v) and (v > self.low if self.low_open else v >= self.low)) and (
+            v <= self.high
+        )
+
+    def describe(self) -> str:
+        return f"in {'(' if self.low_open else '['}{self.low}, {self.high}]"
+
+
+@dataclass(frozen=True)
+class Integer(Constraint):
+    """An integer in ``[low, high]`` (bool refused)."""
+
+    low: int
+    high: float = np.inf
+
+    def accepts(self, value: object) -> bool:
+        return (
+            isinstance(value, numbers.Integral)
+            and not _is_bool(value)
+            and self.low <= int(value) <= self.high
+        )
+
+    def describe(self) -> str:
+        return f"an integer in [{self.low}, {self.high}]"
+
+
+class Options(Constraint):
+    """One of a few values; booleans match booleans only (``1`` is not ``True``)."""
+
+    def __init__(self, *choices: object) -> None:
+        self.choices = choices
+
+    def accepts(self, value: object) -> bool:
+        for c in self.choices:
+            if c is None or _is_bool(c):
+                if value is c or (_is_bool(value) and c is not None and bool(value) == c):
+                    return True
+            elif isinstance(value, str) and value == c:
+                return True
+        return False
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(c) for c in self.choices)
+
+
+class Either(Constraint):
+    """Any of several constraints."""
+
+    def __init__(self, *constraints: Constraint) -> None:
+        self.constraints = constraints
+
+    def accepts(self, value: object) -> bool:
+        return any(c.accepts(value) for c in self.constraints)
+
+    def describe(self) -> str:
+        return " or ".join(c.describe() for c in self.constraints)
+
+
+class Anything(Constraint):
+    """No constraint here: the object is checked where it is used (a model, a callable)."""
+
+    def accepts(self, value: object) -> bool:
+        return True
+
+    def describe(self) -> str:
+        return "anything"
+
+
+class CallableOrNone(Constraint):
+    def accepts(self, value: object) -> bool:
+        return value is None or callable(value)
+
+    def describe(self) -> str:
+        return "a callable or None"
+
+
+class RandomState(Constraint):
+    """What :func:`~ralif._validation.check_random_state` accepts."""
+
+    def accepts(self, value: object) -> bool:
+        kinds = (
+            numbers.Integral,
+            np.random.Generator,
+            np.random.RandomState,
+            np.random.SeedSequence,
+        )
+        return value is None or (isinstance(value, kinds) and not _is_bool(value))
+
+    def describe(self) -> str:
+        return "None, an int or a Generator"
+
+
+class _Ridge(Either):
+    def describe(self) -> str:
+        return "a non-negative number or 'auto'"
+
+
+L2 = _Ridge(Options("auto"), Real(0.0))
+"""A ridge strength: a non-negative number, or ``"auto"`` (cross-validated)."""
+
+BOOLEAN = Options(True, False)
+
+
+def check_param(value: object, name: str, constraint: Constraint) -> None:
+    """Raise :class:`RalifInputError` naming ``name`` and ``value`` unless accepted."""
+    if not constraint.accepts(value):
+        raise RalifInputError(f"{name} must be {constraint.describe()}, got {value!r}")
+
+
+def validate_params(estimator: object) -> None:
+    """Run the estimator's ``_parameter_constraints`` on its current parameters.
+
+    Raises
+    ------
+    RalifInputError
+        Naming the estimator, the parameter and the bad value.
+    """
+    cls = type(estimator)
+    for name, constraint in cls._parameter_constraints.items():
+        if not hasattr(estimator, name):  # a subclass whose constructor drops it
+            continue
+        try:
+            check_param(getattr(estimator, name), name, constraint)
+        except RalifInputError as exc:
+            raise RalifInputError(f"{cls.__name__}: {exc}") from None
