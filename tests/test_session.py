@@ -356,7 +356,9 @@ def test_sigkill_at_any_moment_loses_no_acknowledged_label(session):
         assert acked > 0 and found == acked
 
 
-def test_cli_session_commands_end_to_end(tmp_path, blobs):
+def test_cli_session_commands_end_to_end(tmp_path, blobs, capsys):
+    from ralif.cli import main
+
     X, y = blobs
     np.save(tmp_path / "X.npy", X)
     (tmp_path / "l.csv").write_text(
@@ -364,6 +366,7 @@ def test_cli_session_commands_end_to_end(tmp_path, blobs):
     )
     run = [sys.executable, "-m", "ralif.cli", "session"]
     db = str(tmp_path / "s.db")
+    # In-process (each a fresh parse of the command line); the process exit is checked below.
     for args in (
         ["init", "--features", str(tmp_path / "X.npy"), "--classes", "a,b,c", "--db", db],
         ["import-labels", str(tmp_path / "l.csv"), "--db", db],
@@ -371,9 +374,10 @@ def test_cli_session_commands_end_to_end(tmp_path, blobs):
         ["status", "--db", db],
         ["export", "--db", db, "--out", str(tmp_path / "out.csv")],
     ):
-        r = subprocess.run(run + args, capture_output=True, text=True, timeout=120)
-        assert r.returncode == 0, r.stderr
-    status = subprocess.run([*run, "status", "--db", db], capture_output=True, text=True).stdout
+        assert main(["session", *args]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["session", "status", "--db", db]) == 0
+    status = capsys.readouterr().out
     assert "labeled 20" in status and "waiting in batches 5" in status and "rounds 1" in status
     (tmp_path / "junk.db").write_text("junk")
     r = subprocess.run(

@@ -457,3 +457,11 @@ def test_a_session_without_a_token_is_not_served(session):
     s.db.execute("UPDATE meta SET value = '' WHERE key = 'token'")
     with pytest.raises(RalifInputError, match="token is missing"):
         create_app(s.path)
+
+
+def test_the_page_cannot_be_framed_or_cached(server):
+    _, c = server
+    code, headers, _ = _get(c, "/")
+    assert code == 200 and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY" and headers["Cache-Control"] == "no-store"
+    assert headers["Referrer-Policy"] == "no-referrer"  # the address carries the token
