@@ -3,7 +3,7 @@
 Run:  .venv/bin/python benchmarks/bench_session.py [--clients 4] [--seconds 10] [--kills 30]
 
 Loopback only: the server runs here (waitress, 8 threads) on 127.0.0.1; clients are
-threads posting labels for the current batch, each request bounded by a timeout and the
+threads posting labels for the items of the open batch, each request bounded by a timeout and the
 whole load by --seconds. Then the kill test: the server is SIGKILLed at a random moment
 while a client labels, restarted, and every acknowledged label is looked for.
 """
@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.test_session import Client, _free_port, kill_test_once
 
+from ralif.session import open_session
 from ralif.session import workflow as wf
 
 
@@ -39,6 +40,8 @@ def make_session(folder: Path):
 
 
 def load_test(db: Path, token: str, clients: int, seconds: float) -> dict:
+    with open_session(db) as s:
+        batch = s.current_batch()[1]  # the page labels only the items of the open batches
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "ralif.cli", "serve", "--db", str(db), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -56,7 +59,7 @@ def load_test(db: Path, token: str, clients: int, seconds: float) -> dict:
 
     def worker(k: int) -> None:
         rng = np.random.default_rng(k)
-        items = list(range(30, 2000))
+        items = batch
         while time.perf_counter() < end:
             body = {
                 "item": int(rng.choice(items)),

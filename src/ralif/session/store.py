@@ -607,10 +607,12 @@ class SessionStore:
 
         Held-out items never wait: they are labeled by the held-out set, not on the page.
         """
+        # Each item's latest event by an index seek, not a pass over every event: this runs
+        # on every label the page gives.
         rows = self.db.execute(
             "SELECT r.round_id, r.item_id FROM round_items r JOIN rounds o ON o.id = r.round_id "
-            "LEFT JOIN (SELECT item_id, MAX(id) AS last FROM label_events GROUP BY item_id) m "
-            "ON m.item_id = r.item_id LEFT JOIN label_events e ON e.id = m.last "
+            "LEFT JOIN label_events e ON e.id = "
+            "(SELECT MAX(id) FROM label_events WHERE item_id = r.item_id) "
             "WHERE o.closed_at IS NULL AND (e.id IS NULL OR (e.class_id IS NULL AND e.unsure = 0)) "
             "ORDER BY r.round_id, r.position"
         )
