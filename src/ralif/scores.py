@@ -95,6 +95,39 @@ def authors_score(
     return total / mask.sum(axis=1)
 
 
+def influence_spread(delta: np.ndarray, proba: np.ndarray) -> np.ndarray:
+    """How far the label of an item is expected to move the target loss, either way.
+
+    ``sqrt(sum_y p_y Delta(z, y)^2)``: the standard deviation of the predicted loss
+    change under the head's own label distribution (its mean is zero for a softmax head,
+    which is why the plain expectation says nothing). No label is privileged, so it does
+    not reward items whose pseudo label merely confirms the model; it is large where the
+    head is uncertain *and* the item has leverage on the target. Returned negated, so
+    that lower is better like the other influence scores.
+
+    Parameters
+    ----------
+    delta : ndarray of shape (N, C)
+        Influence of each (item, label) pair.
+    proba : ndarray of shape (N, C)
+        Class probabilities.
+
+    Returns
+    -------
+    score : ndarray of shape (N,)
+        ``-std``; lower = larger expected movement.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.array([[0.5, 0.5], [0.9, 0.1]])
+    >>> d = np.array([[1.0, -1.0], [0.1, -0.9]])
+    >>> influence_spread(d, p).round(3).tolist()
+    [-1.0, -0.3]
+    """
+    return -np.sqrt(np.maximum((proba * delta**2).sum(axis=1), 0.0))
+
+
 def entropy(proba: np.ndarray) -> np.ndarray:
     """Predictive entropy ``-sum_y p_y log p_y`` over the last axis (higher = more uncertain).
 
