@@ -352,6 +352,10 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
     def busy(exc):
         return jsonify(error=f"the session database is busy, try again ({exc})"), 503
 
+    @app.errorhandler(sqlite3.DatabaseError)
+    def damaged(exc):
+        return jsonify(error=f"the session database is damaged: {exc}"), 500
+
     @app.before_request
     def check_token():
         # Before anything reads the body: a request without the token costs nothing.
