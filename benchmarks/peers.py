@@ -43,7 +43,15 @@ PAIRS = {  # ours -> scikit-activeml's
 
 
 class Peer(Strategy):
-    """A scikit-activeml query strategy behind ralif's interface."""
+    """A scikit-activeml query strategy behind ralif's interface.
+
+    Its logistic regression takes the ridge of the model it is handed (the evaluated
+    head, in the loop), else ``l2``.
+    """
+
+    @property
+    def needs_model(self) -> bool:  # only the peers that train a classifier
+        return self.kind.startswith(("UncertaintySampling", "Badge"))
 
     def __init__(
         self, kind: str, classes: np.ndarray, l2: float = 0.01, random_state: object = None
@@ -53,21 +61,21 @@ class Peer(Strategy):
         self.l2 = l2
         self.random_state = random_state
 
-    def _select(self, X, labeled, y_labeled, pool, budget, rng):
+    def query(self, model, X, y, pool, budget, rng):
         from skactiveml import pool as skpool
         from skactiveml.classifier import SklearnClassifier
         from sklearn.linear_model import LogisticRegression
 
         seed = int(rng.integers(2**31 - 1))
-        y = np.full(X.shape[0], -1)
-        y[labeled] = y_labeled
+        labeled = np.flatnonzero(y >= 0)
+        l2 = getattr(model, "l2_", self.l2)
         name, _, method = self.kind.partition("(")
         kwargs = {"missing_label": -1, "random_state": seed}
         if method:
             kwargs["method"] = method.rstrip(")")
         qs = getattr(skpool, name)(**kwargs)
         if name in ("UncertaintySampling", "Badge"):
-            C = 1.0 / (len(labeled) * self.l2)
+            C = 1.0 / (len(labeled) * l2)
             clf = SklearnClassifier(
                 LogisticRegression(C=C, max_iter=2000),
                 classes=self.classes,
@@ -77,7 +85,7 @@ class Peer(Strategy):
             idx = qs.query(X, y, clf=clf, batch_size=budget)
         else:
             idx = qs.query(X, y, batch_size=budget)
-        return np.searchsorted(pool, np.asarray(idx)), np.full(len(pool), np.nan)
+        return np.asarray(idx), np.full(len(pool), np.nan)
 
 
 def time_query(strategy: Strategy, X, y, budget, repeats, slow_after=20.0):
@@ -152,12 +160,7 @@ def main() -> None:
             per_seed = []
             for seed in range(args.seeds):
                 initial = initial_labeled_set(len(sub.y), 100, seed)
-                if who == "ralif":
-                    strategy = name
-                else:
-
-                    def strategy(random_state, l2, _kind=PAIRS[name]):
-                        return Peer(_kind, classes, l2, random_state)
+                strategy = name if who == "ralif" else Peer(PAIRS[name], classes)
 
                 accs = [
                     r.accuracy

@@ -4,13 +4,13 @@ Round ``r``: (for ``r >= 1``) select with the features and network of round ``r 
 label the picks; train a new encoder on the labeled images; extract features of every
 item; refit the linear head on the labeled features to its optimum (the head RALIF's
 influence is computed on); evaluate both the network and the head on the test set. The
-trained network of each round is checkpointed, so a killed run resumes without
-retraining finished rounds.
+rounds are those of :func:`ralif.loop.run_rounds`; this module supplies the features
+(:class:`EncoderPerRound`). The trained network of each round is checkpointed, so a
+killed run resumes without retraining finished rounds.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ralif.head import LinearHead
-from ralif.loop import RoundResult, evaluate, round_seed, strategy_for_round
+from ralif.loop import RoundFeatures, RoundResult, round_seed, run_rounds, strategy_label
 from ralif.models import (
     TrainConfig,
     extract_features,
@@ -30,8 +29,7 @@ from ralif.models import (
     train_classifier,
 )
 from ralif.models.devices import resolve_device
-
-NETWORK_STRATEGIES = ("bald_mc", "entropy_mc")
+from ralif.strategies.base import Strategy
 
 
 @dataclass
@@ -67,11 +65,6 @@ def _checkpoint_path(scenario: DeepScenario, strategy: str, seed: int) -> Path |
 
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def _labeled_key(labeled: np.ndarray) -> str:
-    """Identifies the labeled set a network was trained on."""
-    return hashlib.sha1(np.flatnonzero(labeled).astype(np.int64).tobytes()).hexdigest()
 
 
 def _save(path: Path | None, round_: int, model: torch.nn.Module, key: str = "") -> None:
@@ -115,12 +108,100 @@ def _try_load(path: Path | None, round_: int, model: torch.nn.Module, key: str) 
     return True
 
 
+@dataclass
+class TrainedNetwork:
+    """One round's network, seen through the items it scores (indices into ``images``)."""
+
+    net: torch.nn.Module
+    images: np.ndarray
+    device: torch.device
+    mc_samples: int
+
+    def proba(self, indices: np.ndarray) -> np.ndarray:
+        """``(n, C)`` softmax probabilities."""
+        return predict_proba(self.net, self.images[indices], device=self.device)
+
+    def mc_proba(self, indices: np.ndarray, seed: int) -> np.ndarray:
+        """``(T, n, C)`` probabilities under ``mc_samples`` dropout masks."""
+        return mc_dropout_proba(
+            self.net, self.images[indices], self.mc_samples, device=self.device, seed=seed
+        )
+
+
+class EncoderPerRound:
+    """Features of an encoder trained from scratch on the labeled images of each round.
+
+    Parameters
+    ----------
+    images, test_images : ndarray of shape (n, channels, height, width)
+    y_true, y_test : ndarray
+        Labels (the labeled ones train the encoder; the test ones score the network).
+    scenario : DeepScenario
+    seed : int
+        Seeds each round's initialization and training.
+    checkpoint : Path or None
+        Where the latest trained network is kept.
+    on_epoch, on_extract : callable, optional
+        Progress of training and of feature extraction.
+    """
+
+    provides_network = True
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        y_true: np.ndarray,
+        test_images: np.ndarray,
+        y_test: np.ndarray,
+        scenario: DeepScenario,
+        seed: int,
+        checkpoint: Path | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
+        on_extract: Callable[[int], None] | None = None,
+    ) -> None:
+        self.images, self.y_true = images, y_true
+        self.test_images, self.y_test = test_images, y_test
+        self.scenario, self.seed, self.checkpoint = scenario, seed, checkpoint
+        self.on_epoch, self.on_extract = on_epoch, on_extract
+        self.n_classes = int(max(y_true.max(), y_test.max()) + 1)
+        self.device = resolve_device(scenario.train.device)
+
+    def features(self, round_: int, labeled: np.ndarray) -> RoundFeatures:
+        sc = self.scenario
+        encoder_seed = round_seed(self.seed, round_, "encoder")
+        torch.manual_seed(encoder_seed)
+        net = make_encoder(sc.encoder, self.images.shape[1], self.n_classes, dropout=sc.dropout)
+        t = time.perf_counter()
+        if not _load(self.checkpoint, round_, net):
+            config = TrainConfig(**{**sc.train.__dict__, "seed": encoder_seed})
+            train_classifier(
+                net, self.images[labeled], self.y_true[labeled], config, progress=self.on_epoch
+            )
+            _save(self.checkpoint, round_, net)
+        train_s = time.perf_counter() - t
+        t = time.perf_counter()
+        phi = extract_features(net, self.images, device=self.device, progress=self.on_extract)
+        phi_test = extract_features(
+            net, self.test_images, device=self.device, progress=self.on_extract
+        )
+        extract_s = time.perf_counter() - t
+        proba = predict_proba(net, self.test_images, device=self.device)
+        return RoundFeatures(
+            phi,
+            phi_test,
+            network=TrainedNetwork(net, self.images, self.device, sc.mc_samples),
+            net_accuracy=float((proba.argmax(axis=1) == self.y_test).mean()),
+            train_seconds=train_s,
+            extract_seconds=extract_s,
+        )
+
+
 def run_deep_rounds(
     images: np.ndarray,
     y_true: np.ndarray,
     test_images: np.ndarray,
     y_test: np.ndarray,
-    strategy: str,
+    strategy: str | Strategy,
     initial: np.ndarray,
     budget: int,
     n_rounds: int,
@@ -142,79 +223,28 @@ def run_deep_rounds(
     RoundResult
         With ``net_accuracy``, ``train_seconds`` and ``extract_seconds`` filled in.
     """
-    n_classes = int(max(y_true.max(), y_test.max()) + 1)
-    device = resolve_device(scenario.train.device)
-    labeled = np.zeros(len(y_true), dtype=bool)
-    labeled[initial] = True
-    for picks in done[1:]:
-        labeled[picks] = True
-    ckpt = _checkpoint_path(scenario, strategy, seed)
-    net = feats = None
-    model_l2 = l2
-
-    def fit_round(r: int):
-        torch.manual_seed(round_seed(seed, r, "encoder"))
-        model = make_encoder(scenario.encoder, images.shape[1], n_classes, dropout=scenario.dropout)
-        t = time.perf_counter()
-        if not _load(ckpt, r, model):
-            config = TrainConfig(
-                **{**scenario.train.__dict__, "seed": round_seed(seed, r, "encoder")}
-            )
-            train_classifier(model, images[labeled], y_true[labeled], config, progress=on_epoch)
-            _save(ckpt, r, model)
-        train_s = time.perf_counter() - t
-        t = time.perf_counter()
-        phi = extract_features(model, images, device=device, progress=on_extract)
-        phi_test = extract_features(model, test_images, device=device, progress=on_extract)
-        return model, phi, phi_test, train_s, time.perf_counter() - t
-
-    start = len(done)
-    if start > 0:
-        net, feats, _, _, _ = fit_round(start - 1)
-        model_l2 = LinearHead(l2=l2).fit(feats[labeled], y_true[labeled]).l2_
-    for r in range(start, n_rounds + 1):
-        select_s = 0.0
-        picks = np.empty(0, dtype=np.intp)
-        if r > 0:
-            y = np.where(labeled, y_true, -1)
-            t = time.perf_counter()
-            strat = _make(strategy, seed, r, model_l2, net, images, scenario, device)
-            picks = strat.select(feats, y, budget)
-            select_s = time.perf_counter() - t
-            labeled[picks] = True
-        net, feats, feats_test, train_s, extract_s = fit_round(r)
-        t = time.perf_counter()
-        head = LinearHead(l2=l2).fit(feats[labeled], y_true[labeled])
-        head_s = time.perf_counter() - t
-        model_l2 = head.l2_
-        acc, f1 = evaluate(head, feats_test, y_test)
-        net_acc = float(
-            (predict_proba(net, test_images, device=device).argmax(axis=1) == y_test).mean()
-        )
-        yield RoundResult(
-            r,
-            int(labeled.sum()),
-            acc,
-            f1,
-            select_s,
-            train_s + extract_s + head_s,
-            picks,
-            model_l2,
-            net_accuracy=net_acc,
-            train_seconds=train_s,
-            extract_seconds=extract_s,
-        )
-
-
-def _make(strategy, seed, r, l2, net, images, scenario, device):
-    rs = round_seed(seed, r, strategy)
-    params: dict[str, object] = {}
-    if strategy in NETWORK_STRATEGIES:
-
-        def sampler(idx: np.ndarray) -> np.ndarray:
-            return mc_dropout_proba(net, images[idx], scenario.mc_samples, device=device, seed=rs)
-
-        params["sampler"] = sampler
-    elif strategy == "badge":
-        params["network_proba"] = lambda idx: predict_proba(net, images[idx], device=device)
-    return strategy_for_round(strategy, seed, r, l2, params)
+    encoder = EncoderPerRound(
+        images,
+        y_true,
+        test_images,
+        y_test,
+        scenario,
+        seed,
+        _checkpoint_path(scenario, strategy_label(strategy), seed),
+        on_epoch,
+        on_extract,
+    )
+    yield from run_rounds(
+        images,
+        y_true,
+        test_images,
+        y_test,
+        strategy,
+        initial,
+        budget,
+        n_rounds,
+        seed=seed,
+        l2=l2,
+        done=done,
+        scenario=encoder,
+    )

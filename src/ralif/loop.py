@@ -1,19 +1,29 @@
-"""The active-learning loop: rounds of fit -> select -> oracle -> add labels."""
+"""The active-learning loop: rounds of fit -> select -> oracle -> add labels.
+
+One loop serves every scenario. A scenario says what the features of a round are:
+fixed (given features, or a frozen encoder's embeddings: :class:`FixedFeatures`) or
+those of an encoder trained on the labeled items that round
+(:class:`ralif.deep.EncoderPerRound`), which also hands strategies its network. Each
+round the model is fitted once on the labeled items; the same fitted model is
+evaluated and handed to the next round's strategy.
+"""
 
 from __future__ import annotations
 
-import inspect
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.metrics import f1_score
 
 from ralif._validation import RalifInputError
 from ralif.head import LinearHead
-from ralif.strategies import make_strategy
+from ralif.strategies import make_strategy, strategy_class
 from ralif.strategies.base import Strategy
 
 
@@ -38,6 +48,42 @@ class RoundResult:
     extract_seconds: float = float("nan")
 
 
+@dataclass
+class RoundFeatures:
+    """What a scenario gives for one round: features of every item and of the test set,
+    and, where a network was trained, that network (see
+    :class:`ralif.strategies.network.Network`) with its accuracy and timings."""
+
+    X: np.ndarray
+    X_test: np.ndarray
+    network: object = None
+    net_accuracy: float = float("nan")
+    train_seconds: float = float("nan")
+    extract_seconds: float = float("nan")
+
+
+class Scenario(Protocol):
+    """Where a round's features come from."""
+
+    provides_network: bool
+
+    def features(self, round_: int, labeled: np.ndarray) -> RoundFeatures:
+        """The features once the items ``labeled`` (a boolean mask) are labeled."""
+        ...
+
+
+@dataclass
+class FixedFeatures:
+    """Features that never change: given ones, or embeddings of a frozen encoder."""
+
+    X: np.ndarray
+    X_test: np.ndarray
+    provides_network: bool = False
+
+    def features(self, round_: int, labeled: np.ndarray) -> RoundFeatures:
+        return RoundFeatures(self.X, self.X_test)
+
+
 def initial_labeled_set(n_items: int, n_initial: int, seed: int) -> np.ndarray:
     """The initial labeled indices for a seed: the same for every strategy."""
     if not 1 <= n_initial < n_items:
@@ -52,29 +98,19 @@ def round_seed(seed: int, round_: int, strategy: str) -> int:
     )
 
 
-def evaluate(head: LinearHead, X_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
+def evaluate(model: object, X_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
     """Accuracy and macro-F1 (over the test set's classes) as fractions."""
-    pred = head.predict(X_test)
+    pred = np.asarray(model.classes_)[model.predict_proba(X_test).argmax(axis=1)]
     acc = float((pred == y_test).mean())
     f1 = float(f1_score(y_test, pred, labels=np.unique(y_test), average="macro", zero_division=0))
     return acc, f1
 
 
-StrategyFactory = Callable[[int, float], Strategy]
-"""``(random_state, l2) -> Strategy``: builds a round's strategy object."""
-
-
-def strategy_for_round(
-    name: str | StrategyFactory, seed: int, round_: int, l2: float, params: dict
-) -> Strategy:
-    """The strategy object of one round, seeded for it, using the model's chosen ridge."""
-    if callable(name):
-        return name(round_seed(seed, round_, getattr(name, "__name__", "custom")), l2)
-    strategy = make_strategy(name, random_state=round_seed(seed, round_, name), **params)
-    # The model was just cross-validated on the same labeled set: reuse its ridge.
-    if "l2" in inspect.signature(type(strategy).__init__).parameters and "l2" not in params:
-        strategy.l2 = l2
-    return strategy
+def strategy_label(strategy: str | Strategy) -> str:
+    """The name a strategy's draws are seeded by (and a results store knows it by)."""
+    if isinstance(strategy, str):
+        return strategy
+    return strategy.name or type(strategy).__qualname__
 
 
 def run_rounds(
@@ -82,7 +118,7 @@ def run_rounds(
     y_true: np.ndarray,
     X_test: np.ndarray,
     y_test: np.ndarray,
-    strategy: str | StrategyFactory,
+    strategy: str | Strategy,
     initial: np.ndarray,
     budget: int,
     n_rounds: int,
@@ -92,18 +128,20 @@ def run_rounds(
     params: dict | None = None,
     done: Sequence[np.ndarray] = (),
     on_phase: Callable[[str], None] | None = None,
+    model: object = None,
+    scenario: Scenario | None = None,
 ) -> Iterator[RoundResult]:
     """Simulate ``n_rounds`` rounds of labeling with the ground truth as the oracle.
 
     Parameters
     ----------
     X, y_true : ndarray
-        The pool's features and true labels.
+        The pool's features (or what ``scenario`` reads) and true labels.
     X_test, y_test : ndarray
         The fixed test set.
-    strategy : str or callable
-        Strategy name (``ralif.STRATEGIES``), or a factory
-        ``(random_state, l2) -> Strategy`` for strategies from elsewhere.
+    strategy : str or Strategy
+        A name of ``ralif.STRATEGIES``, ``"module:Class"``, or a strategy object
+        (cloned and seeded every round).
     initial : ndarray
         Indices labeled before round 1.
     budget : int
@@ -113,15 +151,21 @@ def run_rounds(
     seed : int
         Seeds each round's strategy (see :func:`round_seed`).
     l2 : float or "auto"
-        Ridge rule of the evaluated model; its chosen value is passed to the
-        strategy's head too.
+        Ridge rule of the default model, ``LinearHead(l2=l2)``.
     params : dict, optional
-        Extra strategy parameters.
+        Extra strategy parameters. With ``l2`` among them the strategy fits its own
+        model with that ridge instead of receiving the evaluated one.
     done : sequence of ndarray
         Picks of rounds already finished (for resuming); those rounds are replayed
         without selecting, and only later rounds are yielded.
     on_phase : callable, optional
         Told "fit" or "select" when a phase starts (for progress displays).
+    model : classifier, optional
+        The model evaluated each round and handed to the strategy, unfitted (cloned and
+        fitted on the labeled items once per round). Default ``LinearHead(l2=l2)``.
+    scenario : Scenario, optional
+        Where each round's features come from; default :class:`FixedFeatures` over
+        ``X`` and ``X_test``.
 
     Yields
     ------
@@ -129,40 +173,62 @@ def run_rounds(
         One per round not in ``done`` (round 0 included when ``done`` is empty).
     """
     params = dict(params or {})
+    scenario = scenario if scenario is not None else FixedFeatures(X, X_test)
+    cls = type(strategy) if isinstance(strategy, Strategy) else strategy_class(strategy)[0]
+    label = strategy_label(strategy)
+    if cls.needs_network and not scenario.provides_network:
+        raise RalifInputError(
+            f"{label} needs a network: use a scenario that trains one (scratch-cnn, scratch-resnet18)"
+        )
+    template = model if model is not None else LinearHead(l2=l2)
+    # A strategy given its own ridge fits its own model; any other gets the evaluated one.
+    shared = "l2" not in params
     labeled = np.zeros(len(y_true), dtype=bool)
     labeled[initial] = True
     for picks in done[1:]:
         labeled[picks] = True
-    start = max(len(done), 0)
+    start = len(done)
     y = np.where(labeled, y_true, -1)
-    model_l2 = l2
-    head = None
+    feats = fitted = None
+    if start > 0:  # resumed: the model of the last finished round
+        feats = scenario.features(start - 1, labeled)
+        fitted = clone(template).fit(feats.X[labeled], y_true[labeled])
     for r in range(start, n_rounds + 1):
         select_s = 0.0
         picks = np.empty(0, dtype=np.intp)
         if r > 0:
-            if head is None:  # resumed: refit the model of the previous round for its l2
-                head = LinearHead(l2=l2).fit(X[labeled], y_true[labeled])
-                model_l2 = head.l2_
             if budget > (~labeled).sum():
                 raise RalifInputError(
                     f"round {r}: budget {budget} exceeds the {(~labeled).sum()} unlabeled items left"
                 )
             if on_phase:
                 on_phase("select")
-            strat = strategy_for_round(strategy, seed, r, model_l2, params)
+            strat = make_strategy(strategy, random_state=round_seed(seed, r, label), **params)
             t = time.perf_counter()
-            picks = strat.select(X, y, budget)
+            picks = strat.select(
+                feats.X, y, budget, model=fitted if shared else None, network=feats.network
+            )
             select_s = time.perf_counter() - t
-            if labeled[picks].any() or len(np.unique(picks)) != len(picks):
-                raise RuntimeError(f"{strategy} picked an item twice or an already labeled item")
             labeled[picks] = True
             y[picks] = y_true[picks]
         if on_phase:
             on_phase("fit")
+        feats = scenario.features(r, labeled)
         t = time.perf_counter()
-        head = LinearHead(l2=l2).fit(X[labeled], y_true[labeled])
+        fitted = clone(template).fit(feats.X[labeled], y_true[labeled])
         fit_s = time.perf_counter() - t
-        model_l2 = head.l2_
-        acc, f1 = evaluate(head, X_test, y_test)
-        yield RoundResult(r, int(labeled.sum()), acc, f1, select_s, fit_s, picks, model_l2)
+        fit_s += sum(v for v in (feats.train_seconds, feats.extract_seconds) if not math.isnan(v))
+        acc, f1 = evaluate(fitted, feats.X_test, y_test)
+        yield RoundResult(
+            r,
+            int(labeled.sum()),
+            acc,
+            f1,
+            select_s,
+            fit_s,
+            picks,
+            float(getattr(fitted, "l2_", float("nan"))),
+            net_accuracy=feats.net_accuracy,
+            train_seconds=feats.train_seconds,
+            extract_seconds=feats.extract_seconds,
+        )

@@ -13,7 +13,7 @@ from ralif._validation import RalifInputError
 from ralif.bench.store import ResultStore
 from ralif.data import Dataset, load_dataset
 from ralif.loop import initial_labeled_set, run_rounds
-from ralif.strategies import STRATEGIES
+from ralif.strategies import strategy_class
 
 SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
 
@@ -22,8 +22,10 @@ SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
 class BenchConfig:
     """One benchmark: the data and sizes that define it, and what to run on it.
 
-    ``strategies``, ``seeds`` and ``rounds`` may grow between runs into the same folder;
-    the other fields define the benchmark and may not change.
+    ``strategies`` holds names of ``ralif.STRATEGIES`` or ``"module:Class"`` for a
+    strategy written elsewhere (a subclass of :class:`ralif.Strategy`, built with its
+    defaults). ``strategies``, ``seeds`` and ``rounds`` may grow between runs into the
+    same folder; the other fields define the benchmark and may not change.
     """
 
     dataset: str = "fashion-mnist"
@@ -53,11 +55,8 @@ class BenchConfig:
         return d
 
     def check(self) -> None:
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown:
-            raise RalifInputError(
-                f"unknown strategies {', '.join(unknown)}; choose from {', '.join(sorted(STRATEGIES))}"
-            )
+        """Refuse a configuration that cannot run, before any data is loaded."""
+        classes = {s: strategy_class(s)[0] for s in self.strategies}
         if not self.strategies:
             raise RalifInputError("no strategies given")
         for name in ("seeds", "rounds", "init", "budget"):
@@ -67,7 +66,7 @@ class BenchConfig:
             raise RalifInputError(
                 f"--scenario must be one of {', '.join(SCENARIOS)}; got {self.scenario!r}"
             )
-        network_only = [s for s in self.strategies if s in ("bald_mc", "entropy_mc")]
+        network_only = [s for s, cls in classes.items() if cls.needs_network]
         if network_only and not self.scenario.startswith("scratch"):
             raise RalifInputError(
                 f"{', '.join(network_only)} need a network: use --scenario scratch-cnn or scratch-resnet18"
@@ -258,11 +257,6 @@ def _deep_rounds(config: BenchConfig, args: tuple, kwargs: dict, out: Path, quie
     finally:
         epochs.close()
         extract.close()
-
-
-def class_counts(data: Dataset) -> np.ndarray:
-    """Pool items per class (to describe a long-tailed pool)."""
-    return np.bincount(data.y, minlength=data.n_classes)
 
 
 def suite_configs(suite: str, base: BenchConfig) -> dict[str, BenchConfig]:

@@ -3,7 +3,7 @@
 They get their probability samples from a ``sampler``: a callable from the indices of
 the items to score to an array (T, n, C) of probabilities under T dropout masks (see
 :func:`ralif.models.mc_dropout_proba`). Without one they use the ``network`` handed to
-:meth:`~ralif.strategies.base.Strategy.select`: any object with ``mc_proba(indices)``
+:meth:`~ralif.strategies.base.Strategy.select`: any object with ``mc_proba(indices, seed)``
 giving those samples (and ``proba(indices)``, the mean-field probabilities, which BADGE
 uses), such as the per-round network of the deep scenarios of ``ralif bench``.
 """
@@ -31,8 +31,8 @@ class Network(Protocol):
         """``(n, C)`` probabilities of the items ``indices``."""
         ...
 
-    def mc_proba(self, indices: np.ndarray) -> np.ndarray:
-        """``(T, n, C)`` probabilities under ``T`` dropout masks."""
+    def mc_proba(self, indices: np.ndarray, seed: int) -> np.ndarray:
+        """``(T, n, C)`` probabilities under ``T`` dropout masks drawn from ``seed``."""
         ...
 
 
@@ -48,10 +48,18 @@ class _MCDropout(Strategy):
         self.sampler = sampler
         self.random_state = random_state
 
-    def _samples(self, pool: np.ndarray) -> np.ndarray:
+    def _samples(self, pool: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         sampler = self.sampler
         if sampler is None and getattr(self, "network_", None) is not None:
-            sampler = self.network_.mc_proba
+            # An integer seed is used as it is, so a resumed run draws the same masks.
+            seed = self.random_state
+            if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+                seed = int(rng.integers(2**31 - 1))
+            network = self.network_
+
+            def sampler(indices: np.ndarray) -> np.ndarray:
+                return network.mc_proba(indices, seed=int(seed))
+
         if sampler is None:
             raise RalifInputError(
                 f"{self.name} needs a network to sample from: use a scratch-* scenario, "
@@ -68,7 +76,7 @@ class _MCDropout(Strategy):
         raise NotImplementedError
 
     def query(self, model, X, y, pool, budget, rng):
-        scores = self._measure(self._samples(pool))
+        scores = self._measure(self._samples(pool, rng))
         return pool[top_k(scores, budget)], scores
 
 
