@@ -133,3 +133,24 @@ def test_fit_errors_name_the_problem():
     head = LinearHead(l2=0.1).fit(np.eye(2), [0, 1])
     with pytest.raises(RalifInputError, match="3 features but the head was fitted on 2"):
         head.predict_proba(np.zeros((1, 3)))
+
+
+def test_without_intercept_matches_sklearn_without_intercept(digits):
+    X, y = digits
+    n, l2 = 300, 0.05
+    head = LinearHead(l2=l2, fit_intercept=False).fit(X[:n], y[:n])
+    ref = LogisticRegression(C=1.0 / (n * l2), fit_intercept=False, tol=1e-12, max_iter=20000).fit(
+        X[:n], y[:n]
+    )
+    np.testing.assert_allclose(head.predict_proba(X), ref.predict_proba(X), atol=1e-5)
+    assert not head.intercept_.any() and head.params_.size == 10 * X.shape[1]
+
+
+def test_from_sklearn_keeps_a_model_without_intercept(digits):
+    X, y = digits
+    n = 200
+    ref = LogisticRegression(C=0.5, fit_intercept=False, tol=1e-10, max_iter=20000)
+    ref.fit(X[:n], y[:n])
+    head = LinearHead.from_sklearn(ref, X[:n], y[:n])
+    assert head.fit_intercept is False and head.l2_ == pytest.approx(1.0 / (n * 0.5))
+    np.testing.assert_allclose(head.predict_proba(X), ref.predict_proba(X), atol=1e-4)

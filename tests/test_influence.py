@@ -18,12 +18,12 @@ def _target_loss(head, X_target, labels):
     return -np.log(p[np.arange(len(labels)), col]).mean()
 
 
-def _retraining_check(X, y, n_labeled, n_pool, l2, target, n_pairs=40, seed=0):
+def _retraining_check(X, y, n_labeled, n_pool, l2, target, n_pairs=40, seed=0, fit_intercept=True):
     """Refit with each (item, label) added; compare with the predicted change."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(y))
     L, U = perm[:n_labeled], perm[n_labeled : n_labeled + n_pool]
-    head = LinearHead(l2=l2).fit(X[L], y[L])
+    head = LinearHead(l2=l2, fit_intercept=fit_intercept).fit(X[L], y[L])
     pseudo = head.predict(X[U])
     if target == "all":
         X_t, t_labels = np.vstack([X[L], X[U]]), np.r_[y[L], pseudo]
@@ -37,7 +37,9 @@ def _retraining_check(X, y, n_labeled, n_pool, l2, target, n_pairs=40, seed=0):
     items = rng.choice(n_pool, n_pairs, replace=False)
     for i in items:
         c = rng.integers(len(head.classes_))
-        refit = LinearHead(l2=l2).fit(np.vstack([X[L], X[U[i]]]), np.r_[y[L], head.classes_[c]])
+        refit = LinearHead(l2=l2, fit_intercept=fit_intercept).fit(
+            np.vstack([X[L], X[U[i]]]), np.r_[y[L], head.classes_[c]]
+        )
         actual.append(_target_loss(refit, X_t, t_labels) - base)
         predicted.append(delta[i, c])
     return np.array(predicted), np.array(actual)
@@ -61,6 +63,15 @@ def test_influence_predicts_refitting(dataset, l2, target):
     ratio = np.median(predicted / actual)
     assert rho >= 0.9, rho
     assert 0.5 <= ratio <= 2.0, ratio
+
+
+def test_influence_without_intercept_predicts_refitting():
+    X, y = gaussian_blobs(n=900, d=10, C=5, sep=1.0)
+    predicted, actual = _retraining_check(
+        X, y, n_labeled=300, n_pool=400, l2=0.05, target="pool", fit_intercept=False
+    )
+    assert spearmanr(predicted, actual)[0] >= 0.9
+    assert 0.5 <= np.median(predicted / actual) <= 2.0
 
 
 @pytest.mark.parametrize("damping", [0.0, 0.25])

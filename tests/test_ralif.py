@@ -7,7 +7,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 import ralif
-from ralif import RALIF, DiversityFallbackWarning, RalifInputError
+from ralif import RALIF, DiversityFallbackWarning, LinearHead, RalifInputError, influence_matrix
 from ralif.scores import authors_score, margin, truncated_expectation
 from tests.conftest import partial_labels
 
@@ -121,12 +121,17 @@ def test_fewer_than_two_classes_falls_back_to_diversity_with_a_warning(digits):
         assert len(ralif.select(X, y, 10, random_state=0)) == 10
 
 
-def test_target_all_and_damping_change_the_scores(problem):
+@pytest.mark.parametrize(("target", "damping"), [("all", 0.0), ("pool", 0.25)])
+def test_target_and_damping_reach_the_influence_computation(problem, target, damping):
     X, y = problem
-    base, alt = RALIF(l2=0.05), RALIF(l2=0.05, target="all", damping=0.25)
-    base.select(X, y, 5)
-    alt.select(X, y, 5)
-    assert not np.allclose(base.scores_, alt.scores_)
+    lab, pool = y >= 0, y < 0
+    strat = RALIF(l2=0.05, target=target, damping=damping, random_state=0)
+    strat.select(X, y, 5)
+    # The influence of a head fitted here, with the same target and damping.
+    head = LinearHead(l2=0.05).fit(X[lab], y[lab])
+    delta = influence_matrix(head, X[lab], y[lab], X[pool], target=target, damping=damping)
+    want = truncated_expectation(delta, head.predict_proba(X[pool]), 4.0)
+    np.testing.assert_allclose(strat.scores_, want, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize(

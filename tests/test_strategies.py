@@ -154,12 +154,22 @@ def test_network_strategies_need_a_sampler_and_use_it(digits):
     assert np.argmin(strat.scores_) == 9
 
 
-def test_variants_preset_their_parameter():
-    assert make_strategy("ralif_damped").damping == 0.25
-    assert make_strategy("ralif_authors").score == "authors"
-    assert make_strategy("ralif_nodiv").diversity is False
-    assert make_strategy("ralif_argmax").tau == np.inf
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_name_builds_a_valid_strategy_that_differs_from_its_class_default(name):
+    from ralif._params import validate_params
+
+    cls, preset = STRATEGIES[name]
+    strategy = make_strategy(name)
+    validate_params(strategy)  # a preset the class would refuse fails here
+    defaults = cls().get_params()
+    changed = {k for k, v in strategy.get_params().items() if v != defaults[k]}
+    # A name either is its class's own, or presets something that class does not default to.
+    assert changed == set(preset) and (name == cls.name) == (not preset)
+
+
+def test_parameters_given_with_a_preset_name_override_the_preset():
     assert make_strategy("ralif_damped", damping=0.5).damping == 0.5
+    assert make_strategy("ralif_damped").damping != make_strategy("ralif").damping
 
 
 def test_margin_kmeans_starts_at_the_most_uncertain_item_and_stays_in_the_candidates(digits):

@@ -1,0 +1,271 @@
+"""The seams users touch: their own strategy, their own model, scikit-learn's estimator API."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import SVC
+
+import ralif
+from ralif import RALIF, LinearHead, RalifInputError, Strategy
+from ralif.bench.runner import BenchConfig, run_benchmark
+from ralif.data import Dataset
+from ralif.loop import initial_labeled_set, run_rounds
+from ralif.scores import margin
+from ralif.strategies import STRATEGIES, make_strategy
+from tests.conftest import gaussian_blobs, partial_labels, require
+
+
+class SmallestMargin(Strategy):
+    """The README's ten-line strategy: the smallest top-2 margin first."""
+
+    needs_model = True
+    score_direction = "lower"
+
+    def query(self, model, X, y, pool, budget, rng):
+        scores = margin(model.predict_proba(X[pool]))
+        return pool[np.argsort(scores, kind="stable")[:budget]], scores
+
+
+class PicksALabeledItem(Strategy):
+    def query(self, model, X, y, pool, budget, rng):
+        return np.flatnonzero(y >= 0)[:budget], np.zeros(len(pool))
+
+
+class NeedsANetwork(Strategy):
+    needs_network = True
+
+
+@pytest.fixture(scope="module")
+def problem(digits):
+    X, y = digits
+    return X, partial_labels(y, 60, seed=4)
+
+
+def _smallest_margins(proba: np.ndarray, pool: np.ndarray, k: int) -> list[int]:
+    """By hand: sort the top-2 gaps of each row."""
+    top2 = np.sort(proba, axis=1)[:, -2:]
+    return pool[np.argsort(top2[:, 1] - top2[:, 0], kind="stable")[:k]].tolist()
+
+
+def test_a_user_strategy_object_picks_through_select(problem):
+    X, y = problem
+    lab, pool = y >= 0, np.flatnonzero(y < 0)
+    head = LinearHead(l2=0.1).fit(X[lab], y[lab])
+    picks = ralif.select(X, y, 8, strategy=SmallestMargin(), model=LinearHead(l2=0.1))
+    assert picks.tolist() == _smallest_margins(head.predict_proba(X[pool]), pool, 8)
+
+
+def test_a_user_strategy_named_module_colon_class_picks_the_same(problem):
+    X, y = problem
+    by_name = ralif.select(X, y, 8, strategy="tests.test_extension:SmallestMargin")
+    assert by_name.tolist() == ralif.select(X, y, 8, strategy=SmallestMargin()).tolist()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("tests.no_such_module:X", "cannot be imported"),
+        ("tests.test_extension:Missing", "cannot be imported"),
+        ("tests.test_extension:problem", "not a subclass"),
+        ("oracle", "unknown strategy 'oracle'"),
+    ],
+)
+def test_a_strategy_name_that_cannot_be_had_is_named(problem, spec, message):
+    X, y = problem
+    with pytest.raises(RalifInputError, match=message):
+        ralif.select(X, y, 3, strategy=spec)
+
+
+def test_select_leaves_the_callers_strategy_object_unchanged(problem):
+    X, y = problem
+    mine = SmallestMargin(random_state=7)
+    ralif.select(X, y, 3, strategy=mine, random_state=1)
+    assert mine.random_state == 7 and not hasattr(mine, "picks_")
+
+
+def test_a_query_that_picks_a_labeled_item_is_refused_naming_the_strategy(problem):
+    X, y = problem
+    with pytest.raises(RalifInputError, match=r"PicksALabeledItem\.query must return distinct"):
+        ralif.select(X, y, 3, strategy=PicksALabeledItem())
+
+
+def test_a_user_strategy_runs_in_the_benchmark_like_its_builtin_twin(tmp_path):
+    X, y = gaussian_blobs(n=500, d=6, C=3, sep=1.2, seed=5)
+    data = Dataset("blobs", X[:400], y[:400], X[400:], y[400:])
+    config = BenchConfig(
+        dataset="blobs",
+        strategies=("tests.test_extension:SmallestMargin", "margin"),
+        seeds=1,
+        rounds=2,
+        init=15,
+        budget=10,
+        l2=0.1,
+    )
+    store = run_benchmark(config, tmp_path, quiet=True, data=data)
+    rows = store.rows()
+    store.close()
+    by = {
+        s: sorted((r for r in rows if r["strategy"] == s), key=lambda r: r["round"])
+        for s in config.strategies
+    }
+    # Margin does not draw at random, so the same model gives the same curve.
+    assert len(by["margin"]) == 3
+    assert [r["accuracy"] for r in by["tests.test_extension:SmallestMargin"]] == [
+        r["accuracy"] for r in by["margin"]
+    ]
+
+
+def test_bench_refuses_a_network_strategy_outside_the_network_scenarios_by_its_declaration():
+    config = BenchConfig(dataset="digits", strategies=("tests.test_extension:NeedsANetwork",))
+    with pytest.raises(RalifInputError, match="need a network"):
+        config.check()
+
+
+def test_the_loop_fits_the_model_once_per_round(monkeypatch):
+    X, y = gaussian_blobs(n=300, d=5, C=3, sep=1.2, seed=6)
+    fits = []
+    real_fit = LinearHead.fit
+
+    def counting_fit(self, X_, y_):
+        fits.append(len(y_))
+        return real_fit(self, X_, y_)
+
+    monkeypatch.setattr(LinearHead, "fit", counting_fit)
+    initial = initial_labeled_set(250, 20, seed=0)
+    for name in ("margin", "ralif", "badge"):
+        fits.clear()
+        list(run_rounds(X[:250], y[:250], X[250:], y[250:], name, initial, 10, 3, l2=0.1))
+        assert fits == [20, 30, 40, 50], name
+
+
+def test_a_fitted_model_handed_to_select_is_used_without_refitting(problem, monkeypatch):
+    X, y = problem
+    lab = y >= 0
+    head = LinearHead(l2=0.1).fit(X[lab], y[lab])
+    want = RALIF(l2=0.1, random_state=0).select(X, y, 6)
+    monkeypatch.setattr(LinearHead, "fit", lambda *a: pytest.fail("refitted"))
+    assert RALIF(random_state=0).select(X, y, 6, model=head).tolist() == want.tolist()
+
+
+def test_a_fitted_logistic_regression_is_a_model_for_uncertainty_strategies(problem):
+    X, y = problem
+    lab, pool = y >= 0, np.flatnonzero(y < 0)
+    clf = LogisticRegression(C=0.5, max_iter=2000).fit(X[lab], y[lab])
+    picks = ralif.select(X, y, 6, strategy="margin", model=clf)
+    assert picks.tolist() == _smallest_margins(clf.predict_proba(X[pool]), pool, 6)
+
+
+@pytest.mark.parametrize("name", ["ralif", "isal", "bald"])
+def test_a_model_without_exact_influence_is_refused_before_fitting(problem, name):
+    X, y = problem
+    svc = SVC(kernel="linear", probability=True)
+    with pytest.raises(RalifInputError, match=r"influence needs .* got SVC"):
+        ralif.select(X, y, 5, strategy=name, model=svc)
+    assert not hasattr(svc, "classes_")  # refused before any fit
+    with pytest.raises(RalifInputError, match="got SVC"):
+        RALIF(head=svc).select(X, y, 5)
+
+
+def test_a_model_fitted_on_other_classes_is_refused(problem):
+    X, y = problem
+    lab = y >= 0
+    other = LinearHead(l2=0.1).fit(X[lab][:20], np.arange(20) % 2)
+    with pytest.raises(RalifInputError, match=r"fitted on classes \[0, 1\]"):
+        ralif.select(X, y, 5, strategy="margin", model=other)
+
+
+def test_a_torch_network_is_a_model_through_the_protocol(problem):
+    torch = require("torch")
+    X, y = problem
+    lab, pool = y >= 0, np.flatnonzero(y < 0)
+
+    class SoftmaxNet:
+        """A torch module behind fit/predict_proba: all a margin strategy asks for."""
+
+        def fit(self, X_, y_):
+            torch.manual_seed(0)
+            self.classes_ = np.unique(y_)
+            self.net = torch.nn.Linear(X_.shape[1], len(self.classes_)).double()
+            opt = torch.optim.LBFGS(self.net.parameters(), max_iter=50)
+            xt, yt = torch.from_numpy(X_), torch.from_numpy(np.searchsorted(self.classes_, y_))
+
+            def loss():
+                opt.zero_grad()
+                value = torch.nn.functional.cross_entropy(self.net(xt), yt)
+                value.backward()
+                return value
+
+            opt.step(loss)
+            return self
+
+        def predict_proba(self, X_):
+            with torch.no_grad():
+                return torch.softmax(self.net(torch.from_numpy(X_)), dim=1).numpy()
+
+    net = SoftmaxNet().fit(X[lab], y[lab])
+    picks = ralif.select(X, y, 6, strategy="margin", model=net)
+    assert picks.tolist() == _smallest_margins(net.predict_proba(X[pool]), pool, 6)
+    with pytest.raises(RalifInputError, match="influence needs"):
+        ralif.select(X, y, 6, strategy="ralif", model=net)
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_clone_and_set_params_round_trip_every_strategy(name):
+    strategy = make_strategy(name, random_state=3)
+    twin = clone(strategy)
+    assert twin is not strategy and twin.get_params() == strategy.get_params()
+    twin.set_params(random_state=11)
+    assert twin.get_params()["random_state"] == 11 and strategy.random_state == 3
+
+
+def test_nested_parameters_of_a_head_given_to_ralif_are_reached_by_set_params():
+    strategy = RALIF(head=LinearHead(l2=0.1), tau=2.0)
+    assert strategy.get_params(deep=True)["head__l2"] == 0.1
+    strategy.set_params(head__l2=0.5)
+    assert strategy.head.l2 == 0.5
+    assert clone(strategy).head.l2 == 0.5
+    assert repr(RALIF(tau=2.0)) == "RALIF(tau=2.0)"
+    assert clone(LinearHead(l2=0.3, fit_intercept=False)).get_params()["fit_intercept"] is False
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("bald", {"n_samples": 0}, r"BALD: n_samples must be an integer in \[1, inf\], got 0"),
+        ("ralif", {"tau": -1.0}, "RALIF: tau must be in"),
+        ("ralif", {"diversity": "spread-out"}, "RALIF: diversity must be one of"),
+        ("isal", {"damping": float("nan")}, "ISAL: damping must be in"),
+        ("margin", {"l2": "big"}, "Margin: l2 must be a non-negative number or 'auto'"),
+        ("typiclust", {"n_neighbors": 2.5}, "TypiClust: n_neighbors must be an integer"),
+    ],
+)
+def test_bad_hyper_parameters_are_named_before_any_work(
+    problem, monkeypatch, name, params, message
+):
+    X, y = problem
+    monkeypatch.setattr(LinearHead, "fit", lambda *a: pytest.fail("fitted before checking"))
+    with pytest.raises(RalifInputError, match=message):
+        ralif.select(X, y, 5, strategy=name, **params)
+
+
+def test_a_head_with_a_bad_ridge_is_left_unfitted():
+    head = LinearHead(l2=-1.0)
+    with pytest.raises(RalifInputError, match="l2 must be a non-negative number"):
+        head.fit(np.eye(2), [0, 1])
+    assert not hasattr(head, "classes_") and not hasattr(head, "coef_")
+
+
+def test_a_head_stopped_short_of_its_optimum_warns(digits):
+    X, y = digits
+    # No float64 gradient gets below 1e-30: the fit must stop at its cap and say so.
+    with pytest.warns(ConvergenceWarning, match="not at the optimum"):
+        LinearHead(l2=0.01, tol=1e-30, max_iter=3).fit(X[:200], y[:200])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LinearHead(l2=0.01).fit(X[:200], y[:200])
