@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from ralif import LinearHead, RalifInputError, influence_matrix
 from ralif._solve import solve_hessian_system
-from ralif.influence import pool_influence
+from ralif.influence import InfluenceSettings, pool_influence
 from tests.conftest import gaussian_blobs, require, standardized_digits
 
 
@@ -125,9 +125,8 @@ def test_vectorized_delta_equals_per_sample_autograd(damping, target, balanced):
     L, U = np.arange(40), np.arange(40, 120)
     l2 = 0.05
     head = LinearHead(l2=l2).fit(X[L], y[L])
-    ours = pool_influence(
-        head, X[L], y[L], X[U], target=target, damping=damping, balanced=balanced
-    ).delta
+    settings = InfluenceSettings(target=target, damping=damping, balanced=balanced)
+    ours = pool_influence(head, X[L], y[L], X[U], settings=settings).delta
 
     t = torch.float64
     XL, XU = torch.tensor(X[L], dtype=t), torch.tensor(X[U], dtype=t)

@@ -36,6 +36,50 @@ SOLVERS = ("auto", "cg", "cholesky")
 _BLOCK_BYTES = 8 << 20
 
 
+@dataclass(frozen=True)
+class InfluenceSettings:
+    """How influence is computed, checked once when built.
+
+    Attributes
+    ----------
+    target : {"pool", "all", "labeled", "entropy"}, default="pool"
+        The loss whose change is predicted: the pool's mean cross-entropy under the
+        head's pseudo labels, the same over labeled plus pool, the labeled items' (true
+        labels, as in ISAL), or the pool's expected log-loss under the head's own
+        predictive distribution.
+    damping : float, default=0.0
+        ``delta`` in ``(H + delta I)^{-1}``; 0 is the exact influence.
+    solver : {"auto", "cg", "cholesky"}, default="auto"
+        How the Hessian system is solved.
+    rescale_ridge : bool, default=False
+        Add the constant shift from the ridge being rescaled by ``(n+1)/n`` when the mean
+        is refitted over one more item.
+    confidence_weighted : bool, default=False
+        Weight each pool item's loss in the target by the head's confidence.
+    balanced : bool, default=False
+        Weight each pool item by the inverse frequency of its pseudo class (wins over
+        ``confidence_weighted``).
+    tol : float, default=1e-10
+        Relative residual at which conjugate gradients stop.
+    """
+
+    target: str = "pool"
+    damping: float = 0.0
+    solver: str = "auto"
+    rescale_ridge: bool = False
+    confidence_weighted: bool = False
+    balanced: bool = False
+    tol: float = 1e-10
+
+    def __post_init__(self) -> None:
+        check_choice(self.target, "target", TARGETS)
+        check_choice(self.solver, "solver", SOLVERS)
+        object.__setattr__(self, "damping", check_in_range(self.damping, "damping", 0.0, np.inf))
+        object.__setattr__(self, "tol", check_in_range(self.tol, "tol", 0.0, 1.0, low_open=True))
+        for name in ("rescale_ridge", "confidence_weighted", "balanced"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+
+
 @dataclass
 class PoolInfluence:
     """Everything one influence computation learns about the pool.
@@ -150,28 +194,27 @@ def pool_influence(
     y_labeled: np.ndarray,
     X: np.ndarray,
     rows: np.ndarray | None = None,
-    *,
-    target: str = "pool",
-    damping: float = 0.0,
-    solver: str = "auto",
-    rescale_ridge: bool = False,
-    confidence_weighted: bool = False,
-    balanced: bool = False,
-    tol: float = 1e-10,
+    settings: InfluenceSettings = InfluenceSettings(),
 ) -> PoolInfluence:
     """Influence of every (pool item, class) pair; inputs are trusted (see :func:`influence_matrix`).
 
     ``X[rows]`` is the pool (``rows=None``: all of ``X``); it is read in blocks, twice.
-    ``confidence_weighted`` weights each pool item's pseudo-label loss by the head's
-    confidence in it (a weighted mean), so that doubtful pseudo labels count less;
-    ``balanced`` weights it by the inverse frequency of its pseudo class. ``target=
-    "entropy"`` predicts the change of the pool's expected log-loss under the head's own
-    predictive distribution (an expected-error-reduction target, Roy & McCallum 2001)
-    instead of the pseudo-label loss.
+    ``settings.confidence_weighted`` weights each pool item's pseudo-label loss by the
+    head's confidence in it (a weighted mean), so that doubtful pseudo labels count
+    less; ``settings.balanced`` weights it by the inverse frequency of its pseudo class.
+    ``target="entropy"`` predicts the change of the pool's expected log-loss under the
+    head's own predictive distribution (an expected-error-reduction target, Roy &
+    McCallum 2001) instead of the pseudo-label loss.
     """
+    target = settings.target
     n = X_labeled.shape[0]
     proba, gW, gb, loss, n_target = _pool_proba_and_gradient(
-        head, X, rows, confidence_weighted, expected=target == "entropy", balanced=balanced
+        head,
+        X,
+        rows,
+        settings.confidence_weighted,
+        expected=target == "entropy",
+        balanced=settings.balanced,
     )
     curv = head.curvature(X_labeled)
     if target in ("all", "labeled"):
@@ -182,7 +225,9 @@ def pool_influence(
         else:
             gW, gb, loss, n_target = gW + lW, gb + lb, loss + lloss, n_target + n
     g = join_params(gW / n_target, gb / n_target if head.fit_intercept else None)
-    s, info = solve_hessian_system(curv, g, damping=damping, solver=solver, tol=tol)
+    s, info = solve_hessian_system(
+        curv, g, damping=settings.damping, solver=settings.solver, tol=settings.tol
+    )
     S_W, s_b = split_params(s, len(head.classes_), X.shape[1], head.fit_intercept)
     delta = np.empty_like(proba)
     S_W_x = S_W.astype(X.dtype)
@@ -191,7 +236,7 @@ def pool_influence(
         A = A.astype(np.float64) + (s_b if s_b is not None else 0.0)
         # -(1/n) (p - e_y)^T a  for every class y at once.
         delta[sl] = (A - (proba[sl] * A).sum(axis=1, keepdims=True)) / n
-    if rescale_ridge:
+    if settings.rescale_ridge:
         # Refitting the mean over n+1 items with the same l2 also scales the ridge by
         # (n+1)/n: a shift of -(l2/n) <W, S_W> shared by every pair.
         delta -= head.l2_ * float((head.coef_ * S_W).sum()) / n
@@ -269,17 +314,7 @@ def influence_matrix(
     unknown = np.setdiff1d(y_labeled, head.classes_)
     if len(unknown):
         raise RalifInputError(f"y_labeled holds classes the head does not know: {unknown.tolist()}")
-    check_choice(target, "target", TARGETS)
-    check_choice(solver, "solver", SOLVERS)
-    damping = check_in_range(damping, "damping", 0.0, np.inf)
-    return pool_influence(
-        head,
-        X_labeled,
-        y_labeled,
-        X_pool,
-        None,
-        target=target,
-        damping=damping,
-        solver=solver,
-        rescale_ridge=rescale_ridge,
-    ).delta
+    settings = InfluenceSettings(
+        target=target, damping=damping, solver=solver, rescale_ridge=rescale_ridge
+    )
+    return pool_influence(head, X_labeled, y_labeled, X_pool, None, settings).delta

@@ -11,7 +11,7 @@ from ralif._params import L2, CallableOrNone, Constraint, Integer, RandomState, 
 from ralif._softmax import logits, softmax_inplace
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
-from ralif.influence import pool_influence, row_blocks
+from ralif.influence import InfluenceSettings, pool_influence, row_blocks
 from ralif.posterior import laplace_samples, sample_heads
 from ralif.scores import entropy, least_confidence, margin, mutual_information
 from ralif.selectors import (
@@ -367,9 +367,8 @@ class ISAL(_ModelStrategy):
     def query(self, model, X, y, pool, budget, rng):
         labeled = np.flatnonzero(y >= 0)
         head = influence_head(model, X[labeled], y[labeled])
-        infl = pool_influence(
-            head, X[labeled], y[labeled], X, pool, target="labeled", damping=float(self.damping)
-        )
+        settings = InfluenceSettings(target="labeled", damping=self.damping)
+        infl = pool_influence(head, X[labeled], y[labeled], X, pool, settings)
         scores = infl.delta[np.arange(len(pool)), infl.proba.argmax(axis=1)]
         return pool[top_k(scores, budget, largest=False)], scores
 

@@ -11,7 +11,7 @@ from sklearn.base import clone
 from ralif._params import BOOLEAN, L2, Anything, Constraint, Either, Options, RandomState, Real
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
-from ralif.influence import SOLVERS, TARGETS, PoolInfluence, pool_influence
+from ralif.influence import SOLVERS, TARGETS, InfluenceSettings, PoolInfluence, pool_influence
 from ralif.scores import authors_score, influence_spread, margin, truncated_expectation
 from ralif.selectors import (
     candidate_set,
@@ -188,6 +188,17 @@ class RALIF(Strategy):
             return "kmeans++" if self.diversity else "none"
         return str(self.diversity)
 
+    def influence_settings(self) -> InfluenceSettings:
+        """The influence computation these parameters ask for."""
+        return InfluenceSettings(
+            target=self.target,
+            damping=self.damping,
+            solver=self.solver,
+            rescale_ridge=self.rescale_ridge,
+            confidence_weighted=self.confidence_weighted,
+            balanced=self.balanced_target,
+        )
+
     def default_model(self) -> object:
         """``head`` (a ``LinearHead`` refitted with its own settings, a fitted
         ``LogisticRegression`` taken as it is), else ``LinearHead(l2=l2)``."""
@@ -203,19 +214,7 @@ class RALIF(Strategy):
         head = influence_head(model, X_labeled, y_labeled)
         if self.l2_scale != 1.0:
             head = clone(head).set_params(l2=head.l2_ * self.l2_scale).fit(X_labeled, y_labeled)
-        infl = pool_influence(
-            head,
-            X_labeled,
-            y_labeled,
-            X,
-            pool,
-            target=self.target,
-            damping=float(self.damping),
-            solver=self.solver,
-            rescale_ridge=bool(self.rescale_ridge),
-            confidence_weighted=bool(self.confidence_weighted),
-            balanced=bool(self.balanced_target),
-        )
+        infl = pool_influence(head, X_labeled, y_labeled, X, pool, self.influence_settings())
         scores = self._score(infl)
         fraction = self.candidate_fraction
         if self.candidate_multiple is not None:
