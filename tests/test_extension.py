@@ -269,3 +269,46 @@ def test_a_head_stopped_short_of_its_optimum_warns(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         LinearHead(l2=0.01).fit(X[:200], y[:200])
+
+
+def test_cli_select_takes_l2_for_margin_and_refuses_tau(tmp_path, problem, capsys):
+    from ralif.cli import main
+
+    X, y = problem
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    files = ["--features", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]
+    args = ["select", *files, "--budget", "4", "--strategy", "margin", "--l2", "0.1"]
+    assert main(args) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[1:]
+    want = ralif.select(X, y, 4, strategy="margin", l2=0.1, random_state=0)
+    assert [int(r.split(",")[0]) for r in rows] == want.tolist()
+    assert main([*args, "--tau", "2"]) == 2
+    assert (
+        capsys.readouterr().err.strip() == "ralif: error: --tau does not apply to strategy margin"
+    )
+
+
+def test_session_next_follows_the_same_option_rule_as_select():
+    from ralif.cli import _strategy_params, build_parser
+
+    parser = build_parser()
+    for command in (["select", "--features", "f", "--labels", "l"], ["session", "next"]):
+        args = parser.parse_args([*command, "--budget", "3", "--strategy", "margin", "--tau", "2"])
+        with pytest.raises(RalifInputError, match="--tau does not apply to strategy margin"):
+            _strategy_params(args, args.strategy)
+        args = parser.parse_args([*command, "--budget", "3", "--strategy", "margin", "--l2", "0.5"])
+        assert _strategy_params(args, args.strategy) == {"l2": 0.5}
+
+
+def test_cli_bench_runs_a_strategy_named_module_colon_class(tmp_path, capsys):
+    from ralif.cli import main
+
+    X, y = gaussian_blobs(n=300, d=5, C=3, sep=1.2, seed=8)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    spec = "tests.test_extension:SmallestMargin"
+    sizes = ["--seeds", "1", "--rounds", "1", "--init", "15", "--budget", "5", "--l2", "0.1"]
+    data = ["--dataset", str(tmp_path / "d.npz"), "--strategies", f"{spec},random"]
+    code = main(["bench", *data, *sizes, "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 0
+    assert spec in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The ``ralif`` command line: ``ralif select`` and ``ralif demo``.
+"""The ``ralif`` command line: select, demo, bench, report, embed-text, session and serve.
 
 Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem).
 """
@@ -23,7 +23,7 @@ from ralif.io import (
     save_npz,
     write_csv,
 )
-from ralif.strategies import STRATEGIES, make_strategy
+from ralif.strategies import STRATEGIES, make_strategy, strategy_class
 
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool ended by SIGPIPE
@@ -360,17 +360,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ralif_params(args: argparse.Namespace) -> dict[str, object]:
-    names = {
-        "l2": "l2",
-        "tau": "tau",
-        "candidate_fraction": "candidate_fraction",
-        "score": "score",
-        "target": "target",
-        "damping": "damping",
-        "candidates": "candidates",
-    }
-    return {k: getattr(args, a) for a, k in names.items() if getattr(args, a, None) is not None}
+_STRATEGY_OPTIONS = ("l2", "tau", "candidate_fraction", "score", "target", "damping", "candidates")
+"""Strategy parameters the command line sets (``--candidate-fraction`` for ``candidate_fraction``)."""
+
+
+def _strategy_params(args: argparse.Namespace, strategy: str = "ralif") -> dict[str, object]:
+    """The strategy options given, refused when the strategy does not take them.
+
+    The same rule for every command: an option applies to the strategies that have that
+    parameter (``--l2`` to every model-based one, ``--tau`` to RALIF's), never silently
+    dropped.
+    """
+    given = {k: getattr(args, k) for k in _STRATEGY_OPTIONS if getattr(args, k, None) is not None}
+    takes = set(strategy_class(strategy)[0]._get_param_names())
+    foreign = sorted(set(given) - takes)
+    if foreign:
+        shown = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        verb = "does" if len(foreign) == 1 else "do"
+        raise RalifInputError(f"{shown} {verb} not apply to strategy {strategy}")
+    return given
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
@@ -382,11 +390,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     X = load_features(args.features, n_rows=len(y) if y.ndim else None)
     X = check_features(X, f"features ({args.features})")
     y = check_labels(y, X.shape[0], f"labels ({args.labels})")
-    params = _ralif_params(args)
-    if params and args.strategy != "ralif":
-        raise RalifInputError(
-            f"options {', '.join(sorted(params))} apply to the ralif strategy only"
-        )
+    params = _strategy_params(args, args.strategy)
     strategy = make_strategy(args.strategy, random_state=args.seed, **params)
     picks = strategy.select(X, y, args.budget)
     position = np.searchsorted(strategy.pool_index_, picks)
@@ -410,7 +414,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from ralif.demo import run_demo
 
-    run_demo(n_labeled=args.labeled, budget=args.budget, seed=args.seed, **_ralif_params(args))
+    run_demo(n_labeled=args.labeled, budget=args.budget, seed=args.seed, **_strategy_params(args))
     return 0
 
 
@@ -549,7 +553,7 @@ def _session_command(args: argparse.Namespace) -> int:
         return 0
     with open_session(args.db) as s:
         if args.session_command == "next":
-            params = _ralif_params(args) if args.strategy.startswith("ralif") else {}
+            params = _strategy_params(args, args.strategy)
             rid, picks = wf.next_batch(
                 s, args.budget, args.strategy, args.seed, force=args.force, **params
             )

@@ -1,6 +1,8 @@
-"""A demonstration query on scikit-learn's digits, printed as a table."""
+"""A demonstration query on scikit-learn's digits: computed, then printed as a table."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,8 +30,38 @@ def _accuracy(X_train, y_train, X_test, y_test, l2) -> float:
     return float((head.predict(X_test) == y_test).mean())
 
 
-def run_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: object) -> dict:
-    """Label a few digits, ask RALIF for the next ``budget``, and print what and why.
+@dataclass
+class Demo:
+    """One demonstration query and what it led to.
+
+    Attributes
+    ----------
+    strategy : RALIF
+        After its query (``head_``, ``influence_``, ``candidates_``, ``scores_``).
+    picks : ndarray
+        Indices of the picked items (into the pool ``X``).
+    y_true : ndarray
+        True labels of the pool.
+    n_labeled, n_test, budget : int
+    accuracy_before, accuracy_ralif : float
+        Held-out accuracy of the head on the labeled items, and with the picks added.
+    accuracy_random : ndarray
+        The same with ``budget`` random picks instead, for 20 draws.
+    """
+
+    strategy: RALIF
+    picks: np.ndarray
+    y_true: np.ndarray
+    n_labeled: int
+    n_test: int
+    budget: int
+    accuracy_before: float
+    accuracy_ralif: float
+    accuracy_random: np.ndarray
+
+
+def compute_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: object) -> Demo:
+    """Label a few digits, ask RALIF for the next ``budget``, and measure the gain.
 
     Parameters
     ----------
@@ -44,8 +76,7 @@ def run_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: obj
 
     Returns
     -------
-    summary : dict
-        The picks and the held-out accuracies printed at the end.
+    Demo
     """
     from sklearn.datasets import load_digits
 
@@ -64,23 +95,44 @@ def run_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: obj
 
     strategy = RALIF(random_state=seed, **params)
     picks = strategy.select(X, y, budget)
+    l2 = strategy.head_.l2_
+    base = _accuracy(X[labeled], y_true[labeled], X_test, y_test, l2)
+    with_picks = np.r_[labeled, picks]
+    acc_ralif = _accuracy(X[with_picks], y_true[with_picks], X_test, y_test, l2)
+    pool = strategy.pool_index_
+    acc_random = np.array(
+        [
+            _accuracy(X[idx], y_true[idx], X_test, y_test, l2)
+            for idx in (np.r_[labeled, rng.choice(pool, budget, replace=False)] for _ in range(20))
+        ]
+    )
+    return Demo(
+        strategy, picks, y_true, len(labeled), len(test), budget, base, acc_ralif, acc_random
+    )
+
+
+def format_demo(demo: Demo) -> str:
+    """The demonstration as the text ``ralif demo`` prints."""
+    strategy, picks, y_true, budget = demo.strategy, demo.picks, demo.y_true, demo.budget
     head, infl = strategy.head_, strategy.influence_
     pos = np.searchsorted(strategy.pool_index_, picks)
     cand_rank = {int(c): r for r, c in enumerate(strategy.candidates_, start=1)}
     proba = infl.proba[pos]
     kept = kept_classes(proba, strategy.tau)
-
-    print("RALIF demonstration on scikit-learn's digits (8x8 images, 10 classes, 64 features)")
-    print(
-        f"  labeled {len(labeled)}, pool {len(strategy.pool_index_)}, held-out test {len(test)}, budget {budget}"
-    )
+    lines = [
+        "RALIF demonstration on scikit-learn's digits (8x8 images, 10 classes, 64 features)",
+        f"  labeled {demo.n_labeled}, pool {len(strategy.pool_index_)}, held-out test "
+        f"{demo.n_test}, budget {budget}",
+    ]
     cv = f" (chosen by {head.cv}-fold cross-validation)" if head.cv_log_loss_ else ""
-    print(f"  head: l2 = {head.l2_:g}{cv}, gradient norm at the optimum {head.grad_norm_:.1e}")
-    print(
+    lines.append(
+        f"  head: l2 = {head.l2_:g}{cv}, gradient norm at the optimum {head.grad_norm_:.1e}"
+    )
+    lines.append(
         f"  target loss L_T (pool, pseudo labels) = {infl.target_loss:.4f}; "
         f"H^-1 g by {infl.solve.solver} (residual {infl.solve.residual:.1e})"
     )
-    print(
+    lines.append(
         f"  candidates: the {len(strategy.candidates_)} pool items with the largest predicted loss drop"
         + (
             " among the most uncertain (smallest margin)"
@@ -89,40 +141,43 @@ def run_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: obj
         )
         + "; the batch is drawn from them by k-means++"
     )
-    print()
+    lines.append("")
     head_row = f"{'pick':>4}  {'item':>5}  {'true':>4}  {'pseudo':>6}  {'p(pseudo)':>9}  {'kept labels':<12}  {'E(z)':>10}  {'cand. rank':>10}"
-    print(head_row)
-    print("-" * len(head_row))
+    lines += [head_row, "-" * len(head_row)]
     for k, (i, p, m, s) in enumerate(
         zip(picks, proba, kept, strategy.scores_[pos], strict=True), start=1
     ):
         pseudo = head.classes_[p.argmax()]
         labels = ",".join(str(c) for c in head.classes_[m])
-        print(
+        lines.append(
             f"{k:>4}  {i:>5}  {y_true[i]:>4}  {pseudo:>6}  {p.max():>9.3f}  {labels:<12}  {s:>10.4g}  {cand_rank[int(pos[k - 1])]:>10}"
         )
-    print()
-    print("E(z): predicted change of the mean pool loss if z were labeled (negative = drop),")
-    print("averaged over the labels the model finds likely (p > tau/C), by influence functions.")
-
-    l2 = head.l2_
-    base = _accuracy(X[labeled], y_true[labeled], X_test, y_test, l2)
-    with_picks = np.r_[labeled, picks]
-    acc_ralif = _accuracy(X[with_picks], y_true[with_picks], X_test, y_test, l2)
-    pool = strategy.pool_index_
-    acc_random = [
-        _accuracy(X[idx], y_true[idx], X_test, y_test, l2)
-        for idx in (np.r_[labeled, rng.choice(pool, budget, replace=False)] for _ in range(20))
+    lines += [
+        "",
+        "E(z): predicted change of the mean pool loss if z were labeled (negative = drop),",
+        "averaged over the labels the model finds likely (p > tau/C), by influence functions.",
+        "",
+        f"held-out accuracy with {demo.n_labeled} labels: {demo.accuracy_before:.3f}",
+        f"  + these {budget} picks:            {demo.accuracy_ralif:.3f}",
+        f"  + {budget} random picks (mean of 20): {demo.accuracy_random.mean():.3f} +- "
+        f"{demo.accuracy_random.std():.3f}",
     ]
-    print()
-    print(f"held-out accuracy with {len(labeled)} labels: {base:.3f}")
-    print(f"  + these {budget} picks:            {acc_ralif:.3f}")
-    print(
-        f"  + {budget} random picks (mean of 20): {np.mean(acc_random):.3f} +- {np.std(acc_random):.3f}"
-    )
+    return "\n".join(lines)
+
+
+def run_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: object) -> dict:
+    """Compute the demonstration (:func:`compute_demo`) and print it (:func:`format_demo`).
+
+    Returns
+    -------
+    summary : dict
+        The picks and the held-out accuracies printed at the end.
+    """
+    demo = compute_demo(n_labeled, budget, seed, **params)
+    print(format_demo(demo))
     return {
-        "picks": picks,
-        "accuracy_before": base,
-        "accuracy_ralif": acc_ralif,
-        "accuracy_random": float(np.mean(acc_random)),
+        "picks": demo.picks,
+        "accuracy_before": demo.accuracy_before,
+        "accuracy_ralif": demo.accuracy_ralif,
+        "accuracy_random": float(demo.accuracy_random.mean()),
     }
