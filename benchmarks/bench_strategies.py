@@ -21,9 +21,7 @@ import numpy as np
 
 from ralif.data import load_dataset
 from ralif.loop import initial_labeled_set
-from ralif.strategies import STRATEGIES, make_strategy
-
-NO_HEAD = ("random", "coreset", "typiclust")
+from ralif.strategies import STRATEGIES, make_strategy, strategy_class
 
 
 def main() -> None:
@@ -31,8 +29,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--repeats", type=int, default=3)
-    # bald_mc and entropy_mc need a network: see bench_encoders.py and the deep scenario.
-    default = [s for s in STRATEGIES if s not in ("bald_mc", "entropy_mc")]
+    # Those that need a network (MC dropout): see bench_encoders.py and the deep scenario.
+    default = [s for s, (cls, _) in STRATEGIES.items() if not cls.needs_network]
     ap.add_argument("--strategies", default=",".join(default))
     args = ap.parse_args()
     data = load_dataset("fashion-mnist")
@@ -50,7 +48,7 @@ def main() -> None:
             init = initial_labeled_set(len(data.y), n_labeled, seed=0)
             y = np.full(len(data.y), -1)
             y[init] = data.y[init]
-            params = {} if name in NO_HEAD else {"l2": 0.01}
+            params = {"l2": 0.01} if strategy_class(name)[0].needs_model else {}
             times = []
             for r in range(args.repeats):
                 strategy = make_strategy(name, random_state=r, **params)

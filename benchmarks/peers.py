@@ -29,7 +29,7 @@ import numpy as np
 from ralif.bench.report import aubc
 from ralif.data import Dataset, load_dataset
 from ralif.loop import initial_labeled_set, run_rounds
-from ralif.strategies import make_strategy
+from ralif.strategies import make_strategy, strategy_class
 from ralif.strategies.base import Strategy
 
 PAIRS = {  # ours -> scikit-activeml's
@@ -132,7 +132,7 @@ def main() -> None:
             make_strategy(
                 name,
                 random_state=0,
-                **({"l2": 0.01} if name not in ("random", "coreset", "typiclust") else {}),
+                **({"l2": 0.01} if strategy_class(name)[0].needs_model else {}),
             ),
             data.X,
             y,
