@@ -239,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", required=True, help="output .npz")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"session database (default ${SESSION_ENV} or {DEFAULT_DB_NAME})",
+    )
     session = sub.add_parser(
         "session",
         help="a durable labeling session (init, next, import-labels, status, export, backup, "
@@ -262,12 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DB,
         help=f"session database to create (default ${SESSION_ENV} or {DEFAULT_DB_NAME})",
     )
-    s_next = ssub.add_parser("next", help="pick and record the next batch")
-    s_next.add_argument(
-        "--db",
-        default=DEFAULT_DB,
-        help="session database (default $RALIF_SESSION or ralif-session.db)",
-    )
+    s_next = ssub.add_parser("next", help="pick and record the next batch", parents=[db])
     s_next.add_argument("--budget", type=int, required=True)
     s_next.add_argument("--strategy", default="ralif", choices=sorted(STRATEGIES))
     s_next.add_argument("--seed", type=int, default=None)
@@ -278,70 +279,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ralif_options(s_next)
     s_imp = ssub.add_parser(
-        "import-labels", help="import labels from a CSV with columns item,label"
+        "import-labels", help="import labels from a CSV with columns item,label", parents=[db]
     )
     s_imp.add_argument("labels", help="CSV file")
-    s_imp.add_argument(
-        "--db",
-        default=DEFAULT_DB,
-        help="session database (default $RALIF_SESSION or ralif-session.db)",
-    )
     s_imp.add_argument("--who", default="import", help="who gave these labels")
     s_imp.add_argument(
         "--held-out", action="store_true", help="these labels form the held-out evaluation set"
     )
-    s_stat = ssub.add_parser(
-        "status", help="progress, per-class counts, learning curve on held-out labels"
+    ssub.add_parser(
+        "status", help="progress, per-class counts, learning curve on held-out labels", parents=[db]
     )
-    s_stat.add_argument(
-        "--db",
-        default=DEFAULT_DB,
-        help="session database (default $RALIF_SESSION or ralif-session.db)",
-    )
-    s_exp = ssub.add_parser("export", help="write the current labels")
-    s_exp.add_argument(
-        "--db",
-        default=DEFAULT_DB,
-        help="session database (default $RALIF_SESSION or ralif-session.db)",
-    )
+    s_exp = ssub.add_parser("export", help="write the current labels", parents=[db])
     s_exp.add_argument("--format", choices=("csv", "parquet"), default="csv")
     s_exp.add_argument(
         "--with-items", action="store_true", help="add the path and text columns of each item"
     )
     s_exp.add_argument("--out", required=True)
     s_bak = ssub.add_parser(
-        "backup", help="a complete copy of the session, safe while it is being served"
-    )
-    s_bak.add_argument(
-        "--db",
-        default=DEFAULT_DB,
-        help="session database (default $RALIF_SESSION or ralif-session.db)",
+        "backup", help="a complete copy of the session, safe while it is being served", parents=[db]
     )
     s_bak.add_argument("--out", required=True, help="the copy to create (never overwritten)")
     for name, text in (
         ("close", "close a batch: its items still waiting go back to the pool"),
         ("reopen", "reopen a closed batch"),
     ):
-        s_round = ssub.add_parser(name, help=text)
+        s_round = ssub.add_parser(name, help=text, parents=[db])
         s_round.add_argument("round", type=int, help="the round number (see session status)")
-        s_round.add_argument(
-            "--db",
-            default=DEFAULT_DB,
-            help="session database (default $RALIF_SESSION or ralif-session.db)",
-        )
-    s_cls = ssub.add_parser("add-class", help="add classes to a session")
+    s_cls = ssub.add_parser("add-class", help="add classes to a session", parents=[db])
     s_cls.add_argument("names", nargs="+", help="the new class names")
-    s_cls.add_argument(
-        "--db",
-        default=DEFAULT_DB,
-        help="session database (default $RALIF_SESSION or ralif-session.db)",
-    )
 
-    serve = sub.add_parser("serve", help="a local web page for labeling the current batch")
-    serve.add_argument(
-        "--db",
-        default=DEFAULT_DB,
-        help="session database (default $RALIF_SESSION or ralif-session.db)",
+    serve = sub.add_parser(
+        "serve", help="a local web page for labeling the current batch", parents=[db]
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument(
