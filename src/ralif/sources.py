@@ -1,0 +1,607 @@
+"""Pools read in blocks, never whole: memory-mapped ``.npy`` shards, Parquet, array-likes.
+
+A streamed query (:mod:`ralif.streaming`) reads the pool twice, block by block, and then
+a few rows by index (the labeled items, the candidates). A :class:`PoolSource` offers
+exactly that, and checks what it reads: every block is refused with a message naming
+its shard when it holds NaN or inf, shards must share one width, and a pool that changes
+between the passes (a shard rewritten, grown, removed) is refused by comparing each
+shard's size, modification time and inode with those seen when it was opened.
+
+Sources
+-------
+* a path to one ``.npy`` file (memory-mapped), a folder of ``.npy`` shards, or a glob
+  such as ``'shards/*.npy'``: shards are taken in name order;
+* a ``.parquet`` file or a folder of them (numeric columns, or one fixed-size list
+  column), read through ``pyarrow.dataset``;
+* in Python, any array-like with ``shape``, ``dtype`` and row slicing (``np.memmap``,
+  ``h5py`` datasets, zarr arrays), or a ``dask.array``.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import itertools
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ralif._validation import RalifInputError
+from ralif.io import _read_npy_header, _refuse_pickled
+
+DEFAULT_BLOCK_BYTES = 32 << 20
+"""Bytes of pool features read per block unless told otherwise."""
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One file of a sharded pool: where it is, its rows in the pool, how it looked.
+
+    ``stamp`` is ``(size, mtime_ns, inode)`` when the shard was first opened; a later
+    read compares it with the file as it is then.
+    """
+
+    path: str
+    start: int
+    stop: int
+    stamp: tuple[int, int, int]
+
+
+def _stamp(path: str) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
+
+
+def check_shard_unchanged(shard: Shard) -> None:
+    """Refuse a shard that is gone or differs from when the pool was opened."""
+    try:
+        now = _stamp(shard.path)
+    except FileNotFoundError:
+        raise RalifInputError(
+            f"pool shard {shard.path} is missing: it was removed after the pool was opened"
+        ) from None
+    except OSError as exc:
+        raise RalifInputError(f"cannot read pool shard {shard.path}: {exc.strerror}") from None
+    if now != shard.stamp:
+        raise RalifInputError(
+            f"pool shard {shard.path} changed while the pool was being read (size or "
+            "modification time differs from the first pass); run the query again on a "
+            "pool that is not being written"
+        )
+
+
+def checked_block(block: np.ndarray, where: str, first_row: int, width: int) -> np.ndarray:
+    """A block as float32/float64 rows of ``width`` finite values, else an error naming ``where``.
+
+    ``first_row`` is the row of the pool (and of ``where``) the block starts at, so the
+    message can name the rows.
+    """
+    arr = np.asarray(block)
+    if arr.dtype.kind not in "fiub":
+        raise RalifInputError(f"{where} must be numeric, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise RalifInputError(
+            f"{where} has rows of shape {arr.shape[1:]} but the pool has {width} features"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        energy = np.einsum("ij,ij->j", arr, arr)
+    if not np.isfinite(energy).all():
+        rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
+        if len(rows):
+            shown = ", ".join(str(int(r) + first_row) for r in rows[:10])
+            more = f", ... ({len(rows)} rows)" if len(rows) > 10 else ""
+            kind = "NaN" if np.isnan(arr[rows[:100]]).any() else "inf"
+            raise RalifInputError(f"{where} contains {kind} in rows [{shown}{more}]")
+        raise RalifInputError(f"{where} has values too large to compute with; rescale the features")
+    return arr
+
+
+class PoolSource:
+    """Rows of a pool, read in blocks or by index; never the whole pool at once.
+
+    Attributes
+    ----------
+    n_rows : int
+        Items in the pool.
+    n_features : int
+        Features per item.
+    dtype : numpy.dtype
+        The dtype blocks come in (float32 or float64).
+    name : str
+        What the pool is, for messages.
+    """
+
+    n_rows: int
+    n_features: int
+    dtype: np.dtype
+    name: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_rows, n_features)``."""
+        return (self.n_rows, self.n_features)
+
+    def partitions(self, block_rows: int) -> list[tuple[int, int]]:
+        """``(start, stop)`` row ranges of at most ``block_rows`` rows, in order; a range
+        never crosses a shard boundary."""
+        out = []
+        for lo, hi in self._pieces():
+            out.extend((s, min(hi, s + block_rows)) for s in range(lo, hi, block_rows))
+        return out
+
+    def _pieces(self) -> list[tuple[int, int]]:
+        return [(0, self.n_rows)]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` (within one partition), checked."""
+        raise NotImplementedError
+
+    def blocks(self, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first row, block)`` over the whole pool, in order."""
+        for start, stop in self.partitions(block_rows):
+            yield start, self.read(start, stop)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at ``rows`` (any order, no repeats needed), checked; ``len(rows) x d``."""
+        rows = np.asarray(rows, dtype=np.intp)
+        out = np.empty((len(rows), self.n_features), dtype=self.dtype)
+        if len(rows) == 0:
+            return out
+        if rows.min() < 0 or rows.max() >= self.n_rows:
+            raise RalifInputError(f"row indices outside the pool of {self.n_rows} rows")
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        for lo, hi in self._pieces():
+            a, b = np.searchsorted(sorted_rows, [lo, hi])
+            if a < b:
+                out[order[a:b]] = self._take_piece(lo, hi, sorted_rows[a:b])
+        return out
+
+    def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def check_unchanged(self) -> None:
+        """Refuse a pool that changed since it was opened (nothing to check by default)."""
+
+    def block_rows_for(self, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
+        """Rows per block so that one block is about ``block_bytes``."""
+        return max(1, block_bytes // max(1, self.n_features * self.dtype.itemsize))
+
+
+class NpyShards(PoolSource):
+    """A pool stored as ``.npy`` files with the same width, memory-mapped, in name order.
+
+    Parameters
+    ----------
+    paths : list of path-like
+        The shards, in pool order.
+    name : str, optional
+        How to call the pool in messages.
+    """
+
+    def __init__(self, paths: list[str | os.PathLike], name: str | None = None) -> None:
+        if not paths:
+            raise RalifInputError(f"no .npy shards found for the pool {name or ''}".strip())
+        shards, maps = [], []
+        width = dtype = None
+        start = 0
+        for raw in paths:
+            path = str(raw)
+            p = Path(path)
+            if not p.exists():
+                raise RalifInputError(f"pool shard {path} is missing (file not found)")
+            if not p.is_file():
+                raise RalifInputError(f"pool shard {path} is not a regular file")
+            try:
+                with open(p, "rb") as fh:
+                    shape, dt, header = _read_npy_header(fh, f"pool shard {path}")
+                    stamp = _stamp(path)
+            except OSError as exc:
+                raise RalifInputError(f"cannot read pool shard {path}: {exc.strerror}") from None
+            _refuse_pickled(dt, f"pool shard {path}")
+            if dt.kind not in "fiub":
+                raise RalifInputError(f"pool shard {path} must be numeric, got dtype {dt}")
+            if len(shape) != 2:
+                raise RalifInputError(
+                    f"pool shard {path} must be 2-D (rows, features), got shape {shape}"
+                )
+            if width is None:
+                width, dtype = shape[1], dt
+            elif shape[1] != width:
+                raise RalifInputError(
+                    f"pool shard {path} has {shape[1]} features but {shards[0].path} has {width}"
+                )
+            if shape[1] == 0:
+                raise RalifInputError(f"pool shard {path} has no feature columns")
+            need = header + shape[0] * shape[1] * dt.itemsize
+            if stamp[0] < need:
+                raise RalifInputError(
+                    f"pool shard {path} is truncated: its header announces {shape} ({dt}) "
+                    f"but the file has {stamp[0]} bytes"
+                )
+            if dt != dtype:
+                dtype = np.result_type(dtype, dt)
+            shards.append(Shard(path, start, start + shape[0], stamp))
+            maps.append(None)
+            start += shape[0]
+        if start == 0:
+            raise RalifInputError(f"the pool {name or paths[0]} has no rows")
+        self.shards = shards
+        self._maps = maps
+        self.n_rows = start
+        self.n_features = int(width)
+        self.dtype = np.dtype(dtype) if dtype in (np.float32, np.float64) else np.dtype(np.float64)
+        self.name = name or (shards[0].path if len(shards) == 1 else f"{len(shards)} .npy shards")
+
+    def __getstate__(self) -> dict:
+        # Memory maps stay behind: a worker process opens the files itself.
+        return {**self.__dict__, "_maps": [None] * len(self.shards)}
+
+    def _pieces(self) -> list[tuple[int, int]]:
+        return [(s.start, s.stop) for s in self.shards]
+
+    def _shard_of(self, row: int) -> int:
+        starts = [s.start for s in self.shards]
+        return int(np.searchsorted(starts, row, side="right") - 1)
+
+    def _map(self, k: int) -> np.ndarray:
+        if self._maps[k] is None:
+            shard = self.shards[k]
+            check_shard_unchanged(shard)
+            try:
+                self._maps[k] = np.load(shard.path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError) as exc:
+                raise RalifInputError(f"cannot read pool shard {shard.path}: {exc}") from None
+        return self._maps[k]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        k = self._shard_of(start)
+        shard = self.shards[k]
+        mm = self._map(k)
+        block = mm[start - shard.start : stop - shard.start]
+        where = f"pool shard {shard.path}"
+        return checked_block(block, where, start - shard.start, self.n_features).astype(
+            self.dtype, copy=False
+        )
+
+    def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
+        k = self._shard_of(lo)
+        shard = self.shards[k]
+        block = self._map(k)[rows - shard.start]
+        where = f"pool shard {shard.path}"
+        return checked_block(block, where, 0, self.n_features).astype(self.dtype, copy=False)
+
+    def check_unchanged(self) -> None:
+        for shard in self.shards:
+            check_shard_unchanged(shard)
+
+    def release(self) -> None:
+        """Drop the memory maps (they are opened again when needed)."""
+        self._maps = [None] * len(self.shards)
+
+
+def _numbered_gaps(paths: list[str]) -> str | None:
+    """The first missing number when every shard is named ``<prefix><number><suffix>``."""
+    pattern = re.compile(r"^(.*?)(\d+)(\D*)$")
+    parts = [pattern.match(os.path.basename(p)) for p in paths]
+    if len(paths) < 2 or not all(parts):
+        return None
+    stems = {(m.group(1), m.group(3)) for m in parts}
+    if len(stems) != 1:
+        return None
+    numbers = sorted(int(m.group(2)) for m in parts)
+    width = len(parts[0].group(2))
+    for a, b in itertools.pairwise(numbers):
+        if b != a + 1:
+            prefix, suffix = stems.pop()
+            folder = os.path.dirname(paths[0])
+            return os.path.join(folder, f"{prefix}{a + 1:0{width}d}{suffix}")
+    return None
+
+
+class ParquetPool(PoolSource):
+    """A pool in Parquet files read through ``pyarrow.dataset``, one file at a time.
+
+    The features are every column (all numeric), or the one column holding fixed-size
+    lists of numbers. Files are taken in name order.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.parquet`` file or a folder of them.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        try:
+            import pyarrow as pa
+            import pyarrow.dataset as pads
+        except ImportError:
+            raise RalifInputError(
+                "reading .parquet needs pyarrow: pip install 'ralif[parquet]'"
+            ) from None
+        self._pa = pa
+        p = Path(path)
+        if p.is_dir():
+            files = sorted(str(f) for f in p.glob("*.parquet"))
+        else:
+            files = [str(p)]
+        if not files:
+            raise RalifInputError(f"no .parquet files in {p}")
+        try:
+            dataset = pads.dataset(files, format="parquet")
+            schema = dataset.schema
+        except Exception as exc:  # pyarrow raises several unrelated types for bad files
+            raise RalifInputError(f"cannot read the Parquet pool {p}: {exc}") from None
+        types = [schema.field(i).type for i in range(len(schema))]
+        if len(types) == 1 and pa.types.is_fixed_size_list(types[0]):
+            self._list_column = schema.names[0]
+            width, value = types[0].list_size, types[0].value_type
+            kinds = [value]
+        else:
+            self._list_column = None
+            width, kinds = len(types), types
+        for name, t in zip(schema.names, kinds, strict=False):
+            if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
+                raise RalifInputError(
+                    f"Parquet pool {p}: column {name!r} is not numeric ({t}); the features "
+                    "must be numeric columns or one fixed-size list column"
+                )
+        if width == 0:
+            raise RalifInputError(f"Parquet pool {p} has no feature columns")
+        shards, start = [], 0
+        for f in files:
+            try:
+                import pyarrow.parquet as pq
+
+                n = pq.read_metadata(f).num_rows
+            except Exception as exc:
+                raise RalifInputError(f"cannot read Parquet file {f} (corrupt): {exc}") from None
+            shards.append(Shard(f, start, start + n, _stamp(f)))
+            start += n
+        self.shards = shards
+        self.n_rows = start
+        self.n_features = int(width)
+        all_f32 = all(pa.types.is_float32(t) for t in kinds)
+        self.dtype = np.dtype(np.float32 if all_f32 else np.float64)
+        self.name = str(p)
+        if self.n_rows == 0:
+            raise RalifInputError(f"the Parquet pool {p} has no rows")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_pa"}
+
+    def __setstate__(self, state: dict) -> None:
+        import pyarrow as pa
+
+        self.__dict__.update(state)
+        self._pa = pa
+
+    def _pieces(self) -> list[tuple[int, int]]:
+        return [(s.start, s.stop) for s in self.shards]
+
+    def _table_rows(self, shard: Shard, rows: np.ndarray | None, lo: int = 0, hi: int = 0):
+        import pyarrow.parquet as pq
+
+        check_shard_unchanged(shard)
+        try:
+            pf = pq.ParquetFile(shard.path)
+            if rows is None:
+                table = _read_row_range(pf, lo, hi)
+            else:
+                table = _read_row_range(pf, int(rows.min()), int(rows.max()) + 1)
+                table = table.take(self._pa.array(rows - rows.min()))
+        except RalifInputError:
+            raise
+        except Exception as exc:
+            raise RalifInputError(f"cannot read Parquet file {shard.path}: {exc}") from None
+        return table
+
+    def _to_numpy(self, table, shard: Shard) -> np.ndarray:
+        where = f"Parquet file {shard.path}"
+        if self._list_column is not None:
+            col = table.column(0).combine_chunks()
+            if col.null_count:
+                raise RalifInputError(f"{where} has missing feature lists")
+            flat = col.flatten().to_numpy(zero_copy_only=False)
+            return flat.reshape(len(col), self.n_features)
+        cols = [c.to_numpy(zero_copy_only=False) for c in table.columns]
+        dt = self.dtype
+        return np.column_stack([np.asarray(c, dtype=dt) for c in cols])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        k = int(np.searchsorted([s.start for s in self.shards], start, side="right") - 1)
+        shard = self.shards[k]
+        lo, hi = start - shard.start, stop - shard.start
+        arr = self._to_numpy(self._table_rows(shard, None, lo, hi), shard)
+        return checked_block(arr, f"Parquet file {shard.path}", lo, self.n_features).astype(
+            self.dtype, copy=False
+        )
+
+    def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
+        k = int(np.searchsorted([s.start for s in self.shards], lo, side="right") - 1)
+        shard = self.shards[k]
+        arr = self._to_numpy(self._table_rows(shard, rows - shard.start), shard)
+        return checked_block(arr, f"Parquet file {shard.path}", 0, self.n_features).astype(
+            self.dtype, copy=False
+        )
+
+    def check_unchanged(self) -> None:
+        for shard in self.shards:
+            check_shard_unchanged(shard)
+
+
+def _read_row_range(pf, lo: int, hi: int):
+    """Rows ``lo:hi`` of a Parquet file, reading only the row groups that hold them."""
+    import pyarrow as pa
+
+    meta = pf.metadata
+    groups, first, start = [], None, 0
+    for g in range(meta.num_row_groups):
+        n = meta.row_group(g).num_rows
+        if start < hi and start + n > lo:
+            groups.append(g)
+            if first is None:
+                first = start
+        start += n
+    if not groups:
+        return pf.schema_arrow.empty_table()
+    table = pf.read_row_groups(groups)
+    table = table.slice(lo - first, hi - lo)
+    return pa.Table.from_batches(table.to_batches(), schema=table.schema)
+
+
+class ArrayPool(PoolSource):
+    """Any array-like with ``shape``, ``dtype`` and row slicing (``np.memmap``, h5py...).
+
+    Parameters
+    ----------
+    array : array-like of shape (N, d)
+    name : str, default="X"
+    """
+
+    def __init__(self, array: object, name: str = "X") -> None:
+        shape = getattr(array, "shape", None)
+        dtype = getattr(array, "dtype", None)
+        if shape is None or dtype is None or len(shape) != 2:
+            raise RalifInputError(
+                f"{name} must be a 2-D array-like (rows, features), got {type(array).__name__}"
+                + (f" of shape {tuple(shape)}" if shape is not None else "")
+            )
+        dt = np.dtype(dtype)
+        if dt.kind not in "fiub":
+            raise RalifInputError(f"{name} must be numeric, got dtype {dt}")
+        if shape[1] == 0:
+            raise RalifInputError(f"{name} has no feature columns (shape {tuple(shape)})")
+        self.array = array
+        self.n_rows, self.n_features = int(shape[0]), int(shape[1])
+        self.dtype = dt if dt in (np.float32, np.float64) else np.dtype(np.float64)
+        self.name = name
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        block = self.array[start:stop]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        return checked_block(block, self.name, start, self.n_features)
+
+    def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
+        block = self.array[rows]
+        if hasattr(block, "compute"):
+            block = block.compute()
+        return checked_block(block, self.name, 0, self.n_features)
+
+
+def is_dask_array(obj: object) -> bool:
+    """Whether ``obj`` is a ``dask.array.Array`` (without importing dask)."""
+    return type(obj).__module__.startswith("dask.array") and hasattr(obj, "chunks")
+
+
+class DaskArrayPool(ArrayPool):
+    """A ``dask.array`` pool: blocks follow its row chunks.
+
+    Parameters
+    ----------
+    array : dask.array.Array of shape (N, d)
+    name : str, default="X"
+    """
+
+    def __init__(self, array: object, name: str = "X") -> None:
+        super().__init__(array, name)
+        if len(array.chunks[1]) != 1:
+            self.array = array.rechunk({1: -1})
+        bounds = np.cumsum((0, *self.array.chunks[0]))
+        self._bounds = [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+    def _pieces(self) -> list[tuple[int, int]]:
+        return self._bounds
+
+    def partitions(self, block_rows: int) -> list[tuple[int, int]]:
+        """The array's row chunks (``block_rows`` is not used): a chunk is computed whole."""
+        return list(self._bounds)
+
+
+def expand_shards(spec: str) -> list[str]:
+    """The ``.npy`` shard paths a folder or glob names, in name order.
+
+    A numbered series with a gap (``part-0``, ``part-2``) is refused, naming the first
+    missing shard.
+    """
+    if _GLOB_CHARS.search(spec):
+        paths = sorted(_glob.glob(spec))
+        if not paths:
+            raise RalifInputError(f"no files match the pool pattern {spec!r}")
+    else:
+        paths = sorted(str(p) for p in Path(spec).glob("*.npy"))
+        if not paths:
+            raise RalifInputError(f"no .npy shards in the folder {spec}")
+    for p in paths:
+        if not Path(p).is_file():
+            raise RalifInputError(f"pool shard {p} is not a regular file")
+    gap = _numbered_gaps(paths)
+    if gap is not None:
+        raise RalifInputError(
+            f"pool shard {gap} is missing: the shards matching {spec!r} are numbered with a gap"
+        )
+    return paths
+
+
+def is_pool_spec(spec: object) -> bool:
+    """Whether a features argument names a pool to stream (a folder or a glob pattern)."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return False
+    s = str(spec)
+    return bool(_GLOB_CHARS.search(s)) or Path(s).is_dir()
+
+
+def open_pool(spec: object, name: str | None = None) -> PoolSource:
+    """A :class:`PoolSource` for a path, glob, folder or array-like.
+
+    Parameters
+    ----------
+    spec : str, path, array-like, dask.array or PoolSource
+        A ``.npy`` file (memory-mapped), a folder or glob of ``.npy`` shards, a
+        ``.parquet`` file or a folder of them; or an array-like.
+    name : str, optional
+        How to call an array-like in messages.
+
+    Returns
+    -------
+    PoolSource
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pool = open_pool(np.zeros((10, 3), dtype=np.float32))
+    >>> pool.shape, [start for start, _ in pool.blocks(4)]
+    ((10, 3), [0, 4, 8])
+    """
+    if isinstance(spec, PoolSource):
+        return spec
+    if isinstance(spec, (str, os.PathLike)):
+        s = str(spec)
+        p = Path(s)
+        if _GLOB_CHARS.search(s):
+            return NpyShards(expand_shards(s), name=s)
+        if p.is_dir():
+            if any(p.glob("*.parquet")) and not any(p.glob("*.npy")):
+                return ParquetPool(p)
+            return NpyShards(expand_shards(s), name=s)
+        if not p.exists():
+            raise RalifInputError(f"features file not found: {s}")
+        suffix = p.suffix.lower()
+        if suffix == ".npy":
+            return NpyShards([s], name=s)
+        if suffix == ".parquet":
+            return ParquetPool(p)
+        raise RalifInputError(
+            f"cannot stream {s}: use a .npy file, a folder or glob of .npy shards, or .parquet"
+        )
+    if is_dask_array(spec):
+        return DaskArrayPool(spec, name or "X")
+    return ArrayPool(spec, name or "X")

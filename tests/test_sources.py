@@ -1,0 +1,202 @@
+"""Pool sources: shards, memory maps, Parquet and array-likes, read in blocks and checked."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from ralif import RalifInputError
+from ralif.sources import ArrayPool, NpyShards, ParquetPool, open_pool
+from ralif.streaming import streamed_select
+from tests.conftest import require
+
+
+def _write_shards(folder, X, sizes, prefix="part-"):
+    folder.mkdir(exist_ok=True)
+    start = 0
+    paths = []
+    for k, n in enumerate(sizes):
+        p = folder / f"{prefix}{k:03d}.npy"
+        np.save(p, X[start : start + n])
+        paths.append(p)
+        start += n
+    return paths
+
+
+@pytest.fixture
+def pool_X():
+    return np.random.default_rng(0).normal(size=(100, 6)).astype(np.float32)
+
+
+def test_shard_folder_blocks_concatenate_to_the_pool_in_name_order(tmp_path, pool_X):
+    _write_shards(tmp_path / "s", pool_X, [30, 50, 20])
+    pool = open_pool(tmp_path / "s")
+    got = np.concatenate([b for _, b in pool.blocks(16)])
+    assert pool.shape == (100, 6)
+    np.testing.assert_array_equal(got, pool_X)
+
+
+def test_no_block_crosses_a_shard_and_none_exceeds_block_rows(tmp_path, pool_X):
+    _write_shards(tmp_path / "s", pool_X, [30, 50, 20])
+    parts = open_pool(str(tmp_path / "s" / "*.npy")).partitions(16)
+    assert all(b - a <= 16 for a, b in parts)
+    assert all(not (a < edge < b) for a, b in parts for edge in (30, 80))
+    assert parts[0][0] == 0 and parts[-1][1] == 100
+
+
+def test_take_returns_rows_in_the_order_asked_across_shards(tmp_path, pool_X):
+    _write_shards(tmp_path / "s", pool_X, [30, 50, 20])
+    rows = np.array([99, 0, 31, 29, 80, 5])
+    np.testing.assert_array_equal(open_pool(tmp_path / "s").take(rows), pool_X[rows])
+
+
+def test_a_shard_with_nan_is_named_with_its_row(tmp_path, pool_X):
+    X = pool_X.copy()
+    X[42, 3] = np.nan  # row 12 of the second shard
+    _write_shards(tmp_path / "s", X, [30, 50, 20])
+    pool = open_pool(tmp_path / "s")
+    with pytest.raises(RalifInputError, match=r"part-001\.npy contains NaN in rows \[12\]"):
+        list(pool.blocks(1000))
+
+
+def test_a_shard_of_the_wrong_width_is_named(tmp_path, pool_X):
+    _write_shards(tmp_path / "s", pool_X, [30, 70])
+    np.save(tmp_path / "s" / "part-002.npy", np.zeros((5, 7), np.float32))
+    with pytest.raises(
+        RalifInputError, match=r"part-002\.npy has 7 features but .*part-000\.npy has 6"
+    ):
+        open_pool(tmp_path / "s")
+
+
+def test_a_gap_in_numbered_shards_names_the_missing_shard(tmp_path, pool_X):
+    paths = _write_shards(tmp_path / "s", pool_X, [30, 50, 20])
+    os.remove(paths[1])
+    with pytest.raises(RalifInputError, match=r"part-001\.npy is missing"):
+        open_pool(str(tmp_path / "s" / "part-*.npy"))
+
+
+def test_a_listed_shard_that_does_not_exist_is_named(tmp_path, pool_X):
+    paths = _write_shards(tmp_path / "s", pool_X, [30, 70])
+    with pytest.raises(RalifInputError, match=r"nope\.npy is missing"):
+        NpyShards([paths[0], tmp_path / "s" / "nope.npy", paths[1]])
+
+
+def test_a_shard_removed_after_opening_is_named_as_missing(tmp_path, pool_X):
+    paths = _write_shards(tmp_path / "s", pool_X, [30, 70])
+    pool = open_pool(tmp_path / "s")
+    list(pool.blocks(64))
+    os.remove(paths[1])
+    with pytest.raises(RalifInputError, match=r"part-001\.npy is missing"):
+        pool.check_unchanged()
+
+
+class _RewriteAfterFirstPass(NpyShards):
+    """Rewrites one shard (same shape, new values) once every block was read once."""
+
+    def __init__(self, paths, victim, n_blocks):
+        super().__init__(paths)
+        self.victim, self.n_blocks, self.reads = victim, n_blocks, 0
+
+    def read(self, start, stop):
+        out = super().read(start, stop)
+        self.reads += 1
+        if self.reads == self.n_blocks:
+            arr = np.load(self.victim)
+            os.remove(self.victim)  # a new file, as writers that replace files do
+            np.save(self.victim, arr + 1.0)
+        return out
+
+
+def test_a_pool_rewritten_between_the_passes_is_refused_naming_the_shard(tmp_path, pool_X):
+    paths = _write_shards(tmp_path / "s", pool_X, [30, 70])
+    y = np.full(100, -1)
+    y[:10] = np.arange(10) % 2
+    src = _RewriteAfterFirstPass(paths, paths[1], n_blocks=len(NpyShards(paths).partitions(64)))
+    with pytest.raises(
+        RalifInputError, match=r"part-001\.npy changed while the pool was being read"
+    ):
+        streamed_select(src, y, 5, l2=0.1, random_state=0, block_rows=64)
+
+
+def test_a_truncated_shard_is_refused(tmp_path, pool_X):
+    paths = _write_shards(tmp_path / "s", pool_X, [30, 70])
+    with open(paths[1], "r+b") as fh:
+        fh.truncate(os.path.getsize(paths[1]) - 10)
+    with pytest.raises(RalifInputError, match=r"part-001\.npy is truncated"):
+        open_pool(tmp_path / "s")
+
+
+def test_a_pickled_shard_is_refused_without_unpickling(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.array([[1, {"x": 1}]], dtype=object), allow_pickle=True)
+    with pytest.raises(RalifInputError, match="pickled"):
+        open_pool(folder)
+
+
+def test_a_folder_matching_the_glob_is_refused(tmp_path, pool_X):
+    _write_shards(tmp_path / "s", pool_X, [100])
+    (tmp_path / "s" / "dir.npy").mkdir()
+    with pytest.raises(RalifInputError, match=r"dir\.npy is not a regular file"):
+        open_pool(str(tmp_path / "s" / "*.npy"))
+
+
+def test_shards_pickle_without_their_memory_maps(tmp_path, pool_X):
+    _write_shards(tmp_path / "s", pool_X, [30, 70])
+    pool = open_pool(tmp_path / "s")
+    list(pool.blocks(64))
+    copy = pickle.loads(pickle.dumps(pool))
+    np.testing.assert_array_equal(copy.read(30, 40), pool_X[30:40])
+
+
+def test_memmap_is_read_in_blocks_without_copying_it_whole(tmp_path, pool_X):
+    path = tmp_path / "x.dat"
+    mm = np.memmap(path, dtype=np.float32, mode="w+", shape=pool_X.shape)
+    mm[:] = pool_X
+    mm.flush()
+    pool = open_pool(np.memmap(path, dtype=np.float32, mode="r", shape=pool_X.shape))
+    assert isinstance(pool, ArrayPool)
+    assert max(len(b) for _, b in pool.blocks(25)) == 25
+    np.testing.assert_array_equal(pool.take(np.array([7, 3])), pool_X[[7, 3]])
+
+
+def test_parquet_numeric_columns_and_list_column_give_the_same_pool(tmp_path, pool_X):
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    cols = {f"f{j}": pool_X[:, j] for j in range(6)}
+    (tmp_path / "cols").mkdir()
+    pq.write_table(pa.table({k: v[:40] for k, v in cols.items()}), tmp_path / "cols" / "a.parquet")
+    pq.write_table(pa.table({k: v[40:] for k, v in cols.items()}), tmp_path / "cols" / "b.parquet")
+    lists = pa.FixedSizeListArray.from_arrays(pa.array(pool_X.ravel()), 6)
+    pq.write_table(pa.table({"emb": lists}), tmp_path / "list.parquet", row_group_size=16)
+    by_cols, by_list = open_pool(tmp_path / "cols"), open_pool(tmp_path / "list.parquet")
+    assert isinstance(by_cols, ParquetPool) and by_list.dtype == np.float32
+    for pool in (by_cols, by_list):
+        np.testing.assert_array_equal(np.concatenate([b for _, b in pool.blocks(7)]), pool_X)
+        np.testing.assert_array_equal(pool.take(np.array([55, 2, 41])), pool_X[[55, 2, 41]])
+
+
+def test_parquet_null_is_refused_naming_the_file(tmp_path):
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    pq.write_table(pa.table({"a": [1.0, None, 3.0], "b": [0.0, 1.0, 2.0]}), tmp_path / "p.parquet")
+    with pytest.raises(RalifInputError, match=r"p\.parquet contains NaN in rows \[1\]"):
+        list(open_pool(tmp_path / "p.parquet").blocks(10))
+
+
+def test_parquet_text_column_is_refused(tmp_path):
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    pq.write_table(pa.table({"a": [1.0], "s": ["x"]}), tmp_path / "p.parquet")
+    with pytest.raises(RalifInputError, match="column 's' is not numeric"):
+        open_pool(tmp_path / "p.parquet")
+
+
+def test_dask_array_blocks_follow_its_chunks(pool_X):
+    da = require("dask.array")
+    pool = open_pool(da.from_array(pool_X, chunks=(40, 3)))
+    assert pool.partitions(1000) == [(0, 40), (40, 80), (80, 100)]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in pool.blocks(7)]), pool_X)
