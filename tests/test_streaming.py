@@ -1,0 +1,215 @@
+"""Streamed queries: the in-memory picks from a pool read in blocks, and the candidate cap."""
+
+from __future__ import annotations
+
+import warnings
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+import ralif
+from ralif import RALIF, RalifInputError
+from ralif._params import Anything
+from ralif.sources import ArrayPool
+from ralif.strategies import Margin
+from ralif.streaming import streamed_select
+from tests.conftest import gaussian_blobs, require
+
+N, BUDGET = 2500, 15
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y_true = gaussian_blobs(n=N, d=10, C=4, sep=1.2, seed=3)
+    y = np.full(N, -1)
+    y[:80] = y_true[:80]
+    return X.astype(np.float32), y
+
+
+class _CountingPool(ArrayPool):
+    """Records the largest block and how many rows were read by index."""
+
+    def __init__(self, X):
+        super().__init__(X)
+        self.largest, self.taken = 0, 0
+
+    def read(self, start, stop):
+        self.largest = max(self.largest, stop - start)
+        return super().read(start, stop)
+
+    def take(self, rows):
+        self.taken += len(rows)
+        return super().take(rows)
+
+
+STREAMABLE_CASES = [
+    ("ralif", {}),
+    ("ralif", {"candidates": "influence"}),
+    ("ralif", {"score": "authors", "rescale_ridge": True}),
+    ("ralif", {"score": "spread", "candidate_multiple": 2.0}),
+    ("ralif", {"diversity": "cluster"}),
+    ("ralif", {"diversity": "none"}),
+    ("ralif", {"target": "entropy"}),
+    ("ralif", {"target": "all", "damping": 0.25}),
+    ("ralif", {"balanced_target": True}),
+    ("ralif", {"confidence_weighted": True}),
+    ("ralif", {"l2_scale": 10.0, "tau": float("inf")}),
+    ("random", {}),
+    ("margin", {}),
+    ("entropy", {}),
+    ("least_confidence", {}),
+    ("badge", {}),
+    ("coreset", {}),
+]
+
+
+@pytest.mark.parametrize(("strategy", "params"), STREAMABLE_CASES)
+def test_streamed_picks_equal_in_memory_picks(data, strategy, params):
+    X, y = data
+    if strategy not in ("random", "coreset"):
+        params = {"l2": 0.05, **params}
+    want = ralif.select(X, y, BUDGET, strategy=strategy, random_state=7, **params)
+    got = streamed_select(X, y, BUDGET, strategy, random_state=7, block_rows=300, **params)
+    np.testing.assert_array_equal(got.picks, want)
+    assert not got.capped
+
+
+def test_streamed_scores_match_in_memory_scores(data):
+    X, y = data
+    s = RALIF(l2=0.05, random_state=0)
+    s.select(X, y, BUDGET)
+    got = streamed_select(X, y, BUDGET, RALIF(l2=0.05, random_state=0), block_rows=300)
+    np.testing.assert_array_equal(got.pool_index, s.pool_index_)
+    np.testing.assert_allclose(got.scores, s.scores_, rtol=1e-6, atol=1e-12)
+
+
+def test_the_pool_is_read_in_blocks_and_only_candidates_by_index(data):
+    X, y = data
+    src = _CountingPool(X)
+    q = streamed_select(src, y, BUDGET, l2=0.05, random_state=0, block_rows=200)
+    assert src.largest == 200
+    n_pool = int((y < 0).sum())
+    assert q.n_candidates == int(np.ceil(0.1 * n_pool))
+    assert src.taken == 80 + q.n_candidates  # the labeled items, then the candidates
+
+
+def test_rows_restrict_the_query_as_if_the_pool_were_those_rows(data):
+    X, y = data
+    rows = np.flatnonzero(np.arange(N) % 3 != 1)
+    want = rows[ralif.select(X[rows], y[rows], BUDGET, l2=0.05, random_state=1)]
+    got = streamed_select(X, y, BUDGET, l2=0.05, random_state=1, rows=rows, block_rows=250)
+    np.testing.assert_array_equal(got.picks, want)
+
+
+def test_cap_keeps_the_best_candidates_by_score(data):
+    X, y = data
+    cap = 2 * BUDGET
+    q = streamed_select(X, y, BUDGET, l2=0.05, random_state=0, max_candidates=cap)
+    ref = RALIF(l2=0.05, random_state=0)
+    ref.select(X, y, BUDGET)
+    assert q.capped and q.n_candidates == cap
+    np.testing.assert_array_equal(q.strategy.candidates_, ref.candidates_[:cap])
+    assert set(q.picks) <= set(ref.pool_index_[ref.candidates_[:cap]])
+
+
+def test_cap_equal_to_budget_picks_the_best_scores(data):
+    X, y = data
+    q = streamed_select(X, y, BUDGET, l2=0.05, random_state=0, max_candidates=BUDGET)
+    top = ralif.select(X, y, BUDGET, l2=0.05, random_state=0, diversity=False)
+    assert sorted(q.picks) == sorted(top)
+
+
+def test_coreset_past_the_cap_reads_a_sample_of_the_pool(data):
+    X, y = data
+    src = _CountingPool(X)
+    q = streamed_select(src, y, BUDGET, "coreset", random_state=0, max_candidates=100)
+    assert q.capped and q.n_candidates == 100 and src.taken == 80 + 100
+    assert len(set(q.picks)) == BUDGET and (y[q.picks] == -1).all()
+
+
+def test_one_labeled_class_falls_back_like_the_in_memory_query(data):
+    X, y = data
+    y1 = np.where(y == 0, 0, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = ralif.select(X, y1, BUDGET, l2=0.05, random_state=2)
+        got = streamed_select(X, y1, BUDGET, l2=0.05, random_state=2, block_rows=300)
+        want_m = ralif.select(X, y1, BUDGET, "margin", l2=0.05, random_state=2)
+        got_m = streamed_select(X, y1, BUDGET, "margin", l2=0.05, random_state=2)
+    np.testing.assert_array_equal(got.picks, want)
+    np.testing.assert_array_equal(got_m.picks, want_m)
+
+
+def test_a_strategy_that_cannot_stream_is_refused_by_name(data):
+    X, y = data
+    with pytest.raises(RalifInputError, match="bald cannot be streamed"):
+        streamed_select(X, y, BUDGET, "bald")
+
+
+def test_a_subclass_with_its_own_query_is_refused(data):
+    class Mine(Margin):
+        def query(self, model, X, y, pool, budget, rng):
+            return pool[:budget], np.zeros(len(pool))
+
+    X, y = data
+    with pytest.raises(RalifInputError, match="cannot be streamed"):
+        streamed_select(X, y, BUDGET, Mine())
+
+
+def test_a_ralif_candidate_rule_it_does_not_know_is_refused(data):
+    class Later(RALIF):  # as a later version might add a rule: never silently ignored
+        _parameter_constraints: ClassVar = {
+            **RALIF._parameter_constraints,
+            "candidates": Anything(),
+        }
+
+    X, y = data
+    with pytest.raises(RalifInputError, match="candidate rule 'something-new'"):
+        streamed_select(X, y, BUDGET, Later(l2=0.05, candidates="something-new"))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_bad_max_candidates_and_block_rows_are_refused(data, bad):
+    X, y = data
+    with pytest.raises(RalifInputError, match="max_candidates"):
+        streamed_select(X, y, BUDGET, max_candidates=bad)
+    with pytest.raises(RalifInputError, match="block_rows"):
+        streamed_select(X, y, BUDGET, block_rows=bad)
+
+
+def test_unknown_device_is_refused(data):
+    X, y = data
+    with pytest.raises(RalifInputError, match="device must be 'cpu' or 'cuda"):
+        streamed_select(X, y, BUDGET, device="tpu")
+
+
+def test_cuda_without_a_gpu_is_one_clear_error(data, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    X, y = data
+    with pytest.raises(RalifInputError, match="no CUDA GPU"):
+        streamed_select(X, y, BUDGET, device="cuda")
+
+
+def test_labels_of_the_wrong_length_are_refused(data):
+    X, y = data
+    with pytest.raises(RalifInputError, match="entries but the features have"):
+        streamed_select(X, y[:-1], BUDGET)
+
+
+def test_shards_on_disk_give_the_in_memory_picks(data, tmp_path):
+    X, y = data
+    for k, (a, b) in enumerate([(0, 700), (700, 1900), (1900, N)]):
+        np.save(tmp_path / f"part-{k}.npy", X[a:b])
+    want = ralif.select(X, y, BUDGET, l2=0.05, random_state=4)
+    got = streamed_select(str(tmp_path / "part-*.npy"), y, BUDGET, l2=0.05, random_state=4)
+    np.testing.assert_array_equal(got.picks, want)
+
+
+def test_a_dask_array_gives_the_in_memory_picks(data):
+    da = require("dask.array")
+    X, y = data
+    want = ralif.select(X, y, BUDGET, l2=0.05, random_state=4)
+    got = streamed_select(da.from_array(X, chunks=(600, 10)), y, BUDGET, l2=0.05, random_state=4)
+    np.testing.assert_array_equal(got.picks, want)
