@@ -15,7 +15,7 @@ torch = require("torch")
 from ralif.deep import DeepScenario, run_deep_rounds  # noqa: E402
 from ralif.loop import initial_labeled_set  # noqa: E402
 from ralif.models import TrainConfig  # noqa: E402
-from tests.test_models import _free_port, squares  # noqa: E402
+from tests.test_models import squares  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -125,22 +125,26 @@ def test_torchrun_with_two_cpu_processes_writes_each_round_once(tmp_path):
     X, y = squares(80, seed=3, size=12)
     np.savez(tmp_path / "imgs.npz", X=(X * 60 + 100).clip(0, 255).astype(np.uint8), y=y)
     out = tmp_path / "ddp"
-    port = str(_free_port())
+    # torchrun's own store binds a port the system gives it (--standalone); the processes
+    # meet through a file: no port is chosen here for something else to take first.
     torchrun = [
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",
         "--nproc_per_node",
         "2",
-        "--master_port",
-        port,
     ]
     args = [
         "-m", "ralif.cli", "bench", "--scenario", "scratch-cnn", "--dataset", str(tmp_path / "imgs.npz"),
         "--strategies", "ralif", "--seeds", "1", "--rounds", "1", "--init", "10", "--budget", "5",
         "--epochs", "1", "--device", "cpu", "--out", str(out), "--quiet",
     ]  # fmt: skip
-    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    env = {
+        **__import__("os").environ,
+        "OMP_NUM_THREADS": "1",
+        "RALIF_DIST_INIT": f"file://{tmp_path / 'rendezvous'}",
+    }
     r = subprocess.run([*torchrun, *args], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = (out / "results.csv").read_text().splitlines()

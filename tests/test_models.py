@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -128,12 +127,6 @@ def test_wrong_input_shape_or_channels_is_named(model, shape, message):
 def test_resnet18_gives_512_features_for_small_images():
     phi = extract_features(ResNet18(1, 10), np.zeros((2, 1, 28, 28), np.float32), device="cpu")
     assert phi.shape == (2, 512)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ddp_worker(rank, world, rendezvous, path):

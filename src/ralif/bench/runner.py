@@ -156,6 +156,11 @@ def run_benchmark(
     return store
 
 
+DIST_INIT_ENV = "RALIF_DIST_INIT"
+"""Where torchrun's processes meet, e.g. ``file:///shared/ralif-rendezvous`` (default: the
+address and port torchrun sets)."""
+
+
 def _init_distributed() -> int:
     """Join the process group when launched by torchrun; returns this process's rank."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -166,7 +171,19 @@ def _init_distributed() -> int:
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        init = os.environ.get(DIST_INIT_ENV)
+        if init:
+            # A file cannot be taken by another program between choosing and binding it,
+            # as a free TCP port can.
+            dist.init_process_group(
+                backend,
+                init_method=init,
+                rank=int(os.environ["RANK"]),
+                world_size=int(os.environ["WORLD_SIZE"]),
+            )
+        else:
+            dist.init_process_group(backend)
     return dist.get_rank()
 
 
