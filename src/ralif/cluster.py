@@ -1,0 +1,140 @@
+"""The passes of a streamed query on a ``dask.distributed`` cluster.
+
+Each pass of :mod:`ralif.streaming` is a map over blocks of the pool; on a cluster every
+block is a task on a worker, which reads its rows itself (from the shared files, or
+from the dask array's chunk) and sends back only the block's small result. The client
+adds the results in block order, so the picks are the single-process picks.
+
+Any cluster dask can reach works: a scheduler address (``tcp://host:8786``, from
+``dask scheduler``, dask-jobqueue, dask-kubernetes or a managed service), or
+``local:N``, a cluster of N worker processes on this machine. Needs the ``dask``
+extra: ``pip install 'ralif[dask]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ralif._validation import RalifInputError
+
+_LOCAL = re.compile(r"^local(?::(\d+))?$")
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise RalifInputError(
+            "running on a dask cluster needs dask.distributed: pip install 'ralif[dask]'"
+        ) from None
+    return distributed
+
+
+@contextmanager
+def dask_client(spec: object) -> Iterator[object]:
+    """A connected ``distributed.Client`` for ``spec``, closed (with its cluster) after.
+
+    Parameters
+    ----------
+    spec : str or distributed.Client
+        ``"local:N"`` (N worker processes here, one thread each), a scheduler address
+        such as ``"tcp://host:8786"``, or a client, used as it is and left open.
+
+    Yields
+    ------
+    distributed.Client
+    """
+    distributed = _distributed()
+    if isinstance(spec, distributed.Client):
+        yield spec
+        return
+    text = str(spec).strip()
+    m = _LOCAL.match(text)
+    if m:
+        n = int(m.group(1) or 2)
+        if not 1 <= n <= 256:
+            raise RalifInputError(f"--dask local:N needs 1 <= N <= 256, got {n}")
+        cluster = distributed.LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        )
+        client = distributed.Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+        return
+    if "://" not in text and not re.match(r"^[\w.\-\[\]:]+:\d+$", text):
+        raise RalifInputError(
+            f"--dask must be local:N or a scheduler address such as tcp://host:8786, got {text!r}"
+        )
+    try:
+        client = distributed.Client(text, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise RalifInputError(f"cannot reach the dask scheduler at {text}: {exc}") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def default_client() -> object | None:
+    """The dask client of this process, if one was created; else None."""
+    try:
+        import distributed
+    except ImportError:
+        return None
+    try:
+        return distributed.default_client()
+    except ValueError:
+        return None
+
+
+def _run_block(block, local, fn, args):
+    if local is not None:
+        block = block[local]
+    return fn(block, *args)
+
+
+def gather_in_order(client, run_partition, source, tasks, fn, args, window: int = 256):
+    """Results of ``fn`` over every task's block, computed on the workers, in task order.
+
+    At most ``window`` tasks are in flight, so the client never holds more than that
+    many results.
+    """
+    import dask
+
+    from ralif.sources import DaskArrayPool
+
+    [args_f] = client.scatter([args], broadcast=True, hash=False)
+    if isinstance(source, DaskArrayPool):
+        chunks = source.array.to_delayed().ravel()
+        index = {start: k for k, (start, _) in enumerate(source.partitions(1))}
+
+        def submit(task):
+            start, _, local = task
+            return client.compute(dask.delayed(_run_block)(chunks[index[start]], local, fn, args_f))
+
+    else:
+        [source_f] = client.scatter([source], broadcast=True, hash=False)
+
+        def submit(task):
+            start, stop, local = task
+            return client.submit(
+                run_partition, source_f, start, stop, local, fn, args_f, pure=False
+            )
+
+    pending = [submit(t) for t in tasks[:window]]
+    for i in range(len(tasks)):
+        future = pending[i]
+        if i + window < len(tasks):
+            pending.append(submit(tasks[i + window]))
+        yield future.result()
+        pending[i] = None

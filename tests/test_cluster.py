@@ -1,0 +1,73 @@
+"""Streamed queries on a dask.distributed LocalCluster of two worker processes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ralif import RalifInputError
+from ralif.cluster import dask_client
+from ralif.streaming import streamed_select
+from tests.conftest import require
+
+N = 3000
+
+
+@pytest.fixture(scope="module")
+def client():
+    require("distributed")
+    with dask_client("local:2") as c:
+        assert len(c.scheduler_info()["workers"]) == 2
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(3, 10)) * 1.5
+    y_true = rng.integers(3, size=N)
+    X = (centers[y_true] + rng.normal(size=(N, 10))).astype(np.float32)
+    folder = tmp_path_factory.mktemp("shards")
+    for k in range(3):
+        np.save(folder / f"part-{k}.npy", X[k * 1000 : (k + 1) * 1000])
+    y = np.full(N, -1)
+    y[:60] = y_true[:60]
+    return str(folder / "part-*.npy"), X, y
+
+
+@pytest.mark.parametrize("strategy", ["ralif", "margin", "badge"])
+def test_two_workers_pick_what_one_process_picks(client, shards, strategy):
+    pattern, _, y = shards
+    here = streamed_select(pattern, y, 12, strategy, random_state=0, l2=0.1, block_rows=256)
+    there = streamed_select(
+        pattern, y, 12, strategy, random_state=0, l2=0.1, block_rows=256, client=client
+    )
+    np.testing.assert_array_equal(there.picks, here.picks)
+    np.testing.assert_array_equal(there.scores, here.scores)
+
+
+def test_dask_array_on_the_cluster_picks_what_one_process_picks(client, shards):
+    da = require("dask.array")
+    _, X, y = shards
+    arr = da.from_array(X, chunks=(700, 10))
+    here = streamed_select(arr, y, 12, random_state=1, l2=0.1)
+    there = streamed_select(arr, y, 12, random_state=1, l2=0.1, client=client)
+    np.testing.assert_array_equal(there.picks, here.picks)
+
+
+def test_a_nan_shard_read_by_a_worker_is_a_clear_error_naming_it(client, tmp_path):
+    X = np.random.default_rng(0).normal(size=(400, 4))
+    X[250, 1] = np.nan
+    np.save(tmp_path / "a-0.npy", X[:200])
+    np.save(tmp_path / "a-1.npy", X[200:])
+    y = np.full(400, -1)
+    y[:20] = np.arange(20) % 2
+    with pytest.raises(RalifInputError, match=r"a-1\.npy contains NaN in rows \[50\]"):
+        streamed_select(str(tmp_path / "a-*.npy"), y, 5, l2=0.1, client=client, block_rows=64)
+
+
+@pytest.mark.parametrize("spec", ["local:0", "local:x", "my cluster", "local:9999"])
+def test_a_bad_cluster_spec_is_refused(spec):
+    require("distributed")
+    with pytest.raises(RalifInputError, match="--dask"), dask_client(spec):
+        pass
