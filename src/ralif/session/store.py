@@ -460,6 +460,25 @@ class SessionStore:
         self.checkpoint()
         return len(rows)
 
+    def labels_for_export(self, with_items: bool = False) -> tuple[list[str], list[tuple]]:
+        """Column names and one row per labeled item: ``item, label, class_name, held_out,
+        who, at`` (and the item's ``path, text`` with ``with_items``).
+
+        Read in one transaction, so the rows are a complete picture of one moment even
+        while the session is being labeled.
+        """
+        extra = ", i.path, i.text" if with_items else ""
+        with self.reading():
+            rows = self.db.execute(
+                f"SELECT e.item_id, e.class_id, c.name, e.held_out, e.who, e.at{extra} "
+                "FROM label_events e JOIN classes c ON c.id = e.class_id "
+                "JOIN items i ON i.id = e.item_id "
+                "WHERE e.id = (SELECT MAX(id) FROM label_events WHERE item_id = e.item_id) "
+                "ORDER BY e.item_id"
+            ).fetchall()
+        cols = ["item", "label", "class_name", "held_out", "who", "at"]
+        return cols + (["path", "text"] if with_items else []), rows
+
     def latest_events(
         self, items: Sequence[int] | None = None, as_of: str | None = None
     ) -> list[tuple[int, int | None, int, int]]:

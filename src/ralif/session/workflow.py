@@ -217,22 +217,12 @@ def export(
 ) -> int:
     """Write ``item, label, class_name, held_out, who, at`` for every labeled item.
 
-    With ``with_items``, also each item's ``path`` and ``text`` from the manifest. Read in
-    one transaction, so the export is a complete picture of one moment even while the
-    session is being labeled.
+    With ``with_items``, also each item's ``path`` and ``text`` from the manifest (see
+    :meth:`SessionStore.labels_for_export`: one moment's complete picture).
     """
-    extra = ", i.path, i.text" if with_items else ""
-    with store.reading():
-        rows = store.db.execute(
-            f"SELECT e.item_id, e.class_id, c.name, e.held_out, e.who, e.at{extra} "
-            "FROM label_events e JOIN classes c ON c.id = e.class_id "
-            "JOIN items i ON i.id = e.item_id "
-            "WHERE e.id = (SELECT MAX(id) FROM label_events WHERE item_id = e.item_id) "
-            "ORDER BY e.item_id"
-        ).fetchall()
-    cols = ["item", "label", "class_name", "held_out", "who", "at"]
-    if with_items:
-        cols += ["path", "text"]
+    if fmt not in ("csv", "parquet"):
+        raise RalifInputError(f"--format must be csv or parquet, got {fmt!r}")
+    cols, rows = store.labels_for_export(with_items)
     if fmt == "csv":
         write_csv(out, cols, rows, "labels export")
     elif fmt == "parquet":
@@ -246,6 +236,4 @@ def export(
         table = pa.table({c: [r[k] for r in rows] for k, c in enumerate(cols)})
         with open_output(out, "labels export", binary=True) as fh:
             pq.write_table(table, fh)
-    else:
-        raise RalifInputError(f"--format must be csv or parquet, got {fmt!r}")
     return len(rows)
