@@ -185,7 +185,7 @@ def test_unknown_device_is_refused(data):
 
 
 def test_cuda_without_a_gpu_is_one_clear_error(data, monkeypatch):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     X, y = data
     with pytest.raises(RalifInputError, match="no CUDA GPU"):

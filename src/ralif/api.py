@@ -23,7 +23,11 @@ def select(
     ----------
     X : array-like of shape (N, d)
         Features of all items (e.g. embeddings from a frozen encoder). float32 input
-        stays float32 throughout.
+        stays float32 throughout. A ``dask.array`` or a :class:`ralif.sources.PoolSource`
+        (``ralif.sources.open_pool('shards/*.npy')``) is streamed: read in blocks, never
+        whole, on the dask client's workers when one is running (see
+        :func:`ralif.streaming.streamed_select` for the candidate cap and the strategies
+        that stream).
     y : array-like of shape (N,)
         Integer class labels; ``-1`` marks unlabeled items (scikit-learn's
         semi-supervised convention).
@@ -55,6 +59,19 @@ def select(
     >>> ralif.select(X, y, budget=5, l2=0.1, random_state=0).shape
     (5,)
     """
+    from ralif.sources import PoolSource, is_dask_array
+
+    if is_dask_array(X) or isinstance(X, PoolSource):
+        # A pool that may not fit in memory: read in blocks (on the dask client's
+        # workers when there is one), never whole.
+        from ralif.cluster import default_client
+        from ralif.streaming import streamed_select
+
+        client = default_client() if is_dask_array(X) else None
+        query = streamed_select(
+            X, y, budget, strategy, random_state, model=model, client=client, **params
+        )
+        return query.picks
     return make_strategy(strategy, random_state=random_state, **params).select(
         X, y, budget, model=model
     )

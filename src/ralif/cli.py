@@ -94,6 +94,30 @@ def _add_ralif_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_stream_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "streaming (pools larger than memory; see ralif.streaming)",
+        "Any of these streams the pool: it is read in blocks, twice, never whole.",
+    )
+    g.add_argument(
+        "--stream", action="store_true", help="stream a single .npy or .parquet file too"
+    )
+    g.add_argument(
+        "--dask",
+        default=None,
+        metavar="CLUSTER",
+        help="run the passes on a dask cluster: local:N (N worker processes here) or a "
+        "scheduler address such as tcp://host:8786 (needs ralif[dask])",
+    )
+    g.add_argument("--device", default=None, help="cpu or cuda[:N]: where the block products run")
+    g.add_argument(
+        "--max-candidates",
+        type=int,
+        default=None,
+        help="candidate cap of the diversity step (default 50000; see ralif.streaming)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ralif`` command."""
     parser = argparse.ArgumentParser(
@@ -110,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument(
         "--features",
         required=True,
-        help="features: .npy, .npz, .csv or .parquet (one row per item)",
+        help="features: .npy, .npz, .csv or .parquet (one row per item); a folder or a quoted "
+        "glob ('shards/*.npy') of .npy shards, or a folder of .parquet files, is streamed",
     )
     sel.add_argument(
         "--labels",
@@ -128,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--out", help="write the picks to this CSV file instead of standard output")
     sel.add_argument("--quiet", action="store_true", help="print nothing but errors")
     _add_ralif_options(sel)
+    _add_stream_options(sel)
 
     demo = sub.add_parser(
         "demo",
@@ -349,20 +375,71 @@ def _strategy_params(args: argparse.Namespace, strategy: str = "ralif") -> dict[
     return given
 
 
+def _wants_stream(args: argparse.Namespace) -> bool:
+    from ralif.sources import is_pool_spec
+
+    return bool(
+        args.stream
+        or args.dask
+        or args.device not in (None, "cpu")
+        or args.max_candidates is not None
+        or is_pool_spec(args.features)
+    )
+
+
+def _select_streamed(args: argparse.Namespace, params: dict) -> tuple[np.ndarray, np.ndarray]:
+    from contextlib import nullcontext
+
+    from ralif.sources import open_pool
+    from ralif.streaming import DEFAULT_MAX_CANDIDATES, streamed_select
+
+    pool = open_pool(args.features)
+    y = check_labels(load_labels(args.labels, n_rows=pool.n_rows), pool.n_rows)
+    if args.dask:
+        from ralif.cluster import dask_client
+
+        cluster = dask_client(args.dask)
+    else:
+        cluster = nullcontext(None)
+    with cluster as client:
+        q = streamed_select(
+            pool,
+            y,
+            args.budget,
+            args.strategy,
+            random_state=args.seed,
+            max_candidates=args.max_candidates or DEFAULT_MAX_CANDIDATES,
+            device=args.device or "cpu",
+            client=client,
+            **params,
+        )
+    if q.capped and not args.quiet:
+        print(
+            f"ralif: the candidate cap applied: the diversity step read {q.n_candidates} "
+            "candidates (--max-candidates)",
+            file=sys.stderr,
+        )
+    return q.picks, q.scores[np.searchsorted(q.pool_index, q.picks)]
+
+
 def _cmd_select(args: argparse.Namespace) -> int:
     if args.out:
         check_output(args.out, "picks")  # before the selection, which can take long
-    # The shapes are compared from the files' headers first, so that a file whose rows
-    # cannot match is refused before its array is read.
-    y = load_labels(args.labels, n_rows=feature_rows(args.features))
-    X = load_features(args.features, n_rows=len(y) if y.ndim else None)
-    X = check_features(X, f"features ({args.features})")
-    y = check_labels(y, X.shape[0], f"labels ({args.labels})")
     params = _strategy_params(args, args.strategy)
-    strategy = make_strategy(args.strategy, random_state=args.seed, **params)
-    picks = strategy.select(X, y, args.budget)
-    position = np.searchsorted(strategy.pool_index_, picks)
-    scores = strategy.scores_[position]
+    if args.max_candidates is not None and args.max_candidates < 1:
+        raise RalifInputError(f"--max-candidates must be at least 1, got {args.max_candidates}")
+    if _wants_stream(args):
+        picks, scores = _select_streamed(args, params)
+    else:
+        # The shapes are compared from the files' headers first, so that a file whose rows
+        # cannot match is refused before its array is read.
+        y = load_labels(args.labels, n_rows=feature_rows(args.features))
+        X = load_features(args.features, n_rows=len(y) if y.ndim else None)
+        X = check_features(X, f"features ({args.features})")
+        y = check_labels(y, X.shape[0], f"labels ({args.labels})")
+        strategy = make_strategy(args.strategy, random_state=args.seed, **params)
+        picks = strategy.select(X, y, args.budget)
+        scores = strategy.scores_[np.searchsorted(strategy.pool_index_, picks)]
     rows = [
         (int(i), rank, f"{s:.6g}")
         for rank, (i, s) in enumerate(zip(picks, scores, strict=True), start=1)
