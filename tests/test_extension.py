@@ -312,3 +312,20 @@ def test_cli_bench_runs_a_strategy_named_module_colon_class(tmp_path, capsys):
     code = main(["bench", *data, *sizes, "--out", str(tmp_path / "run"), "--quiet"])
     assert code == 0
     assert spec in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, (cls, _) in STRATEGIES.items() if not cls.needs_network)
+)
+def test_the_loop_picks_what_the_strategy_picks_fitting_its_own_model(name):
+    from ralif.loop import round_seed
+
+    X, y_true = gaussian_blobs(n=260, d=5, C=3, sep=1.2, seed=9)
+    X, y_true, X_test, y_test = X[:200], y_true[:200], X[200:], y_true[200:]
+    initial = initial_labeled_set(200, 20, seed=0)
+    looped = list(run_rounds(X, y_true, X_test, y_test, name, initial, 8, 1, l2=0.1))[1].picks
+    y = np.full(200, -1)
+    y[initial] = y_true[initial]
+    params = {"l2": 0.1} if STRATEGIES[name][0].needs_model else {}
+    alone = make_strategy(name, random_state=round_seed(0, 1, name), **params).select(X, y, 8)
+    assert looped.tolist() == alone.tolist()
