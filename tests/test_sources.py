@@ -200,3 +200,23 @@ def test_dask_array_blocks_follow_its_chunks(pool_X):
     pool = open_pool(da.from_array(pool_X, chunks=(40, 3)))
     assert pool.partitions(1000) == [(0, 40), (40, 80), (80, 100)]
     np.testing.assert_array_equal(np.concatenate([b for _, b in pool.blocks(7)]), pool_X)
+
+
+def test_a_column_major_shard_reads_the_same_rows(tmp_path, pool_X):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    np.save(folder / "p-0.npy", pool_X[:40])
+    np.save(folder / "p-1.npy", np.asfortranarray(pool_X[40:]))
+    pool = open_pool(folder)
+    np.testing.assert_array_equal(np.concatenate([b for _, b in pool.blocks(16)]), pool_X)
+    np.testing.assert_array_equal(pool.take(np.array([90, 41, 3])), pool_X[[90, 41, 3]])
+
+
+def test_integer_shards_are_read_as_float64(tmp_path):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    np.save(folder / "p.npy", np.arange(12, dtype=np.int16).reshape(4, 3))
+    pool = open_pool(folder)
+    block = next(pool.blocks(10))[1]
+    assert pool.dtype == np.float64 and block.dtype == np.float64
+    np.testing.assert_array_equal(block, np.arange(12).reshape(4, 3))

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError
-from ralif.io import _read_npy_header, _refuse_pickled
+from ralif.io import _refuse_pickled
 
 DEFAULT_BLOCK_BYTES = 32 << 20
 """Bytes of pool features read per block unless told otherwise."""
@@ -176,7 +176,11 @@ class PoolSource:
 
 
 class NpyShards(PoolSource):
-    """A pool stored as ``.npy`` files with the same width, memory-mapped, in name order.
+    """A pool stored as ``.npy`` files with the same width, in name order.
+
+    Blocks are read with plain file reads into a buffer of the block's size (no memory
+    map: the pages of a pool larger than memory never count against the process), and
+    rows by index with one positioned read each.
 
     Parameters
     ----------
@@ -189,7 +193,7 @@ class NpyShards(PoolSource):
     def __init__(self, paths: list[str | os.PathLike], name: str | None = None) -> None:
         if not paths:
             raise RalifInputError(f"no .npy shards found for the pool {name or ''}".strip())
-        shards, maps = [], []
+        shards, layouts = [], []
         width = dtype = None
         start = 0
         for raw in paths:
@@ -201,7 +205,7 @@ class NpyShards(PoolSource):
                 raise RalifInputError(f"pool shard {path} is not a regular file")
             try:
                 with open(p, "rb") as fh:
-                    shape, dt, header = _read_npy_header(fh, f"pool shard {path}")
+                    shape, fortran, dt, header = _npy_layout(fh, f"pool shard {path}")
                     stamp = _stamp(path)
             except OSError as exc:
                 raise RalifInputError(f"cannot read pool shard {path}: {exc.strerror}") from None
@@ -229,20 +233,21 @@ class NpyShards(PoolSource):
             if dt != dtype:
                 dtype = np.result_type(dtype, dt)
             shards.append(Shard(path, start, start + shape[0], stamp))
-            maps.append(None)
+            layouts.append((header, dt, fortran))
             start += shape[0]
         if start == 0:
             raise RalifInputError(f"the pool {name or paths[0]} has no rows")
         self.shards = shards
-        self._maps = maps
+        self._layouts = layouts
+        self._files: dict[int, object] = {}
         self.n_rows = start
         self.n_features = int(width)
         self.dtype = np.dtype(dtype) if dtype in (np.float32, np.float64) else np.dtype(np.float64)
         self.name = name or (shards[0].path if len(shards) == 1 else f"{len(shards)} .npy shards")
 
     def __getstate__(self) -> dict:
-        # Memory maps stay behind: a worker process opens the files itself.
-        return {**self.__dict__, "_maps": [None] * len(self.shards)}
+        # Open files stay behind: a worker process opens the shards itself.
+        return {**self.__dict__, "_files": {}}
 
     def _pieces(self) -> list[tuple[int, int]]:
         return [(s.start, s.stop) for s in self.shards]
@@ -251,30 +256,62 @@ class NpyShards(PoolSource):
         starts = [s.start for s in self.shards]
         return int(np.searchsorted(starts, row, side="right") - 1)
 
-    def _map(self, k: int) -> np.ndarray:
-        if self._maps[k] is None:
+    def _file(self, k: int):
+        if k not in self._files:
             shard = self.shards[k]
             check_shard_unchanged(shard)
             try:
-                self._maps[k] = np.load(shard.path, mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError) as exc:
-                raise RalifInputError(f"cannot read pool shard {shard.path}: {exc}") from None
-        return self._maps[k]
+                fh = open(shard.path, "rb")
+            except OSError as exc:
+                raise RalifInputError(
+                    f"cannot read pool shard {shard.path}: {exc.strerror}"
+                ) from None
+            if _stamp_of(fh) != shard.stamp:
+                fh.close()
+                check_shard_unchanged(shard)
+            if len(self._files) >= 8:  # a bounded number of open files
+                self._files.pop(next(iter(self._files))).close()
+            self._files[k] = fh
+        return self._files[k]
+
+    def _raw_rows(self, k: int, lo: int, hi: int) -> np.ndarray:
+        """Rows ``lo:hi`` of shard ``k`` as stored, read with one file read."""
+        shard = self.shards[k]
+        header, dt, fortran = self._layouts[k]
+        if fortran:  # column-major on disk: rows are strided, let numpy map them
+            mm = np.load(shard.path, mmap_mode="r", allow_pickle=False)
+            return np.array(mm[lo:hi])
+        out = np.empty((hi - lo, self.n_features), dtype=dt)
+        fh = self._file(k)
+        row_bytes = self.n_features * dt.itemsize
+        try:
+            got = os.preadv(fh.fileno(), [memoryview(out).cast("B")], header + lo * row_bytes)
+        except OSError as exc:
+            raise RalifInputError(f"cannot read pool shard {shard.path}: {exc.strerror}") from None
+        if got != out.nbytes:
+            raise RalifInputError(
+                f"pool shard {shard.path} ended early: it was truncated while the pool was read"
+            )
+        return out
 
     def read(self, start: int, stop: int) -> np.ndarray:
         k = self._shard_of(start)
         shard = self.shards[k]
-        mm = self._map(k)
-        block = mm[start - shard.start : stop - shard.start]
+        lo = start - shard.start
+        block = self._raw_rows(k, lo, stop - shard.start)
         where = f"pool shard {shard.path}"
-        return checked_block(block, where, start - shard.start, self.n_features).astype(
-            self.dtype, copy=False
-        )
+        return checked_block(block, where, lo, self.n_features).astype(self.dtype, copy=False)
 
     def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
         k = self._shard_of(lo)
         shard = self.shards[k]
-        block = self._map(k)[rows - shard.start]
+        local = rows - shard.start
+        # Runs of consecutive rows are read together: one read per run.
+        breaks = np.flatnonzero(np.diff(local) != 1) + 1
+        parts = [
+            self._raw_rows(k, int(run[0]), int(run[-1]) + 1) for run in np.split(local, breaks)
+        ]
+        block = np.concatenate(parts) if parts else np.empty((0, self.n_features))
         where = f"pool shard {shard.path}"
         return checked_block(block, where, 0, self.n_features).astype(self.dtype, copy=False)
 
@@ -283,8 +320,32 @@ class NpyShards(PoolSource):
             check_shard_unchanged(shard)
 
     def release(self) -> None:
-        """Drop the memory maps (they are opened again when needed)."""
-        self._maps = [None] * len(self.shards)
+        """Close the open shard files (they are opened again when needed)."""
+        for fh in self._files.values():
+            fh.close()
+        self._files = {}
+
+
+def _stamp_of(fh) -> tuple[int, int, int]:
+    st = os.fstat(fh.fileno())
+    return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
+
+
+def _npy_layout(fh, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran order, dtype, header length)`` of an ``.npy`` file."""
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = npy_format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy_format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
+    except (ValueError, OSError, EOFError) as exc:
+        raise RalifInputError(f"cannot read {where} (corrupt or not .npy): {exc}") from None
+    return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype), fh.tell()
 
 
 def _numbered_gaps(paths: list[str]) -> str | None:
