@@ -121,6 +121,7 @@ def test_scratch_bench_cli_end_to_end(tmp_path):
     assert r.returncode == 2 and "need a network" in r.stderr
 
 
+@pytest.mark.slow  # two processes; CI runs the slow tests as their own step
 def test_torchrun_with_two_cpu_processes_writes_each_round_once(tmp_path):
     X, y = squares(80, seed=3, size=12)
     np.savez(tmp_path / "imgs.npz", X=(X * 60 + 100).clip(0, 255).astype(np.uint8), y=y)

@@ -148,6 +148,7 @@ def _ddp_worker(rank, world, rendezvous, path):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two processes; CI runs the slow tests as their own step
 def test_ddp_on_gloo_with_two_processes_matches_one_process(tmp_path):
     # Without batch norm and dropout: those use per-process batch statistics and masks,
     # so with them the two runs agree only statistically.
