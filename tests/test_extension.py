@@ -329,3 +329,19 @@ def test_the_loop_picks_what_the_strategy_picks_fitting_its_own_model(name):
     params = {"l2": 0.1} if STRATEGIES[name][0].needs_model else {}
     alone = make_strategy(name, random_state=round_seed(0, 1, name), **params).select(X, y, 8)
     assert looped.tolist() == alone.tolist()
+
+
+def test_cli_select_runs_a_strategy_named_module_colon_class(tmp_path, problem, capsys):
+    from ralif.cli import main
+
+    X, y = problem
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    files = ["--features", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]
+    spec = "tests.test_extension:SmallestMargin"
+    assert main(["select", *files, "--budget", "4", "--strategy", spec]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()[1:]
+    want = ralif.select(X, y, 4, strategy=SmallestMargin())
+    assert [int(r.split(",")[0]) for r in rows] == want.tolist()
+    assert main(["select", *files, "--budget", "4", "--strategy", "tests.nowhere:X"]) == 2
+    assert "cannot be imported" in capsys.readouterr().err

@@ -54,6 +54,12 @@ def _port_arg(text: str) -> int:
     return value
 
 
+_STRATEGY_HELP = (
+    f"query strategy: {', '.join(sorted(STRATEGIES))}, or module:Class for one of your own "
+    "(default: ralif)"
+)
+
+
 def _add_ralif_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("RALIF options")
     g.add_argument(
@@ -146,8 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument(
         "--strategy",
         default="ralif",
-        choices=sorted(STRATEGIES),
-        help="query strategy (default: ralif)",
+        help=_STRATEGY_HELP,
     )
     sel.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sel.add_argument("--out", help="write the picks to this CSV file instead of standard output")
@@ -296,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s_next = ssub.add_parser("next", help="pick and record the next batch", parents=[db])
     s_next.add_argument("--budget", type=int, required=True)
-    s_next.add_argument("--strategy", default="ralif", choices=sorted(STRATEGIES))
+    s_next.add_argument("--strategy", default="ralif", help=_STRATEGY_HELP)
     s_next.add_argument("--seed", type=int, default=None)
     s_next.add_argument(
         "--force",
