@@ -120,7 +120,7 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
         "--max-candidates",
         type=int,
         default=None,
-        help="candidate cap of the diversity step (default 50000; see ralif.streaming)",
+        help="candidate cap of the diversity step (default 20000; see ralif.streaming)",
     )
 
 

@@ -18,9 +18,11 @@ candidate rule, diversity, target, weighting...), ``random``, ``margin``, ``entr
 The candidate cap
 -----------------
 The diversity step reads the candidates' features: ``rho * N`` rows, 3 GB for a pool of
-a million 768-dimensional items, and k-means++ costs ``budget x candidates x d``. A
-streamed query therefore keeps at most ``max_candidates`` candidates (default
-:data:`DEFAULT_MAX_CANDIDATES`, never fewer than the budget):
+a million 768-dimensional items, and k-means++ costs ``budget x candidates x d`` (one
+read of the candidates' features per pick: with 100,000 candidates and a budget of 1,000,
+300 GB of memory traffic). A streamed query therefore keeps at most ``max_candidates``
+candidates (default :data:`DEFAULT_MAX_CANDIDATES`, 61 MB of float32 features at
+d = 768; never fewer than the budget):
 
 * RALIF keeps the best ``max_candidates`` by its score (its candidate rule is applied
   first, then truncated: the candidates are ordered best first);
@@ -28,13 +30,18 @@ streamed query therefore keeps at most ``max_candidates`` candidates (default
   uniform random sample of ``max_candidates`` pool items, drawn with the query's seed.
 
 Where the cap is not reached (``rho * N`` or the pool at most ``max_candidates``) a
-streamed query returns exactly the in-memory query's picks.
+streamed query returns exactly the in-memory query's picks; with the default cap that
+holds for every pool of up to 200,000 items at RALIF's ``rho = 0.1``, and for every
+data set of the benchmark suite. Past it, the candidates are the best by score among the
+same uncertain items; the diversity step draws from fewer of them.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from sklearn.base import clone
@@ -69,7 +76,7 @@ from ralif.strategies.baselines import (
     pool_proba,
 )
 
-DEFAULT_MAX_CANDIDATES = 50_000
+DEFAULT_MAX_CANDIDATES = 20_000
 """Candidates kept by a streamed query unless told otherwise (see the module notes)."""
 
 STREAMABLE = ("ralif", "random", "margin", "entropy", "least_confidence", "badge", "coreset")
@@ -314,6 +321,9 @@ class StreamedQuery:
         Candidates whose features were read for the diversity step.
     capped : bool
         Whether ``max_candidates`` cut the candidate set (or sampled the pool).
+    seconds : dict
+        Wall time of each stage: ``"model"`` (fitting), ``"pass 1"``, ``"solve"``,
+        ``"pass 2"``, ``"read candidates"``, ``"diversity"`` (those that ran).
     """
 
     picks: np.ndarray
@@ -322,6 +332,7 @@ class StreamedQuery:
     strategy: Strategy
     n_candidates: int = 0
     capped: bool = False
+    seconds: dict = field(default_factory=dict)
 
 
 def streamed_select(
@@ -418,11 +429,14 @@ def streamed_select(
         picks, scores = query.too_few_classes()
     else:
         if strat.needs_model:
-            strat.model_ = strat._fitted_model(model, X_labeled, y_labeled)
+            with query.timed("model"):
+                strat.model_ = strat._fitted_model(model, X_labeled, y_labeled)
         picks, scores = getattr(query, kind)(strat.model_)
     source.check_unchanged()
     strat.pool_index_, strat.scores_, strat.picks_ = pool, scores, picks
-    return StreamedQuery(picks, pool, scores, strat, query.n_candidates, query.capped)
+    return StreamedQuery(
+        picks, pool, scores, strat, query.n_candidates, query.capped, query.seconds
+    )
 
 
 def _checked_rows(rows: object, n: int) -> np.ndarray:
@@ -468,11 +482,21 @@ class _Query:
         self.max_candidates = budget
         self.n_candidates = 0
         self.capped = False
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(self, stage: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
 
     def _read_pool_rows(self, positions: np.ndarray) -> np.ndarray:
         self.source.check_unchanged()
         self.n_candidates = len(positions)
-        return self.source.take(self.pool[positions])
+        with self.timed("read candidates"):
+            return self.source.take(self.pool[positions])
 
     def _pool_sample(self) -> np.ndarray:
         """Positions of the pool whose features the diversity step reads: all, or a
@@ -525,7 +549,8 @@ class _Query:
         b = head.intercept_ if head.fit_intercept else None
         n = XL.shape[0]
         # Pass 1: margins, and the target's loss and gradient.
-        per_item, sums = self.runner.run(_ralif_pass1, self.device, W, b, settings)
+        with self.timed("pass 1"):
+            per_item, sums = self.runner.run(_ralif_pass1, self.device, W, b, settings)
         n_pool = len(self.pool)
         if settings.balanced:
             counts = sums["counts"]
@@ -537,6 +562,7 @@ class _Query:
             n_target = float(w @ counts)
         else:
             gW, gb, loss, n_target = sums["gW"], sums["gb"], sums["loss"], sums["weight"]
+        solve_started = time.perf_counter()
         curv = head.curvature(XL)
         if settings.target in ("all", "labeled"):
             codes = np.searchsorted(head.classes_, yL)
@@ -554,12 +580,14 @@ class _Query:
             curv, g, damping=settings.damping, solver=settings.solver, tol=settings.tol
         )
         S_W, s_b = split_params(s, len(head.classes_), XL.shape[1], head.fit_intercept)
+        self.seconds["solve"] = time.perf_counter() - solve_started
         shift = head.l2_ * float((head.coef_ * S_W).sum()) / n if settings.rescale_ridge else 0.0
         # Between the passes the pool must not change: the solve belongs to pass 1's pool.
         self.source.check_unchanged()
-        scored, _ = self.runner.run(
-            _ralif_pass2, self.device, W, b, S_W, s_b, n, shift, loss / n_target, strat
-        )
+        with self.timed("pass 2"):
+            scored, _ = self.runner.run(
+                _ralif_pass2, self.device, W, b, S_W, s_b, n, shift, loss / n_target, strat
+            )
         scores = scored["score"]
         fraction = strat.candidate_fraction
         if strat.candidate_multiple is not None:
@@ -579,13 +607,17 @@ class _Query:
         rule = strat._diversity_rule()
         if rule == "none":
             return self.pool[cand[: self.budget]], scores
-        XC = self._read_pool_rows(cand)
-        if rule == "cluster":
-            rows = cluster_best_select(XC, scores[cand], self.budget, random_state=self.rng)
-        elif rule == "kmeans++":
-            rows = kmeans_pp_select(XC, self.budget, first=0, X_reference=XL, random_state=self.rng)
-        else:
+        if rule not in ("cluster", "kmeans++"):
             raise RalifInputError(f"streamed RALIF does not know the diversity rule {rule!r}")
+        XC = self._read_pool_rows(cand)
+        with self.timed("diversity"):
+            if rule == "cluster":
+                rows = cluster_best_select(XC, scores[cand], self.budget, random_state=self.rng)
+            else:
+                # The candidates are ordered best first, so row 0 is the first pick.
+                rows = kmeans_pp_select(
+                    XC, self.budget, first=0, X_reference=XL, random_state=self.rng
+                )
         return self.pool[cand[rows]], scores
 
     def too_few_classes(self):
