@@ -6,6 +6,7 @@ Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem)
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import warnings
@@ -371,7 +372,7 @@ def _strategy_params(args: argparse.Namespace, strategy: str = "ralif") -> dict[
     dropped.
     """
     given = {k: getattr(args, k) for k in _STRATEGY_OPTIONS if getattr(args, k, None) is not None}
-    takes = set(strategy_class(strategy)[0]._get_param_names())
+    takes = set(inspect.signature(strategy_class(strategy)[0]).parameters)
     foreign = sorted(set(given) - takes)
     if foreign:
         shown = ", ".join("--" + k.replace("_", "-") for k in foreign)

@@ -11,6 +11,7 @@ killed run resumes without retraining finished rounds.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -60,7 +61,9 @@ class DeepScenario:
 def _checkpoint_path(scenario: DeepScenario, strategy: str, seed: int) -> Path | None:
     if scenario.checkpoint_dir is None:
         return None
-    return Path(scenario.checkpoint_dir) / f"{strategy}-seed{seed}.pt"
+    # A module:Class name holds characters some file systems refuse.
+    safe = re.sub(r"[^\w.-]", "_", strategy)
+    return Path(scenario.checkpoint_dir) / f"{safe}-seed{seed}.pt"
 
 
 def _distributed() -> bool:
