@@ -112,7 +112,9 @@ class _NumpyDevice:
 
     def gradient(self, G: np.ndarray, block: np.ndarray) -> np.ndarray:
         """``G.T @ block`` in float64."""
-        return G.T @ block
+        # As (block^T G)^T: OpenBLAS runs the same product with C = 10 rows on the left
+        # eight times slower.
+        return (block.astype(np.float64, copy=False).T @ G).T
 
 
 class _TorchDevice(_NumpyDevice):
