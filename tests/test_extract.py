@@ -1,0 +1,147 @@
+"""Feature extraction over sharded images: shards as it goes, resuming after a kill."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from ralif import RalifInputError
+from ralif.sources import open_pool
+from tests.conftest import require
+
+torch = require("torch")
+
+from ralif.extract import extract_features  # noqa: E402
+
+
+def _images(folder, n_shards=3, per=40, seed=0):
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for k in range(n_shards):
+        np.save(folder / f"img-{k}.npy", rng.integers(0, 256, size=(per, 8, 8), dtype=np.uint8))
+    return str(folder / "img-*.npy")
+
+
+def _encoder(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+
+
+class _Counting(torch.nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.inner(x)
+
+
+def test_features_equal_the_encoder_on_all_images_in_order(tmp_path):
+    pattern = _images(tmp_path / "img")
+    enc = _encoder()
+    extract_features(enc, pattern, tmp_path / "f", shard_rows=50, batch_size=16, quiet=True)
+    imgs = np.concatenate([np.load(tmp_path / "img" / f"img-{k}.npy") for k in range(3)])
+    with torch.no_grad():
+        want = enc(torch.from_numpy(imgs.astype(np.float32)[:, None] / 255.0)).numpy()
+    pool = open_pool(tmp_path / "f")
+    assert [s.stop - s.start for s in pool.shards] == [50, 50, 20]
+    np.testing.assert_allclose(pool.take(np.arange(120)), want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_killed_run_resumes_with_the_shards_it_had_not_written(tmp_path):
+    pattern = _images(tmp_path / "img", n_shards=4, per=50)
+    out = tmp_path / "f"
+    script = textwrap.dedent(
+        f"""
+        import time, torch
+        from ralif.extract import extract_features
+        torch.manual_seed(0)
+        enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+        class Slow(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__(); self.inner = inner
+            def forward(self, x):
+                time.sleep(0.05)
+                return self.inner(x)
+        extract_features(Slow(enc), {pattern!r}, {str(out)!r}, shard_rows=40, batch_size=10, quiet=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.time() + 60
+    while not (out / "part-00001.npy").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = sorted(p.name for p in out.glob("part-*.npy"))
+    assert "part-00001.npy" in written and "part-00004.npy" not in written
+    # The same encoder, counted: only the missing shards' batches run again.
+    torch.manual_seed(0)
+    enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
+
+    class Slow(torch.nn.Module):  # same class name and weights as the killed run
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.inner(x)
+
+    resumed = Slow(enc)
+    extract_features(resumed, pattern, out, shard_rows=40, batch_size=10, quiet=True)
+    assert resumed.calls == (5 - len(written)) * 4
+    fresh = tmp_path / "g"
+    extract_features(Slow(enc), pattern, fresh, shard_rows=40, batch_size=10, quiet=True)
+    np.testing.assert_array_equal(
+        open_pool(out).take(np.arange(200)), open_pool(fresh).take(np.arange(200))
+    )
+
+
+def test_another_encoder_is_refused_in_a_folder_of_features(tmp_path):
+    pattern = _images(tmp_path / "img")
+    extract_features(_encoder(0), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    with pytest.raises(RalifInputError, match="another encoder"):
+        extract_features(_encoder(1), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+
+
+def test_changed_images_are_refused_in_a_folder_of_features(tmp_path):
+    pattern = _images(tmp_path / "img")
+    extract_features(_encoder(0), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    np.save(tmp_path / "img" / "img-1.npy", np.zeros((40, 8, 8), np.uint8))
+    with pytest.raises(RalifInputError, match="other images"):
+        extract_features(_encoder(0), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+
+
+def test_a_second_run_over_complete_shards_runs_no_batch(tmp_path):
+    pattern = _images(tmp_path / "img")
+    first = _Counting(_encoder())
+    extract_features(first, pattern, tmp_path / "g", shard_rows=50, quiet=True)
+    calls = first.calls
+    extract_features(first, pattern, tmp_path / "g", shard_rows=50, quiet=True)
+    assert calls > 0 and first.calls == calls
+
+
+def test_images_of_different_shapes_are_refused(tmp_path):
+    (tmp_path / "img").mkdir()
+    np.save(tmp_path / "img" / "a-0.npy", np.zeros((3, 8, 8), np.uint8))
+    np.save(tmp_path / "img" / "a-1.npy", np.zeros((3, 9, 9), np.uint8))
+    with pytest.raises(RalifInputError, match="different shapes"):
+        extract_features(_encoder(), str(tmp_path / "img" / "a-*.npy"), tmp_path / "f")
+
+
+def test_progress_counts_images_from_where_a_run_resumes(tmp_path, capsys):
+    pattern = _images(tmp_path / "img")
+    extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50)
+    assert "120/120" in capsys.readouterr().err
+    os.remove(tmp_path / "f" / "part-00002.npy")
+    extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50)
+    err = capsys.readouterr().err
+    assert "100/120" in err and "120/120" in err
