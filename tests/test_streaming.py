@@ -213,3 +213,31 @@ def test_a_dask_array_gives_the_in_memory_picks(data):
     want = ralif.select(X, y, BUDGET, l2=0.05, random_state=4)
     got = streamed_select(da.from_array(X, chunks=(600, 10)), y, BUDGET, l2=0.05, random_state=4)
     np.testing.assert_array_equal(got.picks, want)
+
+
+def test_the_torch_device_computes_the_numpy_device_products():
+    require("torch")
+    from ralif.streaming import _NumpyDevice, _TorchDevice
+
+    rng = np.random.default_rng(0)
+    block = rng.normal(size=(50, 7)).astype(np.float32)
+    W, b, G = rng.normal(size=(3, 7)), rng.normal(size=3), rng.normal(size=(50, 3))
+    cpu, torch_cpu = _NumpyDevice(), _TorchDevice("cpu")
+    np.testing.assert_allclose(torch_cpu.proba(block, W, b), cpu.proba(block, W, b), rtol=1e-5)
+    np.testing.assert_allclose(torch_cpu.product(block, W), cpu.product(block, W), rtol=1e-5)
+    np.testing.assert_allclose(torch_cpu.gradient(G, block), cpu.gradient(G, block), rtol=1e-10)
+
+
+@pytest.mark.parametrize("strategy", ["ralif", "margin", "badge"])
+def test_a_query_through_the_torch_device_picks_what_numpy_picks(data, monkeypatch, strategy):
+    require("torch")
+    import ralif.streaming as streaming
+
+    X, y = data
+    want = streamed_select(X, y, BUDGET, strategy, l2=0.05, random_state=0).picks
+    # The GPU code path, run by torch on the CPU (CUDA itself is checked on a GPU machine
+    # by benchmarks/gpu_check.sh).
+    monkeypatch.setattr(streaming, "check_device", lambda name: name)
+    monkeypatch.setattr(streaming, "_device", lambda name: streaming._TorchDevice("cpu"))
+    got = streamed_select(X, y, BUDGET, strategy, l2=0.05, random_state=0, device="cuda")
+    np.testing.assert_array_equal(got.picks, want)

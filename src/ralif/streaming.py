@@ -128,7 +128,11 @@ class _TorchDevice(_NumpyDevice):
         self.device = torch.device(device)
 
     def _put(self, block: np.ndarray):
-        return self.torch.from_numpy(np.ascontiguousarray(block)).to(self.device)
+        # The passes ask for two products of the same block: send it to the device once.
+        if block is not getattr(self, "_last_block", None):
+            self._last_block = block
+            self._last = self.torch.from_numpy(np.ascontiguousarray(block)).to(self.device)
+        return self._last
 
     def proba(self, block, W, b):
         return softmax_inplace(self.product(block, W) + (0.0 if b is None else b)).astype(
