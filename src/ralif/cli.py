@@ -285,7 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     ssub = session.add_subparsers(dest="session_command", required=True)
     s_init = ssub.add_parser("init", help="create a session database over a features file")
     s_init.add_argument(
-        "--features", required=True, help="features file (.npy, .npz, .csv, .parquet)"
+        "--features",
+        required=True,
+        help="features file (.npy, .npz, .csv, .parquet), or a folder or quoted glob of .npy "
+        "shards, which session next streams",
     )
     s_init.add_argument(
         "--items",

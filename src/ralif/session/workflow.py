@@ -11,7 +11,9 @@ import numpy as np
 from ralif._validation import RalifInputError, check_budget, check_features
 from ralif.io import load_features, open_output, read_csv_dicts, read_csv_records, write_csv
 from ralif.session.store import SessionStore, create_session
+from ralif.sources import is_pool_spec, open_pool
 from ralif.strategies import make_strategy
+from ralif.streaming import streamed_select
 
 # A batch picked while the session changed is picked again, at most this many times.
 _PICK_ATTEMPTS = 5
@@ -34,11 +36,19 @@ def init_session(
     classes: list[str],
     manifest: str | os.PathLike | None = None,
 ) -> SessionStore:
-    """Create a session over a features file (and optionally the items to show)."""
-    X = check_features(load_features(features), f"features ({features})")
-    rows = read_manifest(manifest, X.shape[0]) if manifest else None
+    """Create a session over a features file (and optionally the items to show).
+
+    A folder or glob of ``.npy`` shards (or a folder of ``.parquet`` files) is a pool
+    that is never read whole: its size comes from the shards' headers, and ``next``
+    streams it (:mod:`ralif.streaming`).
+    """
+    if is_pool_spec(features):
+        n_items = open_pool(features).n_rows
+    else:
+        n_items = check_features(load_features(features), f"features ({features})").shape[0]
+    rows = read_manifest(manifest, n_items) if manifest else None
     root = Path(manifest).resolve().parent if manifest else None
-    return create_session(db, features, X.shape[0], classes, rows, root)
+    return create_session(db, features, n_items, classes, rows, root)
 
 
 def next_batch(
@@ -80,7 +90,11 @@ def next_batch(
     -------
     (round id, items in the order picked)
     """
-    X = check_features(load_features(store.features_path), f"features ({store.features_path})")
+    streamed = is_pool_spec(store.features_path)
+    if streamed:
+        X = open_pool(store.features_path)
+    else:
+        X = check_features(load_features(store.features_path), f"features ({store.features_path})")
     if X.shape[0] != store.n_items():
         raise RalifInputError(
             f"{store.features_path} now has {X.shape[0]} rows but the session has {store.n_items()} items"
@@ -101,7 +115,11 @@ def next_batch(
         strat = make_strategy(strategy, random_state=round_seed, **params)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            picks = rows[strat.select(X[rows], y[rows], budget)]
+            if streamed:
+                query = streamed_select(X, y, budget, strat, rows=rows)
+                picks, strat = query.picks, query.strategy
+            else:
+                picks = rows[strat.select(X[rows], y[rows], budget)]
         metrics = {
             "n_labeled": int((y[rows] >= 0).sum()),
             "warnings": [str(w.message) for w in caught],
@@ -196,7 +214,12 @@ def learning_curve(store: SessionStore) -> list[dict]:
     """Held-out accuracy of the head fitted on the labels known when each round was picked, and now."""
     from ralif.head import LinearHead
 
-    X = check_features(load_features(store.features_path), "features")
+    if is_pool_spec(store.features_path):
+        X = open_pool(store.features_path)
+        rows_of = X.take
+    else:
+        X = check_features(load_features(store.features_path), "features")
+        rows_of = X.__getitem__
     y_now, held = store.label_array()
     test = np.flatnonzero(held & (y_now >= 0))
     points = [(r["id"], r["created_at"]) for r in store.rounds()] + [("now", None)]
@@ -206,8 +229,8 @@ def learning_curve(store: SessionStore) -> list[dict]:
         if len({c for _, c in lab}) < 2:
             continue
         idx = np.array([i for i, _ in lab])
-        head = LinearHead().fit(X[idx], np.array([c for _, c in lab]))
-        acc = float((head.predict(X[test]) == y_now[test]).mean())
+        head = LinearHead().fit(rows_of(idx), np.array([c for _, c in lab]))
+        acc = float((head.predict(rows_of(test)) == y_now[test]).mean())
         curve.append({"round": name, "n_labeled": len(lab), "held_out_accuracy": acc})
     return curve
 
