@@ -253,7 +253,9 @@ class NpyShards(PoolSource):
         return [(s.start, s.stop) for s in self.shards]
 
     def _shard_of(self, row: int) -> int:
-        starts = [s.start for s in self.shards]
+        starts = self.__dict__.get("_starts")
+        if starts is None:
+            starts = self._starts = np.array([s.start for s in self.shards], dtype=np.int64)
         return int(np.searchsorted(starts, row, side="right") - 1)
 
     def _file(self, k: int):
@@ -416,17 +418,26 @@ class ParquetPool(PoolSource):
                 )
         if width == 0:
             raise RalifInputError(f"Parquet pool {p} has no feature columns")
-        shards, start = [], 0
+        import pyarrow.parquet as pq
+
+        shards, groups, start = [], [], 0
         for f in files:
             try:
-                import pyarrow.parquet as pq
-
-                n = pq.read_metadata(f).num_rows
+                meta = pq.read_metadata(f)
             except Exception as exc:
                 raise RalifInputError(f"cannot read Parquet file {f} (corrupt): {exc}") from None
-            shards.append(Shard(f, start, start + n, _stamp(f)))
-            start += n
+            first = start
+            for g in range(meta.num_row_groups):
+                n = meta.row_group(g).num_rows
+                if n:
+                    groups.append((start, start + n, len(shards), g))
+                start += n
+            shards.append(Shard(f, first, start, _stamp(f)))
         self.shards = shards
+        # Blocks never cross a row group, the unit Parquet reads: each is read once.
+        self._groups = groups
+        self._group_starts = np.array([g[0] for g in groups], dtype=np.int64)
+        self._cached: tuple[int, object] | None = None
         self.n_rows = start
         self.n_features = int(width)
         all_f32 = all(pa.types.is_float32(t) for t in kinds)
@@ -436,33 +447,33 @@ class ParquetPool(PoolSource):
             raise RalifInputError(f"the Parquet pool {p} has no rows")
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_pa"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pa", "_cached")}
 
     def __setstate__(self, state: dict) -> None:
         import pyarrow as pa
 
         self.__dict__.update(state)
         self._pa = pa
+        self._cached = None
 
     def _pieces(self) -> list[tuple[int, int]]:
-        return [(s.start, s.stop) for s in self.shards]
+        return [(lo, hi) for lo, hi, _, _ in self._groups]
 
-    def _table_rows(self, shard: Shard, rows: np.ndarray | None, lo: int = 0, hi: int = 0):
-        import pyarrow.parquet as pq
+    def _group(self, row: int) -> tuple[int, object, Shard]:
+        """``(first row, table, shard)`` of the row group holding pool row ``row``."""
+        i = int(np.searchsorted(self._group_starts, row, side="right") - 1)
+        lo, _, k, g = self._groups[i]
+        shard = self.shards[k]
+        if self._cached is None or self._cached[0] != i:
+            import pyarrow.parquet as pq
 
-        check_shard_unchanged(shard)
-        try:
-            pf = pq.ParquetFile(shard.path)
-            if rows is None:
-                table = _read_row_range(pf, lo, hi)
-            else:
-                table = _read_row_range(pf, int(rows.min()), int(rows.max()) + 1)
-                table = table.take(self._pa.array(rows - rows.min()))
-        except RalifInputError:
-            raise
-        except Exception as exc:
-            raise RalifInputError(f"cannot read Parquet file {shard.path}: {exc}") from None
-        return table
+            check_shard_unchanged(shard)
+            try:
+                table = pq.ParquetFile(shard.path).read_row_group(g)
+            except Exception as exc:  # pyarrow raises several unrelated types
+                raise RalifInputError(f"cannot read Parquet file {shard.path}: {exc}") from None
+            self._cached = (i, table)
+        return lo, self._cached[1], shard
 
     def _to_numpy(self, table, shard: Shard) -> np.ndarray:
         where = f"Parquet file {shard.path}"
@@ -477,45 +488,21 @@ class ParquetPool(PoolSource):
         return np.column_stack([np.asarray(c, dtype=dt) for c in cols])
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        k = int(np.searchsorted([s.start for s in self.shards], start, side="right") - 1)
-        shard = self.shards[k]
-        lo, hi = start - shard.start, stop - shard.start
-        arr = self._to_numpy(self._table_rows(shard, None, lo, hi), shard)
-        return checked_block(arr, f"Parquet file {shard.path}", lo, self.n_features).astype(
-            self.dtype, copy=False
-        )
+        lo, table, shard = self._group(start)
+        arr = self._to_numpy(table.slice(start - lo, stop - start), shard)
+        where = f"Parquet file {shard.path}"
+        first = start - shard.start
+        return checked_block(arr, where, first, self.n_features).astype(self.dtype, copy=False)
 
     def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
-        k = int(np.searchsorted([s.start for s in self.shards], lo, side="right") - 1)
-        shard = self.shards[k]
-        arr = self._to_numpy(self._table_rows(shard, rows - shard.start), shard)
-        return checked_block(arr, f"Parquet file {shard.path}", 0, self.n_features).astype(
-            self.dtype, copy=False
-        )
+        first, table, shard = self._group(lo)
+        arr = self._to_numpy(table.take(self._pa.array(rows - first)), shard)
+        where = f"Parquet file {shard.path}"
+        return checked_block(arr, where, 0, self.n_features).astype(self.dtype, copy=False)
 
     def check_unchanged(self) -> None:
         for shard in self.shards:
             check_shard_unchanged(shard)
-
-
-def _read_row_range(pf, lo: int, hi: int):
-    """Rows ``lo:hi`` of a Parquet file, reading only the row groups that hold them."""
-    import pyarrow as pa
-
-    meta = pf.metadata
-    groups, first, start = [], None, 0
-    for g in range(meta.num_row_groups):
-        n = meta.row_group(g).num_rows
-        if start < hi and start + n > lo:
-            groups.append(g)
-            if first is None:
-                first = start
-        start += n
-    if not groups:
-        return pf.schema_arrow.empty_table()
-    table = pf.read_row_groups(groups)
-    table = table.slice(lo - first, hi - lo)
-    return pa.Table.from_batches(table.to_batches(), schema=table.schema)
 
 
 class ArrayPool(PoolSource):
