@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
@@ -298,10 +299,22 @@ class _Runner:
             sums = _add(sums, part)
         return {k: np.concatenate(v) for k, v in per_item.items()}, sums
 
+    def _read(self, task) -> np.ndarray:
+        start, stop, local = task
+        block = self.source.read(start, stop)
+        return block if local is None else block[local]
+
     def _results(self, fn, args):
         if self.client is None:
-            for start, stop, local in self.tasks:
-                yield _run_partition(self.source, start, stop, local, fn, args)
+            # The next block is read by a second thread while this one is computed: file
+            # reads release the GIL, so reading and the products overlap (two blocks held).
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                ahead = None
+                for i, task in enumerate(self.tasks):
+                    block = (ahead or reader.submit(self._read, task)).result()
+                    more = i + 1 < len(self.tasks)
+                    ahead = reader.submit(self._read, self.tasks[i + 1]) if more else None
+                    yield fn(block, *args)
             return
         from ralif.cluster import gather_in_order
 
