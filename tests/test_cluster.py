@@ -71,3 +71,14 @@ def test_a_bad_cluster_spec_is_refused(spec):
     require("distributed")
     with pytest.raises(RalifInputError, match="--dask"), dask_client(spec):
         pass
+
+
+def test_ralif_select_of_a_dask_array_runs_on_the_open_client(client, shards):
+    import ralif
+    from ralif.cluster import default_client
+
+    da = require("dask.array")
+    _, X, y = shards
+    assert default_client() is client
+    picks = ralif.select(da.from_array(X, chunks=(1000, 10)), y, 12, l2=0.1, random_state=2)
+    np.testing.assert_array_equal(picks, ralif.select(X, y, 12, l2=0.1, random_state=2))

@@ -407,11 +407,12 @@ def streamed_select(
 
     Examples
     --------
-    >>> import numpy as np
+    >>> import numpy as np, ralif
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(400, 5)); y = np.full(400, -1); y[:20] = X[:20, 0] > 0
     >>> q = streamed_select(X, y, 5, l2=0.1, random_state=0, block_rows=64)
-    >>> bool(np.array_equal(q.picks, __import__("ralif").select(X, y, 5, l2=0.1, random_state=0)))
+    >>> in_memory = ralif.select(X, y, 5, l2=0.1, random_state=0)
+    >>> bool(np.array_equal(q.picks, in_memory))
     True
     """
     strat = make_strategy(strategy, random_state=random_state, **params)
