@@ -79,6 +79,10 @@ def test_ralif_select_of_a_dask_array_runs_on_the_open_client(client, shards):
 
     da = require("dask.array")
     _, X, y = shards
+    distributed = require("distributed")
     assert default_client() is client
-    picks = ralif.select(da.from_array(X, chunks=(1000, 10)), y, 12, l2=0.1, random_state=2)
+    with distributed.get_task_stream(client) as tasks:
+        picks = ralif.select(da.from_array(X, chunks=(1000, 10)), y, 12, l2=0.1, random_state=2)
     np.testing.assert_array_equal(picks, ralif.select(X, y, 12, l2=0.1, random_state=2))
+    keys = [str(t["key"]) for t in tasks.data]
+    assert sum("_run_block" in k for k in keys) == 2 * 3  # two passes over three chunks
