@@ -220,3 +220,13 @@ def test_integer_shards_are_read_as_float64(tmp_path):
     block = next(pool.blocks(10))[1]
     assert pool.dtype == np.float64 and block.dtype == np.float64
     np.testing.assert_array_equal(block, np.arange(12).reshape(4, 3))
+
+
+def test_a_file_named_like_a_glob_is_that_file(tmp_path, pool_X):
+    from ralif.sources import is_pool_spec
+
+    path = tmp_path / "emb[1].npy"
+    np.save(path, pool_X)
+    np.save(tmp_path / "emb1.npy", np.zeros((3, 6), np.float32))  # what the pattern would match
+    assert not is_pool_spec(path)
+    np.testing.assert_array_equal(next(open_pool(path).blocks(1000))[1], pool_X)

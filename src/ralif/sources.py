@@ -604,6 +604,8 @@ def is_pool_spec(spec: object) -> bool:
     if not isinstance(spec, (str, os.PathLike)):
         return False
     s = str(spec)
+    if Path(s).is_file():  # a file whose name has brackets or stars is that file
+        return False
     return bool(_GLOB_CHARS.search(s)) or Path(s).is_dir()
 
 
@@ -634,7 +636,7 @@ def open_pool(spec: object, name: str | None = None) -> PoolSource:
     if isinstance(spec, (str, os.PathLike)):
         s = str(spec)
         p = Path(s)
-        if _GLOB_CHARS.search(s):
+        if _GLOB_CHARS.search(s) and not p.exists():
             return NpyShards(expand_shards(s), name=s)
         if p.is_dir():
             if any(p.glob("*.parquet")) and not any(p.glob("*.npy")):
