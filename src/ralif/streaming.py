@@ -53,7 +53,7 @@ from ralif._solve import solve_hessian_system
 from ralif._validation import RalifInputError, check_budget, check_labels, check_random_state
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
-from ralif.influence import InfluenceSettings, PoolInfluence
+from ralif.influence import InfluenceSettings, PoolInfluence, _labeled_loss_and_gradient
 from ralif.scores import entropy, least_confidence, margin
 from ralif.selectors import (
     candidate_set,
@@ -586,11 +586,7 @@ class _Query:
         curv = head.curvature(XL)
         if settings.target in ("all", "labeled"):
             codes = np.searchsorted(head.classes_, yL)
-            P = curv.P.copy()
-            idx = np.arange(len(codes))
-            lloss = float(-np.log(np.maximum(P[idx, codes], 1e-300)).sum())
-            P[idx, codes] -= 1.0
-            lW, lb = P.T @ curv.X, P.sum(axis=0)
+            lW, lb, lloss = _labeled_loss_and_gradient(curv, codes)
             if settings.target == "labeled":
                 gW, gb, loss, n_target = lW, lb, lloss, n
             else:
