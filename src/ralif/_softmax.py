@@ -18,6 +18,7 @@ positive definite without changing its solution for such right-hand sides.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -28,6 +29,24 @@ def softmax_inplace(Z: np.ndarray) -> np.ndarray:
     np.exp(Z, out=Z)
     Z /= Z.sum(axis=-1, keepdims=True)
     return Z
+
+
+def complement(P: np.ndarray) -> np.ndarray:
+    """``1 - P`` row-wise, accurate also where one class holds almost all the mass.
+
+    For a probability near 1, ``1 - p`` loses every digit below ``1e-16``; the sum of the
+    row's other probabilities does not. Saturated heads (features of a large scale, or a
+    weak ridge) have exactly such rows, and their curvature is made of these numbers.
+    """
+    comp = 1.0 - P
+    rows = np.arange(P.shape[0])
+    top = P.argmax(axis=1)
+    dominant = P[rows, top] > 0.5
+    if dominant.any():
+        rest = P[dominant].copy()
+        rest[np.arange(rest.shape[0]), top[dominant]] = 0.0
+        comp[rows[dominant], top[dominant]] = rest.sum(axis=1)
+    return comp
 
 
 def log_softmax(Z: np.ndarray) -> np.ndarray:
@@ -74,7 +93,12 @@ def objective(
     Z = logits(X, W, b)
     logp = log_softmax(Z)
     value = -(Y * logp).sum() / n + 0.5 * l2 * float(W.ravel() @ W.ravel())
-    R = np.exp(logp) - Y
+    P = np.exp(logp)
+    R = P - Y
+    # p_y - 1 as minus the other classes' mass: for a sure head it is below rounding of
+    # 1, and the gradient of features of a large scale is made of nothing else.
+    sure = Y == 1.0
+    R[sure] = -complement(P)[sure]
     gW = R.T @ X / n + l2 * W
     grad = join_params(gW, R.sum(axis=0) / n if fit_intercept else None)
     return float(value), grad
@@ -117,6 +141,24 @@ class Curvature:
         """Number of parameters."""
         return self.n_classes * (self.n_features + int(self.fit_intercept))
 
+    @cached_property
+    def _dominant(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows whose top class has probability above 1/2, and that class."""
+        top = self.P.argmax(axis=1)
+        rows = np.flatnonzero(self.P[np.arange(self.P.shape[0]), top] > 0.5)
+        return rows, top[rows]
+
+    def _expand(self, null_weight: float | np.ndarray) -> np.ndarray | float:
+        """A weight per feature (bias last) laid out as a flat parameter vector."""
+        if np.ndim(null_weight) == 0:
+            return float(null_weight)
+        mu = np.asarray(null_weight, dtype=np.float64)
+        d, C = self.n_features, self.n_classes
+        W = np.broadcast_to(mu[:d], (C, d))
+        return join_params(
+            np.ascontiguousarray(W), np.full(C, mu[d]) if self.fit_intercept else None
+        )
+
     def null_projection(self, v: np.ndarray) -> np.ndarray:
         """Project a flat vector onto the softmax null directions ``1 u^T``."""
         W, b = split_params(v, self.n_classes, self.n_features, self.fit_intercept)
@@ -125,8 +167,14 @@ class Curvature:
             np.ascontiguousarray(mW), None if b is None else np.full_like(b, b.mean())
         )
 
-    def matvec(self, v: np.ndarray, shift: float = 0.0, null_weight: float = 0.0) -> np.ndarray:
-        """``(H + shift I + null_weight Pi) v`` in O(n d C)."""
+    def matvec(
+        self, v: np.ndarray, shift: float = 0.0, null_weight: float | np.ndarray = 0.0
+    ) -> np.ndarray:
+        """``(H + shift I + null_weight Pi) v`` in O(n d C).
+
+        ``null_weight`` is one number, or one per feature with the bias last (the null
+        directions ``1 e_j^T`` of each feature weighted apart).
+        """
         n = self.X.shape[0]
         VW, vb = split_params(v, self.n_classes, self.n_features, self.fit_intercept)
         U = self.X @ VW.T
@@ -134,22 +182,29 @@ class Curvature:
             U += vb
         PU = self.P * U
         Q = PU - self.P * PU.sum(axis=1, keepdims=True)
+        rows, top = self._dominant
+        if len(rows):
+            # (diag p - p p^T) u for the dominant class as p_t sum_k p_k (u_t - u_k):
+            # the difference of the two products above cancels to nothing there.
+            Pd, Ud = self.P[rows], U[rows]
+            Ut = Ud[np.arange(len(rows)), top]
+            Q[rows, top] = Pd[np.arange(len(rows)), top] * (Pd * (Ut[:, None] - Ud)).sum(axis=1)
         hW = Q.T @ self.X / n + (self.l2 + shift) * VW
         hb = None if vb is None else Q.sum(axis=0) / n + shift * vb
         out = join_params(hW, hb)
-        if null_weight:
-            out += null_weight * self.null_projection(v)
+        if np.any(null_weight):
+            out += self._expand(null_weight) * self.null_projection(v)
         return out
 
-    def diagonal(self, shift: float = 0.0, null_weight: float = 0.0) -> np.ndarray:
+    def diagonal(self, shift: float = 0.0, null_weight: float | np.ndarray = 0.0) -> np.ndarray:
         """Diagonal of ``H + shift I + null_weight Pi`` (a Jacobi preconditioner)."""
         n = self.X.shape[0]
-        w = self.P * (1.0 - self.P)
+        w = self.P * complement(self.P)
         dW = w.T @ (self.X * self.X) / n + self.l2 + shift
         db = w.sum(axis=0) / n + shift if self.fit_intercept else None
-        return join_params(dW, db) + null_weight / self.n_classes
+        return join_params(dW, db) + self._expand(null_weight) / self.n_classes
 
-    def dense(self, shift: float = 0.0, null_weight: float = 0.0) -> np.ndarray:
+    def dense(self, shift: float = 0.0, null_weight: float | np.ndarray = 0.0) -> np.ndarray:
         """The whole matrix ``H + shift I + null_weight Pi``; O(n (C(d+1))^2) work."""
         n, d = self.X.shape
         C = self.n_classes
@@ -159,15 +214,20 @@ class Curvature:
         # (class, feature~) order first, then permute the bias columns to the end.
         Z = (self.P[:, :, None] * Xt[:, None, :]).reshape(n, C * dt)
         H = -(Z.T @ Z)
+        # Diagonal blocks from p (1 - p) itself, not p - p^2, which cancels to rounding
+        # noise (and a matrix that is not positive) where the head is saturated.
+        w = self.P * complement(self.P)
         for c in range(C):
             blk = slice(c * dt, (c + 1) * dt)
-            H[blk, blk] += (Xt * self.P[:, c : c + 1]).T @ Xt
+            H[blk, blk] = (Xt * w[:, c : c + 1]).T @ Xt
         H /= n
         reg = np.tile(np.r_[np.full(d, self.l2), np.zeros(dt - d)], C) + shift
         H[np.diag_indices_from(H)] += reg
-        if null_weight:
-            # Pi = (1/C) 1 1^T (x) I_dt in the (class, feature~) layout.
-            H += null_weight / C * np.kron(np.ones((C, C)), np.eye(dt))
+        if np.any(null_weight):
+            # sum_j mu_j Pi_j with Pi_j = (1/C) 1 1^T (x) e_j e_j^T in the (class, feature~)
+            # layout; a scalar mu is the same weight for every feature.
+            mu = np.broadcast_to(np.asarray(null_weight, dtype=np.float64), (dt,))
+            H += np.kron(np.ones((C, C)) / C, np.diag(mu))
         if self.fit_intercept:
             order = np.r_[
                 (np.arange(C)[:, None] * dt + np.arange(d)[None, :]).ravel(),

@@ -1,7 +1,9 @@
 """Solving ``(H + damping I) s = g`` for the head's Hessian.
 
-Two exact routes: a dense Cholesky factorisation for small heads, and preconditioned
-conjugate gradients with exact Hessian-vector products for the rest. Both add the
+Two exact routes: a dense Cholesky factorisation for small heads (of the matrix scaled
+to a unit diagonal, with an eigendecomposition where it is singular to working
+precision), and preconditioned conjugate gradients with exact Hessian-vector products
+for the rest. Both add the
 projector onto the softmax null directions (see :mod:`ralif._softmax`), which leaves the
 solution unchanged for gradients of the objective and makes the matrix definite.
 """
@@ -28,10 +30,59 @@ class SolveInfo:
     residual: float
 
 
-def _null_weight(curv: Curvature) -> float:
-    # Scale the null-space term like the rest of the spectrum so CG's conditioning
-    # does not suffer; any positive value gives the same solution.
-    return float(curv.diagonal().mean())
+def _null_weight(curv: Curvature) -> np.ndarray:
+    """A weight per feature (bias last) for the null-space term.
+
+    Any positive weights give the same solution. Each feature's null direction is
+    weighted like that feature's own curvature, so that features (or a bias) of very
+    different scales do not meet in one badly conditioned block: one weight for all
+    left the bias of a saturated head 1e67 times weaker than its null term.
+    """
+    C, d = curv.n_classes, curv.n_features
+    diag = curv.diagonal()
+    mu = diag[: C * d].reshape(C, d).mean(axis=0)
+    if curv.fit_intercept:
+        mu = np.r_[mu, diag[C * d :].mean()]
+    positive = mu[mu > 0]
+    fill = float(positive.mean()) if positive.size else 1.0
+    return np.where(mu > 0, mu, fill)
+
+
+class _DenseFactor:
+    """``A^{-1}`` of a symmetric positive semi-definite ``A``, exact on its range.
+
+    The matrix is first scaled to a unit diagonal (features of any scale then give the
+    same numbers), then factored by Cholesky. Where Cholesky finds it singular to
+    working precision (curvature that underflowed in a saturated head), the inverse is
+    the pseudo-inverse from the eigendecomposition: exact on the range of ``A``, zero on
+    the directions it cannot resolve (where a gradient of the objective is zero too).
+    """
+
+    def __init__(self, A: np.ndarray) -> None:
+        diag = np.diag(A).copy()
+        self.scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 1.0)
+        As = A * self.scale[:, None] * self.scale[None, :]
+        self.cho = self.eig = None
+        try:
+            self.cho = scipy.linalg.cho_factor(As, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            w, V = np.linalg.eigh(As)
+            cutoff = max(w.max(initial=0.0), 0.0) * A.shape[0] * np.finfo(np.float64).eps
+            keep = w > cutoff
+            self.eig = (V[:, keep], w[keep])
+
+    @property
+    def method(self) -> str:
+        return "cholesky" if self.cho is not None else "eigh"
+
+    def solve(self, g: np.ndarray) -> np.ndarray:
+        b = self.scale * g
+        if self.cho is not None:
+            x = scipy.linalg.cho_solve(self.cho, b, check_finite=False)
+        else:
+            V, w = self.eig
+            x = V @ ((V.T @ b) / w)
+        return self.scale * x
 
 
 class HessianSolver:
@@ -68,18 +119,15 @@ class HessianSolver:
         self.mu = _null_weight(curv)
         self._factor = None
         if solver == "cholesky":
-            H = curv.dense(shift=damping, null_weight=self.mu)
-            self._factor = scipy.linalg.cho_factor(
-                H, lower=True, overwrite_a=True, check_finite=False
-            )
+            self._factor = _DenseFactor(curv.dense(shift=damping, null_weight=self.mu))
 
     def solve(self, g: np.ndarray) -> tuple[np.ndarray, SolveInfo]:
         """Solve for one right-hand side (its null-direction part is removed first)."""
         g = g - self.curv.null_projection(g)
         if self._factor is not None:
-            s = scipy.linalg.cho_solve(self._factor, g, check_finite=False)
+            s = self._factor.solve(g)
             r = self.curv.matvec(s, shift=self.damping, null_weight=self.mu) - g
-            return s, SolveInfo("cholesky", 1, float(np.linalg.norm(r)))
+            return s, SolveInfo(self._factor.method, 1, float(np.linalg.norm(r)))
         return _pcg(self.curv, g, self.damping, self.mu, self.tol, self.max_iter)
 
 
@@ -114,7 +162,10 @@ def _pcg(
     curv: Curvature, g: np.ndarray, damping: float, mu: float, tol: float, max_iter: int
 ) -> tuple[np.ndarray, SolveInfo]:
     """Jacobi-preconditioned conjugate gradients, starting from zero."""
-    inv_diag = 1.0 / curv.diagonal(shift=damping, null_weight=mu)
+    diag = curv.diagonal(shift=damping, null_weight=mu)
+    # A zero diagonal entry is a direction without curvature (saturated head, no
+    # ridge); the preconditioner leaves it alone rather than dividing by zero.
+    inv_diag = 1.0 / np.where(diag > 0, diag, 1.0)
     s = np.zeros_like(g)
     r = g.copy()
     z = inv_diag * r
@@ -128,7 +179,11 @@ def _pcg(
     r_norm = g_norm
     while it < max_iter:
         Hp = curv.matvec(p, shift=damping, null_weight=mu)
-        alpha = rz / float(p @ Hp)
+        pHp = float(p @ Hp)
+        if not pHp > 0.0:
+            # No curvature left along p: the rest of g lies outside the range of H.
+            break
+        alpha = rz / pHp
         s += alpha * p
         r -= alpha * Hp
         it += 1

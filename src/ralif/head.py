@@ -23,7 +23,7 @@ from ralif._params import (
     validate_params,
 )
 from ralif._softmax import Curvature, join_params, objective, predict_proba, split_params
-from ralif._solve import solve_hessian_system
+from ralif._solve import DENSE_MAX_PARAMS, solve_hessian_system
 from ralif._validation import RalifInputError, check_features, check_labels
 
 DEFAULT_L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -218,7 +218,12 @@ class LinearHead(BaseEstimator):
                 break
             W, b = split_params(theta, C, d, fit_b)
             curv = Curvature(X, predict_proba(X, W, b), l2, fit_b)
-            step, _ = solve_hessian_system(curv, grad, solver="cg", tol=1e-3, max_iter=200)
+            step, info = solve_hessian_system(curv, grad, solver="cg", tol=1e-3, max_iter=200)
+            if info.residual > 1e-3 * np.linalg.norm(grad) and curv.size <= DENSE_MAX_PARAMS:
+                # CG stalls on a nearly saturated head (features of a large scale): its
+                # bias has almost no curvature beside a ridged W. The dense solve does
+                # not care how the spectrum is spread.
+                step, _ = solve_hessian_system(curv, grad, solver="cholesky")
             # Backtracking keeps Newton safe when L-BFGS stopped far from the optimum.
             t = 1.0
             while t > 1e-6:

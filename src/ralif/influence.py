@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ralif._softmax import Curvature, join_params, logits, softmax_inplace, split_params
+from ralif._softmax import Curvature, complement, join_params, logits, softmax_inplace, split_params
 from ralif._solve import SolveInfo, solve_hessian_system
 from ralif._validation import (
     RalifInputError,
@@ -166,7 +166,7 @@ def _pool_proba_and_gradient(
             idx = np.arange(len(P))
             item_loss = -np.log(np.maximum(p_top[sl], 1e-300))
             G = P
-            G[idx, top[sl]] -= 1.0
+            G[idx, top[sl]] = -complement(P)[idx, top[sl]]
         if w is not None:
             item_loss = item_loss * w
             G *= w[:, None]
@@ -184,8 +184,26 @@ def _labeled_loss_and_gradient(
     P = curv.P.copy()
     idx = np.arange(len(codes))
     loss = -np.log(np.maximum(P[idx, codes], 1e-300)).sum()
-    P[idx, codes] -= 1.0
+    P[idx, codes] = -complement(P)[idx, codes]
     return P.T @ curv.X, P.sum(axis=0), float(loss)
+
+
+def _centered(A: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """``a_y - p^T a`` for every class ``y``.
+
+    For a row's dominant class (``p_t > 1/2``) it is ``sum_k p_k (a_t - a_k)``: the plain
+    difference cancels there to rounding noise when the head is almost certain, and
+    that column is the pseudo label's, which every score reads.
+    """
+    out = A - (P * A).sum(axis=1, keepdims=True)
+    top = P.argmax(axis=1)
+    rows = np.flatnonzero(P[np.arange(P.shape[0]), top] > 0.5)
+    if len(rows):
+        t = top[rows]
+        Ar = A[rows]
+        At = Ar[np.arange(len(rows)), t]
+        out[rows, t] = (P[rows] * (At[:, None] - Ar)).sum(axis=1)
+    return out
 
 
 def pool_influence(
@@ -235,7 +253,7 @@ def pool_influence(
         A = block @ S_W_x.T
         A = A.astype(np.float64) + (s_b if s_b is not None else 0.0)
         # -(1/n) (p - e_y)^T a  for every class y at once.
-        delta[sl] = (A - (proba[sl] * A).sum(axis=1, keepdims=True)) / n
+        delta[sl] = _centered(A, proba[sl]) / n
     if settings.rescale_ridge:
         # Refitting the mean over n+1 items with the same l2 also scales the ridge by
         # (n+1)/n: a shift of -(l2/n) <W, S_W> shared by every pair.
