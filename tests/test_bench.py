@@ -407,3 +407,14 @@ def test_report_given_a_file_names_it_as_such(tmp_path):
     (tmp_path / "results.csv").write_text("strategy\n")
     with pytest.raises(RalifInputError, match="is a file, not a results folder"):
         make_report(tmp_path / "results.csv")
+
+
+def test_initial_set_holds_two_classes_and_is_unchanged_when_the_first_draw_does():
+    y = np.zeros(400, dtype=int)
+    y[:8] = 1  # 2 % in class 1: most draws of 10 items hold class 0 alone
+    for seed in range(20):
+        plain = initial_labeled_set(400, 10, seed)
+        drawn = initial_labeled_set(400, 10, seed, y=y)
+        assert len(np.unique(y[drawn])) == 2
+        if len(np.unique(y[plain])) == 2:
+            assert np.array_equal(plain, drawn)

@@ -84,11 +84,27 @@ class FixedFeatures:
         return RoundFeatures(self.X, self.X_test)
 
 
-def initial_labeled_set(n_items: int, n_initial: int, seed: int) -> np.ndarray:
-    """The initial labeled indices for a seed: the same for every strategy."""
+def initial_labeled_set(
+    n_items: int, n_initial: int, seed: int, y: np.ndarray | None = None
+) -> np.ndarray:
+    """The initial labeled indices for a seed: the same for every strategy.
+
+    With the labels ``y``, a draw holding fewer than two classes (a model needs two) is
+    drawn again, from the next seed of the same sequence, until it holds two; a draw
+    that already does is the same as without ``y``.
+    """
     if not 1 <= n_initial < n_items:
         raise RalifInputError(f"initial labeled set must be in [1, {n_items - 1}], got {n_initial}")
-    return np.sort(np.random.default_rng([seed, 0x1A11]).choice(n_items, n_initial, replace=False))
+    if y is not None and len(np.unique(y)) >= 2 and n_initial < 2:
+        raise RalifInputError("the initial labeled set needs at least 2 items to hold two classes")
+    for attempt in range(1000):
+        key = [seed, 0x1A11] if attempt == 0 else [seed, 0x1A11, attempt]
+        idx = np.sort(np.random.default_rng(key).choice(n_items, n_initial, replace=False))
+        if y is None or len(np.unique(y)) < 2 or len(np.unique(y[idx])) >= 2:
+            return idx
+    raise RalifInputError(
+        f"no initial labeled set of {n_initial} items with two classes was drawn in 1000 tries"
+    )
 
 
 def round_seed(seed: int, round_: int, strategy: str) -> int:

@@ -131,7 +131,7 @@ def run_benchmark(
             prior = done[(seed, name)]
             if len(prior) > config.rounds:
                 continue
-            initial = initial_labeled_set(len(data.y), config.init, seed)
+            initial = initial_labeled_set(len(data.y), config.init, seed, y=data.y)
             bar.set_description(f"{name} seed {seed}")
             args = (
                 data.X,
