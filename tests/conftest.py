@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import pathlib
+import stat
 import types
 
 import numpy as np
@@ -12,20 +14,61 @@ import pytest
 ALLOW_MISSING_ENV = "RALIF_TEST_ALLOW_MISSING"
 
 
+def _may_skip() -> bool:
+    # CI installs every piece (.ci/run); there a missing one is a failure even if the
+    # variable leaked into its environment.
+    return os.environ.get(ALLOW_MISSING_ENV) == "1" and os.environ.get("CI") != "true"
+
+
 def require(module: str) -> types.ModuleType:
     """Import a dependency that CI installs (``.ci/run``): a missing one fails the test.
 
     Locally, ``RALIF_TEST_ALLOW_MISSING=1`` turns it into a skip that names it, so that
-    nothing is skipped silently where everything should be there.
+    nothing is skipped silently where everything should be there (never under
+    ``CI=true``).
     """
     try:
         return importlib.import_module(module)
     except ImportError:
-        if os.environ.get(ALLOW_MISSING_ENV) == "1":
+        if _may_skip():
             pytest.skip(
                 f"{module} is not installed ({ALLOW_MISSING_ENV}=1)", allow_module_level=True
             )
         raise
+
+
+def missing(what: str) -> None:
+    """Fail the test for want of ``what`` (a program, a privilege) that CI provides.
+
+    Like :func:`require`: a skip naming it only with ``RALIF_TEST_ALLOW_MISSING=1``
+    outside CI.
+    """
+    if _may_skip():
+        pytest.skip(f"{what} ({ALLOW_MISSING_ENV}=1)")
+    pytest.fail(f"{what}; set {ALLOW_MISSING_ENV}=1 to skip this test locally", pytrace=False)
+
+
+def char_device(folder: pathlib.Path) -> pathlib.Path:
+    """A character device that discards what is written: a /dev/null node made in
+    ``folder`` where the process may (CAP_MKNOD), else /dev/null itself.
+
+    /dev/null itself only where ``/dev`` is not writable, so that a writer that wrongly
+    replaces its target cannot replace the system's /dev/null.
+    """
+    node = folder / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        return node
+    except PermissionError:
+        if not os.access("/dev", os.W_OK) and stat.S_ISCHR(os.stat("/dev/null").st_mode):
+            return pathlib.Path("/dev/null")
+    missing("a character device to write to: CAP_MKNOD, or /dev/null in a read-only /dev")
+    raise AssertionError("unreachable")
+
+
+def regular_files(folder: pathlib.Path) -> set[str]:
+    """Names of the regular files in ``folder`` (where a temporary file would show)."""
+    return {p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink()}
 
 
 def standardized_digits() -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import partial_labels
+from tests.conftest import partial_labels, require
 
 BUDGET = 7
 
@@ -51,8 +51,8 @@ def _read_picks(text: str) -> list[dict]:
 def test_select_reads_every_format_and_prints_picks(files, features, labels):
     d, X, y = files
     if features == "X.parquet":
-        pa = pytest.importorskip("pyarrow")
-        import pyarrow.parquet as pq
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
 
         pq.write_table(pa.table({f"f{i}": X[:, i] for i in range(X.shape[1])}), d / "X.parquet")
     r = run_cli(

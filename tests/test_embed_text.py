@@ -7,6 +7,7 @@ import pytest
 
 from ralif.cli import main
 from ralif.models import text
+from tests.conftest import char_device, regular_files
 
 
 class FakeEncoder:
@@ -114,14 +115,10 @@ def test_progress_of_other_texts_is_not_reused(tmp_path, encoder, monkeypatch):
 
 
 def test_output_to_a_device_keeps_no_progress_beside_it(tmp_path, encoder):
-    import os
-    import stat
-
-    dev = tmp_path / "null"
-    try:
-        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # the /dev/null device
-    except PermissionError:
-        pytest.skip("creating a device node needs CAP_MKNOD")
+    dev = char_device(tmp_path)
+    texts = _csv(tmp_path / "t.csv", [("a", "x"), ("b", "y")])
+    before = regular_files(dev.parent)
     encoder(FakeEncoder())
-    assert _embed(_csv(tmp_path / "t.csv", [("a", "x"), ("b", "y")]), dev) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["null", "t.csv"]
+    assert _embed(texts, dev) == 0
+    assert regular_files(dev.parent) == before
+    assert regular_files(tmp_path) == {"t.csv"}

@@ -20,7 +20,7 @@ from numpy.lib import format as npy_format
 from ralif import RalifInputError
 from ralif.cli import main
 from ralif.io import MAX_ARRAY_BYTES_ENV, load_features, load_labels, write_csv
-from tests.conftest import partial_labels
+from tests.conftest import char_device, missing, partial_labels, regular_files, require
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +59,11 @@ def _picks(text: str) -> list[dict]:
 
 
 def test_out_to_a_device_writes_through_it_and_leaves_it_a_device(inputs, tmp_path):
-    dev = tmp_path / "null"
-    try:
-        os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # the /dev/null device
-    except PermissionError:
-        pytest.skip("creating a device node needs CAP_MKNOD")
+    dev = char_device(tmp_path)
+    before = regular_files(dev.parent)
     assert _select(inputs, str(dev)) == 0
     assert stat.S_ISCHR(os.lstat(dev).st_mode)
-    assert [p.name for p in tmp_path.iterdir()] == ["null"]  # no temporary file left behind
+    assert regular_files(dev.parent) == before  # no temporary file left behind
 
 
 def test_out_to_a_fifo_writes_into_the_pipe(inputs, tmp_path):
@@ -242,8 +239,8 @@ def test_dataset_npz_over_the_cap_is_refused(tmp_path, blobs, monkeypatch):
 
 
 def test_parquet_over_the_cap_is_refused_from_its_metadata(tmp_path, blobs, monkeypatch):
-    pa = pytest.importorskip("pyarrow")
-    import pyarrow.parquet as pq
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
 
     X, _ = blobs
     pq.write_table(pa.table({f"f{i}": X[:, i] for i in range(X.shape[1])}), tmp_path / "X.parquet")
@@ -446,7 +443,7 @@ def test_a_file_replaced_by_root_keeps_its_owner(tmp_path):
     try:
         os.chown(out, 12345, 12346)
     except PermissionError:
-        pytest.skip("giving a file to another user needs root")
+        missing("giving a file to another user needs root")
     write_csv(out, ["x"], [(1,)])
     assert (out.stat().st_uid, out.stat().st_gid) == (12345, 12346)
 

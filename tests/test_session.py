@@ -26,9 +26,7 @@ import pytest
 from ralif import RalifInputError
 from ralif.session import create_session, open_session
 from ralif.session import workflow as wf
-
-pytest.importorskip("flask")
-pytest.importorskip("waitress")
+from tests.conftest import missing, require
 
 CLASSES = ["cat", "dog", "bird"]
 
@@ -136,7 +134,7 @@ def test_export_csv_and_parquet(session, tmp_path):
     assert wf.export(s, tmp_path / "l.csv") == 12
     rows = list(csv.DictReader(open(tmp_path / "l.csv")))
     assert rows[0]["class_name"] in CLASSES and int(rows[0]["item"]) == 0
-    pq = pytest.importorskip("pyarrow.parquet")
+    pq = require("pyarrow.parquet")
     wf.export(s, tmp_path / "l.parquet", "parquet")
     assert pq.read_table(tmp_path / "l.parquet").num_rows == 12
 
@@ -181,10 +179,17 @@ class Client:
             return e.code, e.read()
 
 
+def require_server() -> None:
+    """The page's server needs flask and waitress (the store tests need neither)."""
+    require("flask")
+    require("waitress")
+
+
 class Running:
     """A waitress server on a free loopback port, served from a thread until stopped."""
 
     def __init__(self, db_path) -> None:
+        require_server()
         from ralif.session.server import make_server
 
         self.srv = make_server(db_path, host="127.0.0.1", port=0, threads=8)
@@ -301,6 +306,7 @@ def _free_port() -> int:
 
 def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
     """Label until SIGKILL at a random moment; returns (acknowledged, found after restart)."""
+    require_server()
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ralif.cli", "serve", "--db", str(db_path), "--port", str(port)],
@@ -351,6 +357,7 @@ def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
     return len(acked), len(set(acked) & found)
 
 
+@pytest.mark.slow  # three server processes killed in turn; CI runs the slow tests as their own step
 def test_sigkill_at_any_moment_loses_no_acknowledged_label(session):
     s, _ = session
     wf.next_batch(s, 50, "random")
@@ -397,11 +404,11 @@ INSECURE_HOST = "ralif-labeling.test"
 
 @pytest.fixture(scope="module")
 def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
+    webdriver = require("selenium.webdriver")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     if not chromium or not driver:
-        pytest.skip(
+        missing(
             "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
         )
     from selenium.webdriver.chrome.service import Service

@@ -19,10 +19,11 @@ import urllib.request
 import pytest
 
 from ralif.session import workflow as wf
+from tests.conftest import require
 from tests.test_session import Client, Running, make_session, serve_batch
 
-pytest.importorskip("flask")
-pytest.importorskip("waitress")
+require("flask")
+require("waitress")
 
 
 @pytest.fixture()
