@@ -104,22 +104,57 @@ def _pm(x: np.ndarray, scale: float = 100.0) -> str:
 
 def markdown(c: Curves, title: str) -> tuple[str, str]:
     """(the whole report, the AUBC table alone) as markdown."""
-    has_random = "random" in c.strategies
-    after = c.rounds >= 1
-    lines = [f"# {title}", ""]
-    lines.append(
+    aubc_table = _aubc_table(c)
+    lines = [f"# {title}", "", _intro(c), ""]
+    lines += ["## Area under the learning curve", "", aubc_table, ""]
+    if "random" in c.strategies:
+        lines += _per_round_section(c)
+    lines += _win_tie_loss_section(c)
+    return "\n".join(lines), aubc_table
+
+
+def _intro(c: Curves) -> str:
+    """What the report covers and how its numbers are made."""
+    deep_note = (
+        " Head: the linear head refit on the encoder's features (what the per-round and "
+        "win/tie/loss tables use); network: the encoder's own classifier."
+        if c.net_accuracy is not None
+        else ""
+    )
+    return (
         f"{len(c.seeds)} seeds, rounds 0–{int(c.rounds.max())}, {int(c.n_labeled[0])} → {int(c.n_labeled[-1])} labels. "
         "AUBC: mean test accuracy (and macro-F1) over rounds 1–R, in %, mean ± std over seeds."
-        + (
-            " Head: the linear head refit on the encoder's features (what the per-round and "
-            "win/tie/loss tables use); network: the encoder's own classifier."
-            if c.net_accuracy is not None
-            else ""
-        )
+        + deep_note
     )
-    lines.append("")
-    deep = c.net_accuracy is not None
-    if deep:
+
+
+def _rounds_at_least_random(c: Curves, s: str) -> str:
+    """``k/R``: rounds after the first where ``s`` is at or above random (— for random)."""
+    if "random" not in c.strategies or s == "random":
+        return "—"
+    after = c.rounds >= 1
+    rand = c.accuracy["random"].mean(axis=0)
+    ok = c.accuracy[s].mean(axis=0)[after] >= rand[after] - RANDOM_TOLERANCE / 100
+    return f"{int(ok.sum())}/{int(after.sum())}"
+
+
+def _aubc_row(c: Curves, s: str) -> str:
+    """One strategy's AUBC row: accuracy, macro-F1, rounds at or above random, timings."""
+    after = c.rounds >= 1
+    acc, f1 = aubc(c.accuracy[s], c.rounds), aubc(c.macro_f1[s], c.rounds)
+    ge = _rounds_at_least_random(c, s)
+    sel = c.select_seconds[s][:, after].mean() if after.any() else 0.0
+    if c.net_accuracy is not None:
+        net = aubc(c.net_accuracy[s], c.rounds)
+        train, extract = np.nanmean(c.train_seconds[s]), np.nanmean(c.extract_seconds[s])
+        return f"| {s} | {_pm(acc)} | {_pm(net)} | {_pm(f1)} | {ge} | {sel:.3f} | {train:.2f} | {extract:.2f} |"
+    fit = c.fit_seconds[s].mean()
+    return f"| {s} | {_pm(acc)} | {_pm(f1)} | {ge} | {sel:.3f} | {fit:.3f} |"
+
+
+def _aubc_table(c: Curves) -> str:
+    """The AUBC table: one row per strategy (head and network columns for a deep run)."""
+    if c.net_accuracy is not None:
         table = [
             "| strategy | AUBC head accuracy | AUBC network accuracy | AUBC macro-F1 | rounds ≥ random "
             "| select s/round | train s/round | extract s/round |",
@@ -130,47 +165,40 @@ def markdown(c: Curves, title: str) -> tuple[str, str]:
             "| strategy | AUBC accuracy | AUBC macro-F1 | rounds ≥ random | select s/round | fit s/round |",
             "|---|---|---|---|---|---|",
         ]
-    rand = c.accuracy["random"].mean(axis=0) if has_random else None
-    for s in c.strategies:
-        acc, f1 = aubc(c.accuracy[s], c.rounds), aubc(c.macro_f1[s], c.rounds)
-        ge = "—"
-        if has_random and s != "random":
-            ok = c.accuracy[s].mean(axis=0)[after] >= rand[after] - RANDOM_TOLERANCE / 100
-            ge = f"{int(ok.sum())}/{int(after.sum())}"
-        sel = c.select_seconds[s][:, after].mean() if after.any() else 0.0
-        fit = c.fit_seconds[s].mean()
-        if deep:
-            net = aubc(c.net_accuracy[s], c.rounds)
-            train, extract = np.nanmean(c.train_seconds[s]), np.nanmean(c.extract_seconds[s])
-            table.append(
-                f"| {s} | {_pm(acc)} | {_pm(net)} | {_pm(f1)} | {ge} | {sel:.3f} | {train:.2f} | {extract:.2f} |"
-            )
-        else:
-            table.append(f"| {s} | {_pm(acc)} | {_pm(f1)} | {ge} | {sel:.3f} | {fit:.3f} |")
-    aubc_table = "\n".join(table)
-    lines += ["## Area under the learning curve", "", aubc_table, ""]
-    if has_random:
-        lines += [
-            "## Per round: mean accuracy minus random's (points); "
-            f"✓ where ≥ random − {RANDOM_TOLERANCE:g}",
-            "",
-        ]
-        head = (
-            "| strategy | "
-            + " | ".join(
-                f"r{k} ({int(n)})" for k, n in zip(c.rounds, c.n_labeled, strict=True) if k >= 1
-            )
-            + " |"
+    table += [_aubc_row(c, s) for s in c.strategies]
+    return "\n".join(table)
+
+
+def _per_round_section(c: Curves) -> list[str]:
+    """Each strategy's mean accuracy minus random's per round after the first (needs random)."""
+    after = c.rounds >= 1
+    rand = c.accuracy["random"].mean(axis=0)
+    lines = [
+        "## Per round: mean accuracy minus random's (points); "
+        f"✓ where ≥ random − {RANDOM_TOLERANCE:g}",
+        "",
+    ]
+    head = (
+        "| strategy | "
+        + " | ".join(
+            f"r{k} ({int(n)})" for k, n in zip(c.rounds, c.n_labeled, strict=True) if k >= 1
         )
-        lines += [head, "|---|" + "---|" * int(after.sum())]
-        for s in c.strategies:
-            if s == "random":
-                continue
-            diff = (c.accuracy[s].mean(axis=0) - rand)[after] * 100
-            cells = [f"{d:+.1f} {'✓' if d >= -RANDOM_TOLERANCE else '✗'}" for d in diff]
-            lines.append(f"| {s} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines += [
+        + " |"
+    )
+    lines += [head, "|---|" + "---|" * int(after.sum())]
+    for s in c.strategies:
+        if s == "random":
+            continue
+        diff = (c.accuracy[s].mean(axis=0) - rand)[after] * 100
+        cells = [f"{d:+.1f} {'✓' if d >= -RANDOM_TOLERANCE else '✗'}" for d in diff]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _win_tie_loss_section(c: Curves) -> list[str]:
+    """Every pair of strategies: wins, ties and losses over (seed, round) pairs, with p."""
+    lines = [
         "## Win / tie / loss (row vs column) over (seed, round) pairs",
         "",
         f"Accuracy differences under {TIE_TOLERANCE * 100:g} point are ties; p: two-sided Wilcoxon "
@@ -189,7 +217,7 @@ def markdown(c: Curves, title: str) -> tuple[str, str]:
             cells.append(f"{w}/{t}/{lo} (p={p:.2g})")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     lines.append("")
-    return "\n".join(lines), aubc_table
+    return lines
 
 
 def plot(c: Curves, title: str, path: Path) -> None:
