@@ -295,29 +295,8 @@ def _positive_int(value: object, what: str) -> int:
     return value
 
 
-def create_app(db_path: str | os.PathLike, who: str = "web"):
-    """The Flask application for one session database.
-
-    Parameters
-    ----------
-    db_path : path-like
-        The session database.
-    who : str
-        Recorded as the giver of every label made on the page.
-
-    Returns
-    -------
-    flask.Flask
-    """
-    try:
-        from flask import Flask, Response, abort, jsonify, request, send_file
-        from werkzeug.exceptions import HTTPException
-    except ImportError:
-        raise RalifInputError(
-            "ralif serve needs the serve extra: pip install 'ralif[serve]'"
-        ) from None
-    from ralif.session import workflow as wf
-
+def _open_probe(db_path: str | os.PathLike) -> tuple[str, Path | None]:
+    """The session's token and items folder, refusing a session without a real token."""
     with open_session(db_path) as probe:
         token = probe.token
         root = probe.items_root
@@ -326,19 +305,89 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
         raise RalifInputError(
             f"{db_path} is a damaged ralif session database (its secret token is missing)"
         )
-    local = threading.local()
-    app = Flask("ralif.session")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    return token, root
 
-    def store() -> SessionStore:
+
+class _Session:
+    """What every route needs: the database, its token and items folder, the labeler."""
+
+    def __init__(self, db_path: str | os.PathLike, who: str) -> None:
+        self.db_path, self.who = db_path, who
+        self.token, self.root = _open_probe(db_path)
+        self._local = threading.local()
+
+    def store(self) -> SessionStore:
         # One connection per server thread: SQLite connections are not shared.
-        if getattr(local, "store", None) is None:
-            local.store = open_session(db_path, check=False)
-        return local.store
+        if getattr(self._local, "store", None) is None:
+            self._local.store = open_session(self.db_path, check=False)
+        return self._local.store
 
-    def authorized() -> bool:
+    def authorized(self, request) -> bool:
         given = request.headers.get("X-Ralif-Token") or request.args.get("token") or ""
-        return hmac.compare_digest(given.encode(), token.encode())
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    def state(self) -> dict:
+        return page_state(self.store(), self.root)
+
+
+def page_state(s: SessionStore, root: Path | None) -> dict:
+    """What the page shows: the served batches' items with their state, and the classes."""
+    with s.reading():
+        served = s.served_rounds()
+        batch = [(rid, i) for rid in served for i in s.round_items(rid)]
+        latest = {
+            int(i): (c, bool(h), bool(u)) for i, c, h, u in s.latest_events([i for _, i in batch])
+        }
+        classes = s.classes()
+        rounds = s.rounds()
+        entries = {i: s.item(i) for _, i in batch}
+    rows, seen = [], set()
+    for rid, i in batch:
+        if i in seen:
+            continue
+        seen.add(i)
+        path, text = entries[i]
+        c, held, unsure = latest.get(i, (None, False, False))
+        kind = "image" if image_type(safe_item_path(root, path)) else "text"
+        if c is not None:
+            st = "held_out" if held else "labeled"
+        else:
+            st = "unsure" if unsure else "waiting"
+        rows.append({"id": i, "round": rid, "kind": kind, "text": text, "label": c, "state": st})
+    last = rounds[-1]["params"].get("budget") if rounds else None
+    return {
+        "round": served[-1] if served else None,
+        "rounds": served,
+        "classes": classes,
+        "items": rows,
+        "done": sum(r["state"] == "labeled" for r in rows),
+        "unsure": sum(r["state"] == "unsure" for r in rows),
+        "waiting": sum(r["state"] == "waiting" for r in rows),
+        "next_budget": last if isinstance(last, int) and last > 0 else 10,
+    }
+
+
+def _label_request(body: dict, who: str) -> tuple[object, object, str, object, bool]:
+    """``(item, label, giver, request_id, unsure)`` of a label request, checked."""
+    unsure = body.get("unsure", False)
+    if not isinstance(unsure, bool):
+        raise RalifInputError("'unsure' must be true or false")
+    if "item" not in body or ("label" not in body) == (not unsure):
+        raise RalifInputError("a label needs 'item' and either 'label' or 'unsure': true")
+    if not unsure and body["label"] is None:
+        raise RalifInputError("'label' must be a class (use undo to take a label back)")
+    giver = body.get("who", who)
+    if not isinstance(giver, str) or not giver.strip():
+        raise RalifInputError("'who' must be a non-empty text")
+    label = None if unsure else body["label"]
+    return body["item"], label, giver, body.get("request_id"), unsure
+
+
+def _add_error_handlers(app) -> None:
+    """Every error as JSON naming it: bad input 400, HTTP errors as they are, a busy
+    database 503, a damaged one 500."""
+    from flask import jsonify
+    from werkzeug.exceptions import HTTPException
 
     @app.errorhandler(RalifInputError)
     def bad_input(exc):
@@ -356,12 +405,18 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
     def damaged(exc):
         return jsonify(error=f"the session database is damaged: {exc}"), 500
 
+
+def _add_guards(app, session: _Session) -> None:
+    """The token check before every request but the static files, and the headers that
+    keep every answer from being framed, sniffed, cached or leaked as a referrer."""
+    from flask import Response, jsonify, request
+
     @app.before_request
     def check_token():
         # Before anything reads the body: a request without the token costs nothing.
         if request.path in PUBLIC_PATHS:
             return None
-        if not authorized():
+        if not session.authorized(request):
             if request.path == "/":
                 return Response(
                     "Open the address printed by ralif serve (it carries the session token).",
@@ -381,44 +436,10 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
             resp.headers["Cache-Control"] = "no-store"
         return resp
 
-    def state() -> dict:
-        s = store()
-        with s.reading():
-            served = s.served_rounds()
-            batch = [(rid, i) for rid in served for i in s.round_items(rid)]
-            latest = {
-                int(i): (c, bool(h), bool(u))
-                for i, c, h, u in s.latest_events([i for _, i in batch])
-            }
-            classes = s.classes()
-            rounds = s.rounds()
-            entries = {i: s.item(i) for _, i in batch}
-        rows, seen = [], set()
-        for rid, i in batch:
-            if i in seen:
-                continue
-            seen.add(i)
-            path, text = entries[i]
-            c, held, unsure = latest.get(i, (None, False, False))
-            kind = "image" if image_type(safe_item_path(root, path)) else "text"
-            if c is not None:
-                st = "held_out" if held else "labeled"
-            else:
-                st = "unsure" if unsure else "waiting"
-            rows.append(
-                {"id": i, "round": rid, "kind": kind, "text": text, "label": c, "state": st}
-            )
-        last = rounds[-1]["params"].get("budget") if rounds else None
-        return {
-            "round": served[-1] if served else None,
-            "rounds": served,
-            "classes": classes,
-            "items": rows,
-            "done": sum(r["state"] == "labeled" for r in rows),
-            "unsure": sum(r["state"] == "unsure" for r in rows),
-            "waiting": sum(r["state"] == "waiting" for r in rows),
-            "next_budget": last if isinstance(last, int) and last > 0 else 10,
-        }
+
+def _add_page_routes(app) -> None:
+    """The page, its script and its style."""
+    from flask import Response
 
     @app.get("/")
     def page():
@@ -434,64 +455,62 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
     def style():
         return Response(STYLE, mimetype="text/css")
 
+
+def _add_api_routes(app, session: _Session) -> None:
+    """State, label, undo and next batch: the page's whole conversation with the store."""
+    from flask import jsonify
+
+    from ralif.session import workflow as wf
+
     @app.get("/api/state")
     def get_state():
-        return jsonify(state())
+        return jsonify(session.state())
 
     @app.post("/api/label")
     def post_label():
-        body = _json_body()
-        unsure = body.get("unsure", False)
-        if not isinstance(unsure, bool):
-            raise RalifInputError("'unsure' must be true or false")
-        if "item" not in body or ("label" not in body) == (not unsure):
-            raise RalifInputError("a label needs 'item' and either 'label' or 'unsure': true")
-        if not unsure and body["label"] is None:
-            raise RalifInputError("'label' must be a class (use undo to take a label back)")
-        giver = body.get("who", who)
-        if not isinstance(giver, str) or not giver.strip():
-            raise RalifInputError("'who' must be a non-empty text")
-        store().label_from_page(
-            body["item"],
-            None if unsure else body["label"],
-            who=giver,
-            request_id=body.get("request_id"),
-            unsure=unsure,
+        item, label, giver, request_id, unsure = _label_request(_json_body(), session.who)
+        session.store().label_from_page(
+            item, label, who=giver, request_id=request_id, unsure=unsure
         )
-        out = state()
+        out = session.state()
         if out["waiting"] == 0:
             # The batch is done: fold the log into the .db so a plain copy of it is complete.
-            store().checkpoint()
+            session.store().checkpoint()
         return jsonify(out)
 
     @app.post("/api/undo")
     def post_undo():
         _json_body()
-        undone = store().undo_last(who)
-        out = state()
+        undone = session.store().undo_last(session.who)
+        out = session.state()
         out["undone"] = None if undone is None else {"item": undone.item, "label": undone.class_id}
         return jsonify(out)
 
     @app.post("/api/next")
     def post_next():
         body = _json_body()
-        s = store()
+        s = session.store()
         rounds = s.rounds()
         last = rounds[-1] if rounds else {"strategy": "ralif", "params": {}}
-        budget = _positive_int(body.get("budget", state()["next_budget"]), "budget")
+        budget = _positive_int(body.get("budget", session.state()["next_budget"]), "budget")
         params = {k: v for k, v in last["params"].items() if k not in ("seed", "budget")}
         try:
             wf.next_batch(s, budget, last["strategy"], None, **params)
         except ValueError as exc:
             raise RalifInputError(str(exc)) from None
-        return jsonify(state())
+        return jsonify(session.state())
+
+
+def _add_item_route(app, session: _Session) -> None:
+    """An item's file, only from inside the items folder and only as an allowed image."""
+    from flask import abort, send_file
 
     @app.get("/items/<int:item_id>")
     def item_file(item_id: int):
-        entry = store().item(item_id)
+        entry = session.store().item(item_id)
         if entry is None:
             abort(404)
-        target = safe_item_path(root, entry[0])
+        target = safe_item_path(session.root, entry[0])
         mimetype = image_type(target)
         if target is None or mimetype is None:
             abort(404)
@@ -499,6 +518,35 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
         resp.headers["Content-Disposition"] = f'inline; filename="item-{item_id}{target.suffix}"'
         return resp
 
+
+def create_app(db_path: str | os.PathLike, who: str = "web"):
+    """The Flask application for one session database.
+
+    Parameters
+    ----------
+    db_path : path-like
+        The session database.
+    who : str
+        Recorded as the giver of every label made on the page.
+
+    Returns
+    -------
+    flask.Flask
+    """
+    try:
+        from flask import Flask
+    except ImportError:
+        raise RalifInputError(
+            "ralif serve needs the serve extra: pip install 'ralif[serve]'"
+        ) from None
+    session = _Session(db_path, who)
+    app = Flask("ralif.session")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    _add_error_handlers(app)
+    _add_guards(app, session)
+    _add_page_routes(app)
+    _add_api_routes(app, session)
+    _add_item_route(app, session)
     return app
 
 
