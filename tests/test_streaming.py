@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 
 import ralif
 from ralif import RALIF, RalifInputError
@@ -240,4 +241,19 @@ def test_a_query_through_the_torch_device_picks_what_numpy_picks(data, monkeypat
     monkeypatch.setattr(streaming, "check_device", lambda name: name)
     monkeypatch.setattr(streaming, "_device", lambda name: streaming._TorchDevice("cpu"))
     got = streamed_select(X, y, BUDGET, strategy, l2=0.05, random_state=0, device="cuda")
+    np.testing.assert_array_equal(got.picks, want)
+
+
+@pytest.mark.parametrize("params", [{}, {"score": "expected"}, {"candidates": "influence"}])
+def test_a_saturated_head_gives_the_in_memory_picks(params):
+    # At features of scale 1e8 the head is sure to within 1e-40: p - 1 and a_y - p^T a
+    # cancel to rounding noise unless both paths compute them the same careful way.
+    X, y_true = gaussian_blobs(n=600, d=5, C=3, seed=0)
+    X = X * 1e8
+    y = np.full(len(X), -1)
+    y[:40] = y_true[:40]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        want = ralif.select(X, y, 8, random_state=0, **params)
+        got = streamed_select(X, y, 8, random_state=0, block_rows=100, **params)
     np.testing.assert_array_equal(got.picks, want)

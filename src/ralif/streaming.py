@@ -48,12 +48,17 @@ import numpy as np
 from sklearn.base import clone
 
 from ralif._params import validate_params
-from ralif._softmax import join_params, logits, softmax_inplace, split_params
+from ralif._softmax import complement, join_params, logits, softmax_inplace, split_params
 from ralif._solve import solve_hessian_system
 from ralif._validation import RalifInputError, check_budget, check_labels, check_random_state
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
-from ralif.influence import InfluenceSettings, PoolInfluence, _labeled_loss_and_gradient
+from ralif.influence import (
+    InfluenceSettings,
+    PoolInfluence,
+    _centered,
+    _labeled_loss_and_gradient,
+)
 from ralif.scores import entropy, least_confidence, margin
 from ralif.selectors import (
     candidate_set,
@@ -203,7 +208,8 @@ def _ralif_pass1(block, device, W, b, settings: InfluenceSettings):
         G = -G * (logP + H[:, None])
     else:
         item_loss = -np.log(np.maximum(p_top, 1e-300))
-        G[idx, top] -= 1.0
+        # p - 1 as minus the other classes' mass (no cancellation where the head is sure).
+        G[idx, top] = -complement(P)[idx, top]
     if settings.balanced:
         # The weights (inverse pseudo-class frequency) are known only after the pass:
         # keep one sum per pseudo class and weigh them then.
@@ -236,7 +242,7 @@ def _ralif_pass2(block, device, W, b, S_W, s_b, n, shift, target_loss, strategy)
     dev = _device(device)
     P = dev.proba(block, W, b)
     A = dev.product(block, S_W).astype(np.float64) + (s_b if s_b is not None else 0.0)
-    delta = (A - (P * A).sum(axis=1, keepdims=True)) / n
+    delta = _centered(A, P) / n
     if shift:
         delta -= shift
     infl = PoolInfluence(delta, P, target_loss, np.empty(0), None)
