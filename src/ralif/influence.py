@@ -155,18 +155,8 @@ def _pool_proba_and_gradient(
     gb = np.zeros(C)
     loss = 0.0
     for sl, block in row_blocks(X, rows):
-        P = proba[sl].copy()
         w = None if weights is None else weights[sl]
-        if expected:
-            logP = np.log(np.maximum(P, 1e-300))
-            H = -(P * logP).sum(axis=1)
-            item_loss = H
-            G = -P * (logP + H[:, None])
-        else:
-            idx = np.arange(len(P))
-            item_loss = -np.log(np.maximum(p_top[sl], 1e-300))
-            G = P
-            G[idx, top[sl]] = -complement(P)[idx, top[sl]]
+        item_loss, G = target_terms(proba[sl], expected)
         if w is not None:
             item_loss = item_loss * w
             G *= w[:, None]
@@ -175,6 +165,25 @@ def _pool_proba_and_gradient(
         gb += G.sum(axis=0)
     weight = float(n_pool if weights is None else weights.sum())
     return proba, gW, gb, loss, weight
+
+
+def target_terms(P: np.ndarray, expected: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each pool item's target loss and its gradient with respect to the logits.
+
+    The pseudo-label cross-entropy ``-log p_top`` with gradient ``p - e_top`` (``p_top -
+    1`` computed as minus the other classes' mass, exact where the head is sure), or with
+    ``expected`` the predictive entropy ``H`` with gradient ``-p (log p + H)``. Row-wise,
+    so the in-memory and the streamed queries (:mod:`ralif.streaming`) share it.
+    """
+    if expected:
+        logP = np.log(np.maximum(P, 1e-300))
+        H = -(P * logP).sum(axis=1)
+        return H, -P * (logP + H[:, None])
+    idx = np.arange(len(P))
+    top = P.argmax(axis=1)
+    G = P.copy()
+    G[idx, top] = -complement(P)[idx, top]
+    return -np.log(np.maximum(P[idx, top], 1e-300)), G
 
 
 def _labeled_loss_and_gradient(

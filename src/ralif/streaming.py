@@ -48,7 +48,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ralif._params import validate_params
-from ralif._softmax import complement, join_params, logits, softmax_inplace, split_params
+from ralif._softmax import join_params, logits, softmax_inplace, split_params
 from ralif._solve import solve_hessian_system
 from ralif._validation import RalifInputError, check_budget, check_labels, check_random_state
 from ralif.classifier import influence_head
@@ -58,6 +58,7 @@ from ralif.influence import (
     PoolInfluence,
     _centered,
     _labeled_loss_and_gradient,
+    target_terms,
 )
 from ralif.scores import entropy, least_confidence, margin
 from ralif.selectors import (
@@ -200,16 +201,7 @@ def _ralif_pass1(block, device, W, b, settings: InfluenceSettings):
     top = P.argmax(axis=1)
     p_top = P[idx, top]
     per_item = {"margin": margin(P)}
-    G = P.copy()
-    if settings.target == "entropy":
-        logP = np.log(np.maximum(G, 1e-300))
-        H = -(G * logP).sum(axis=1)
-        item_loss = H
-        G = -G * (logP + H[:, None])
-    else:
-        item_loss = -np.log(np.maximum(p_top, 1e-300))
-        # p - 1 as minus the other classes' mass (no cancellation where the head is sure).
-        G[idx, top] = -complement(P)[idx, top]
+    item_loss, G = target_terms(P, expected=settings.target == "entropy")
     if settings.balanced:
         # The weights (inverse pseudo-class frequency) are known only after the pass:
         # keep one sum per pseudo class and weigh them then.
