@@ -59,7 +59,7 @@ def test_select_on_a_local_dask_cluster_prints_the_same_picks(files, capsys):
             "--l2",
             "0.1",
             "--dask",
-            "local:2",
+            "local:1",
         ]
     )
     assert code == 0
