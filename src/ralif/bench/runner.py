@@ -107,7 +107,7 @@ def run_benchmark(
     """
     config.check()
     deep = config.scenario.startswith("scratch")
-    rank = _init_distributed() if deep else 0
+    rank = _init_distributed(config.device) if deep else 0
     # Under torchrun every process runs the same rounds (training is data-parallel);
     # only rank 0 reads and writes the store, and tells the others what is done.
     store = ResultStore(out, config.identity()) if rank == 0 else None
@@ -161,17 +161,30 @@ DIST_INIT_ENV = "RALIF_DIST_INIT"
 address and port torchrun sets)."""
 
 
-def _init_distributed() -> int:
-    """Join the process group when launched by torchrun; returns this process's rank."""
+def _init_distributed(device: str = "auto") -> int:
+    """Join the process group when launched by torchrun; returns this process's rank.
+
+    The processes use the GPUs (NCCL, one GPU per local rank) unless ``device`` is
+    ``"cpu"`` or no GPU is present (gloo); asking for more GPUs than the machine has is
+    an error naming both counts.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0
     import torch
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        if use_cuda:
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            if local_rank >= torch.cuda.device_count():
+                raise RalifInputError(
+                    f"torchrun started local rank {local_rank} but this machine has "
+                    f"{torch.cuda.device_count()} GPU(s); start at most that many processes "
+                    "per node, or pass --device cpu"
+                )
+            torch.cuda.set_device(local_rank)
+        backend = "nccl" if use_cuda else "gloo"
         init = os.environ.get(DIST_INIT_ENV)
         if init:
             # A file cannot be taken by another program between choosing and binding it,
