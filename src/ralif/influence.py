@@ -140,31 +140,37 @@ def _pool_proba_and_gradient(
     n_pool = X.shape[0] if rows is None else len(rows)
     C = W.shape[0]
     proba = np.empty((n_pool, C))
-    for sl, block in row_blocks(X, rows):
-        proba[sl] = softmax_inplace(logits(block, W, b))
-    top = proba.argmax(axis=1)
-    p_top = proba[np.arange(n_pool), top]
-    if balanced:
-        counts = np.bincount(top, minlength=C).astype(np.float64)
-        weights = (n_pool / np.count_nonzero(counts)) / counts[top]
-    elif confidence_weighted:
-        weights = p_top.copy()
-    else:
-        weights = None
     gW = np.zeros_like(W)
     gb = np.zeros(C)
-    loss = 0.0
-    for sl, block in row_blocks(X, rows):
-        w = None if weights is None else weights[sl]
-        item_loss, G = target_terms(proba[sl], expected)
+    loss = total = 0.0
+
+    def accumulate(block: np.ndarray, P: np.ndarray, w: np.ndarray | None) -> None:
+        nonlocal loss, total
+        item_loss, G = target_terms(P, expected)
         if w is not None:
             item_loss = item_loss * w
             G *= w[:, None]
         loss += float(item_loss.sum())
-        gW += G.T @ block
-        gb += G.sum(axis=0)
-    weight = float(n_pool if weights is None else weights.sum())
-    return proba, gW, gb, loss, weight
+        total += len(P) if w is None else float(w.sum())
+        gW[...] += G.T @ block
+        gb[...] += G.sum(axis=0)
+
+    if not balanced:
+        # One pass: each item's weight is known from its own probabilities.
+        for sl, block in row_blocks(X, rows):
+            proba[sl] = softmax_inplace(logits(block, W, b))
+            P = proba[sl]  # float64, whatever the features' precision
+            accumulate(block, P, P.max(axis=1) if confidence_weighted else None)
+        return proba, gW, gb, loss, total
+    # Class-balanced weights need every item's pseudo class first: a second pass.
+    for sl, block in row_blocks(X, rows):
+        proba[sl] = softmax_inplace(logits(block, W, b))
+    top = proba.argmax(axis=1)
+    counts = np.bincount(top, minlength=C).astype(np.float64)
+    weights = (n_pool / np.count_nonzero(counts)) / counts[top]
+    for sl, block in row_blocks(X, rows):
+        accumulate(block, proba[sl], weights[sl])
+    return proba, gW, gb, loss, total
 
 
 def target_terms(P: np.ndarray, expected: bool = False) -> tuple[np.ndarray, np.ndarray]:
