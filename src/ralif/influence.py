@@ -221,6 +221,42 @@ def _centered(A: np.ndarray, P: np.ndarray) -> np.ndarray:
     return out
 
 
+def solve_target_direction(
+    head: LinearHead,
+    X_labeled: np.ndarray,
+    y_labeled: np.ndarray,
+    gW: np.ndarray,
+    gb: np.ndarray,
+    loss: float,
+    n_target: float,
+    settings: InfluenceSettings,
+) -> tuple[np.ndarray, SolveInfo, float, float]:
+    """``s = (H + damping I)^{-1} grad L_T`` from the pool's target sums.
+
+    The labeled items join the target (``"all"``) or replace it (``"labeled"``) with
+    their true labels. Shared by the in-memory and the streamed query.
+
+    Returns
+    -------
+    s, info, loss, n_target
+        The solution, how it was obtained, and the target's summed loss and weight.
+    """
+    n = X_labeled.shape[0]
+    curv = head.curvature(X_labeled)
+    if settings.target in ("all", "labeled"):
+        codes = np.searchsorted(head.classes_, y_labeled)
+        lW, lb, lloss = _labeled_loss_and_gradient(curv, codes)
+        if settings.target == "labeled":
+            gW, gb, loss, n_target = lW, lb, lloss, n
+        else:
+            gW, gb, loss, n_target = gW + lW, gb + lb, loss + lloss, n_target + n
+    g = join_params(gW / n_target, gb / n_target if head.fit_intercept else None)
+    s, info = solve_hessian_system(
+        curv, g, damping=settings.damping, solver=settings.solver, tol=settings.tol
+    )
+    return s, info, float(loss), float(n_target)
+
+
 def pool_influence(
     head: LinearHead,
     X_labeled: np.ndarray,
@@ -249,17 +285,8 @@ def pool_influence(
         expected=target == "entropy",
         balanced=settings.balanced,
     )
-    curv = head.curvature(X_labeled)
-    if target in ("all", "labeled"):
-        codes = np.searchsorted(head.classes_, y_labeled)
-        lW, lb, lloss = _labeled_loss_and_gradient(curv, codes)
-        if target == "labeled":
-            gW, gb, loss, n_target = lW, lb, lloss, n
-        else:
-            gW, gb, loss, n_target = gW + lW, gb + lb, loss + lloss, n_target + n
-    g = join_params(gW / n_target, gb / n_target if head.fit_intercept else None)
-    s, info = solve_hessian_system(
-        curv, g, damping=settings.damping, solver=settings.solver, tol=settings.tol
+    s, info, loss, n_target = solve_target_direction(
+        head, X_labeled, y_labeled, gW, gb, loss, n_target, settings
     )
     S_W, s_b = split_params(s, len(head.classes_), X.shape[1], head.fit_intercept)
     delta = np.empty_like(proba)

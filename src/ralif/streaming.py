@@ -48,8 +48,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ralif._params import validate_params
-from ralif._softmax import join_params, logits, softmax_inplace, split_params
-from ralif._solve import solve_hessian_system
+from ralif._softmax import logits, softmax_inplace, split_params
 from ralif._validation import RalifInputError, check_budget, check_labels, check_random_state
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
@@ -57,7 +56,7 @@ from ralif.influence import (
     InfluenceSettings,
     PoolInfluence,
     _centered,
-    _labeled_loss_and_gradient,
+    solve_target_direction,
     target_terms,
 )
 from ralif.scores import entropy, least_confidence, margin
@@ -581,17 +580,8 @@ class _Query:
         else:
             gW, gb, loss, n_target = sums["gW"], sums["gb"], sums["loss"], sums["weight"]
         solve_started = time.perf_counter()
-        curv = head.curvature(XL)
-        if settings.target in ("all", "labeled"):
-            codes = np.searchsorted(head.classes_, yL)
-            lW, lb, lloss = _labeled_loss_and_gradient(curv, codes)
-            if settings.target == "labeled":
-                gW, gb, loss, n_target = lW, lb, lloss, n
-            else:
-                gW, gb, loss, n_target = gW + lW, gb + lb, loss + lloss, n_target + n
-        g = join_params(gW / n_target, gb / n_target if head.fit_intercept else None)
-        s, _ = solve_hessian_system(
-            curv, g, damping=settings.damping, solver=settings.solver, tol=settings.tol
+        s, _, loss, n_target = solve_target_direction(
+            head, XL, yL, gW, gb, loss, n_target, settings
         )
         S_W, s_b = split_params(s, len(head.classes_), XL.shape[1], head.fit_intercept)
         self.seconds["solve"] = time.perf_counter() - solve_started
