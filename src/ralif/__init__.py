@@ -4,7 +4,7 @@ from ralif._validation import RalifInputError
 from ralif.api import select
 from ralif.head import LinearHead
 from ralif.influence import influence_matrix
-from ralif.scores import authors_score, kept_classes, truncated_expectation
+from ralif.scores import authors_score, influence_spread, kept_classes, truncated_expectation
 from ralif.selectors import candidate_set, kmeans_pp_select, top_k, uncertain_candidate_set
 from ralif.strategies import RALIF, STRATEGIES, DiversityFallbackWarning, Strategy, make_strategy
 
@@ -20,6 +20,7 @@ __all__ = [
     "authors_score",
     "candidate_set",
     "influence_matrix",
+    "influence_spread",
     "kept_classes",
     "kmeans_pp_select",
     "make_strategy",
