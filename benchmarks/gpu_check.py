@@ -74,7 +74,11 @@ def agreement() -> bool:
             f"   {name:<17} {params!s:<50} same picks: {same} (overlap {overlap:.2f}), "
             f"max score difference {diff:.1e} of the largest score"
         )
-        ok &= overlap >= 0.95
+        # The scores are what the devices compute; the picks of a strategy that samples
+        # (RALIF's k-means++ draws) may follow float32 rounding differences, so only the
+        # scores must agree there, while top-k strategies must pick the same items.
+        sampled = name == "ralif"
+        ok &= diff <= 1e-5 and (sampled or same)
     return ok
 
 
@@ -151,7 +155,11 @@ def main() -> int:
     ok = agreement()
     speed([int(s) for s in args.sizes.split(",") if s.strip()])
     extraction(args.images)
-    print("CUDA picks agree with CPU picks" if ok else "CUDA PICKS DISAGREE WITH CPU PICKS")
+    print(
+        "CUDA agrees with the CPU (scores to 1e-5; top-k picks identical)"
+        if ok
+        else "CUDA DISAGREES WITH THE CPU"
+    )
     return 0 if ok else 1
 
 
