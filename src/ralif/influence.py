@@ -118,6 +118,20 @@ def row_blocks(X: np.ndarray, rows: np.ndarray | None) -> Iterator[tuple[slice, 
         yield sl, (X[sl] if rows is None else X[rows[sl]])
 
 
+def class_balance_weights(counts: np.ndarray) -> np.ndarray:
+    """Per pseudo class, the weight that makes every predicted class count the same.
+
+    ``N / (K n_c)`` for a class of ``n_c`` items among ``N`` in ``K`` non-empty classes
+    (0 for empty ones), so the weights of all items still sum to ``N``. Shared by the
+    in-memory and the streamed query.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    w = np.zeros_like(counts)
+    present = counts > 0
+    w[present] = (counts.sum() / np.count_nonzero(present)) / counts[present]
+    return w
+
+
 def _pool_proba_and_gradient(
     head: LinearHead,
     X: np.ndarray,
@@ -166,8 +180,7 @@ def _pool_proba_and_gradient(
     for sl, block in row_blocks(X, rows):
         proba[sl] = softmax_inplace(logits(block, W, b))
     top = proba.argmax(axis=1)
-    counts = np.bincount(top, minlength=C).astype(np.float64)
-    weights = (n_pool / np.count_nonzero(counts)) / counts[top]
+    weights = class_balance_weights(np.bincount(top, minlength=C))[top]
     for sl, block in row_blocks(X, rows):
         accumulate(block, proba[sl], weights[sl])
     return proba, gW, gb, loss, total

@@ -45,29 +45,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
 import numpy as np
-from sklearn.base import clone
 
 from ralif._params import validate_params
 from ralif._softmax import logits, softmax_inplace, split_params
 from ralif._validation import RalifInputError, check_budget, check_labels, check_random_state
-from ralif.classifier import influence_head
 from ralif.head import LinearHead
 from ralif.influence import (
     InfluenceSettings,
     PoolInfluence,
     _centered,
+    class_balance_weights,
     solve_target_direction,
     target_terms,
 )
 from ralif.scores import entropy, least_confidence, margin
 from ralif.selectors import (
-    candidate_set,
-    cluster_best_select,
     gradient_kmeans_pp_select,
     k_center_greedy,
-    kmeans_pp_select,
     top_k,
-    uncertain_candidate_set,
 )
 from ralif.sources import PoolSource, open_pool
 from ralif.strategies import RALIF, Strategy, make_strategy
@@ -557,9 +552,7 @@ class _Query:
     def ralif(self, model):
         strat = self.strat
         XL, yL = self.X_labeled, self.y_labeled
-        head = influence_head(model, XL, yL)
-        if strat.l2_scale != 1.0:
-            head = clone(head).set_params(l2=head.l2_ * strat.l2_scale).fit(XL, yL)
+        head = strat.fit_influence_head(model, XL, yL)
         settings = strat.influence_settings()
         _check_settings(settings)
         W = head.coef_
@@ -568,11 +561,9 @@ class _Query:
         # Pass 1: margins, and the target's loss and gradient.
         with self.timed("pass 1"):
             per_item, sums = self.runner.run(_ralif_pass1, self.device, W, b, settings)
-        n_pool = len(self.pool)
         if settings.balanced:
             counts = sums["counts"]
-            w = np.zeros_like(counts)
-            w[counts > 0] = (n_pool / np.count_nonzero(counts)) / counts[counts > 0]
+            w = class_balance_weights(counts)
             gW = np.tensordot(w, sums["gW"], axes=1)
             gb = w @ sums["gb"]
             loss = float(w @ sums["loss"])
@@ -593,35 +584,16 @@ class _Query:
                 _ralif_pass2, self.device, W, b, S_W, s_b, n, shift, loss / n_target, strat
             )
         scores = scored["score"]
-        fraction = strat.candidate_fraction
-        if strat.candidate_multiple is not None:
-            fraction = min(1.0, strat.candidate_multiple * self.budget / n_pool)
-        if strat.candidates == "influence+margin":
-            cand = uncertain_candidate_set(scores, per_item["margin"], fraction, self.budget)
-        elif strat.candidates == "influence":
-            cand = candidate_set(scores, fraction, self.budget)
-        else:
-            raise RalifInputError(
-                f"streamed RALIF does not know the candidate rule {strat.candidates!r}"
-            )
+        cand = strat.candidate_positions(scores, per_item["margin"], self.budget)
         if len(cand) > self.max_candidates:
             cand, self.capped = cand[: self.max_candidates], True
         strat.head_, strat.candidates_ = head, cand
         strat.influence_ = None  # the pool-by-class matrix is never formed
-        rule = strat._diversity_rule()
-        if rule == "none":
+        if strat._diversity_rule() == "none":
             return self.pool[cand[: self.budget]], scores
-        if rule not in ("cluster", "kmeans++"):
-            raise RalifInputError(f"streamed RALIF does not know the diversity rule {rule!r}")
         XC = self._read_pool_rows(cand)
         with self.timed("diversity"):
-            if rule == "cluster":
-                rows = cluster_best_select(XC, scores[cand], self.budget, random_state=self.rng)
-            else:
-                # The candidates are ordered best first, so row 0 is the first pick.
-                rows = kmeans_pp_select(
-                    XC, self.budget, first=0, X_reference=XL, random_state=self.rng
-                )
+            rows = strat.diversify(XC, scores[cand], self.budget, XL, self.rng)
         return self.pool[cand[rows]], scores
 
     def too_few_classes(self):

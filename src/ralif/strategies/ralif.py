@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ralif._params import BOOLEAN, L2, Anything, Constraint, Either, Options, RandomState, Real
+from ralif._validation import RalifInputError
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
 from ralif.influence import SOLVERS, TARGETS, InfluenceSettings, PoolInfluence, pool_influence
@@ -216,30 +217,53 @@ class RALIF(Strategy):
     def query(self, model, X, y, pool, budget, rng):
         labeled = np.flatnonzero(y >= 0)
         X_labeled, y_labeled = X[labeled], y[labeled]
+        head = self.fit_influence_head(model, X_labeled, y_labeled)
+        infl = pool_influence(head, X_labeled, y_labeled, X, pool, self.influence_settings())
+        scores = self._score(infl)
+        cand = self.candidate_positions(scores, margin(infl.proba), budget)
+        self.head_, self.influence_, self.candidates_ = head, infl, cand
+        if self._diversity_rule() == "none":
+            return pool[cand[:budget]], scores
+        rows = self.diversify(X[pool[cand]], scores[cand], budget, X_labeled, rng)
+        return pool[cand[rows]], scores
+
+    def fit_influence_head(self, model, X_labeled: np.ndarray, y_labeled: np.ndarray):
+        """The head influence is computed on: the model's, refitted with ``l2_scale``
+        times its ridge when that is not 1."""
         head = influence_head(model, X_labeled, y_labeled)
         if self.l2_scale != 1.0:
             head = clone(head).set_params(l2=head.l2_ * self.l2_scale).fit(X_labeled, y_labeled)
-        infl = pool_influence(head, X_labeled, y_labeled, X, pool, self.influence_settings())
-        scores = self._score(infl)
+        return head
+
+    def candidate_positions(
+        self, scores: np.ndarray, margins: np.ndarray, budget: int
+    ) -> np.ndarray:
+        """Positions of the candidates in the pool, best score first (the candidate rule)."""
         fraction = self.candidate_fraction
         if self.candidate_multiple is not None:
-            fraction = min(1.0, self.candidate_multiple * budget / len(pool))
+            fraction = min(1.0, self.candidate_multiple * budget / len(scores))
         if self.candidates == "influence+margin":
-            cand = uncertain_candidate_set(scores, margin(infl.proba), fraction, budget)
-        else:
-            cand = candidate_set(scores, fraction, budget)
-        self.head_, self.influence_, self.candidates_ = head, infl, cand
-        rule = self._diversity_rule()
-        if rule == "none":
-            return pool[cand[:budget]], scores
-        if rule == "cluster":
-            rows = cluster_best_select(X[pool[cand]], scores[cand], budget, random_state=rng)
-            return pool[cand[rows]], scores
-        # The candidate set is ordered best first, so its row 0 is the first pick.
-        rows = kmeans_pp_select(
-            X[pool[cand]], budget, first=0, X_reference=X_labeled, random_state=rng
+            return uncertain_candidate_set(scores, margins, fraction, budget)
+        if self.candidates == "influence":
+            return candidate_set(scores, fraction, budget)
+        # A subclass may widen the parameter checks: a rule nobody implements is refused.
+        raise RalifInputError(f"RALIF does not know the candidate rule {self.candidates!r}")
+
+    def diversify(
+        self,
+        X_candidates: np.ndarray,
+        candidate_scores: np.ndarray,
+        budget: int,
+        X_labeled: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        """Rows of the candidates (ordered best first) to pick, by the diversity rule."""
+        if self._diversity_rule() == "cluster":
+            return cluster_best_select(X_candidates, candidate_scores, budget, random_state=rng)
+        # The candidates are ordered best first, so row 0 is the first pick.
+        return kmeans_pp_select(
+            X_candidates, budget, first=0, X_reference=X_labeled, random_state=rng
         )
-        return pool[cand[rows]], scores
 
     def _score(self, infl: PoolInfluence) -> np.ndarray:
         if self.score == "authors":
