@@ -132,6 +132,7 @@ def test_a_truncated_shard_is_refused(tmp_path, pool_X):
 def test_a_pickled_shard_is_refused_without_unpickling(tmp_path):
     folder = tmp_path / "s"
     folder.mkdir()
+    # Written with pickle on purpose: the hostile shard ralif must refuse without loading.
     np.save(folder / "a.npy", np.array([[1, {"x": 1}]], dtype=object), allow_pickle=True)
     with pytest.raises(RalifInputError, match="pickled"):
         open_pool(folder)
@@ -148,6 +149,7 @@ def test_shards_pickle_without_their_memory_maps(tmp_path, pool_X):
     _write_shards(tmp_path / "s", pool_X, [30, 70])
     pool = open_pool(tmp_path / "s")
     list(pool.blocks(64))
+    # ralif's own object, pickled as Dask ships it to a worker; no user file is unpickled.
     copy = pickle.loads(pickle.dumps(pool))
     np.testing.assert_array_equal(copy.read(30, 40), pool_X[30:40])
 

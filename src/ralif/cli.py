@@ -672,26 +672,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from ralif.bench.report import make_report
     from ralif.bench.suite_report import is_suite_folder, make_suite_report
 
-    if is_suite_folder(args.dir):
-        try:
-            out = make_suite_report(args.dir)
-        except ValueError as exc:
-            raise RalifInputError(f"{args.dir}: {exc}") from None
-        print(f"plots:  {', '.join(str(p) for p in out['plots'])}")
-        print(f"report: {out['report']}")
-        if not args.quiet:
-            print()
-            print(out["summary"])
-        return 0
+    suite = is_suite_folder(args.dir)
     try:
-        out = make_report(args.dir)
+        out = make_suite_report(args.dir) if suite else make_report(args.dir)
     except ValueError as exc:
         raise RalifInputError(f"{args.dir}: {exc}") from None
-    print(f"plot:   {out['plot']}")
+    if suite:
+        print(f"plots:  {', '.join(str(p) for p in out['plots'])}")
+    else:
+        print(f"plot:   {out['plot']}")
     print(f"report: {out['report']}")
     if not args.quiet:
         print()
-        print(out["aubc_table"])
+        print(out["summary" if suite else "aubc_table"])
     return 0
 
 
