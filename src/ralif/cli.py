@@ -182,7 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--dataset",
         default="fashion-mnist",
-        help="fashion-mnist, digits, or an .npz with X, y [, X_test, y_test]",
+        help="fashion-mnist, digits, an .npz with X, y [, X_test, y_test], or a pool source "
+        "read in blocks, never whole (a .npy file, a folder or quoted glob of .npy shards, "
+        ".parquet; needs --labels and --test-size)",
+    )
+    bench.add_argument(
+        "--labels",
+        default=None,
+        help="pool source: .npy of integer labels >= 0, one per row (the simulated oracle)",
     )
     bench.add_argument(
         "--suite",
@@ -241,12 +248,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--pool-size", type=int, default=None, help="use a fixed random subsample of the pool"
     )
     bench.add_argument(
-        "--test-size", type=int, default=None, help="use a fixed random subsample of the test set"
+        "--test-size",
+        type=int,
+        default=None,
+        help="use a fixed random subsample of the test set; for a pool source, the rows drawn "
+        "(with a fixed seed) as the test set",
     )
     bench.add_argument(
         "--mc-samples", type=int, default=10, help="dropout masks for bald_mc and entropy_mc"
     )
-    bench.add_argument("--device", default="auto", help="auto, cpu or cuda (scratch-*)")
+    bench.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu or cuda: training (scratch-*), and the block products of a pool "
+        "source's streamed queries (auto: cpu)",
+    )
+    bench.add_argument(
+        "--max-candidates",
+        type=int,
+        default=None,
+        help="pool source: candidate cap of the streamed queries (default 20000; see ralif.streaming)",
+    )
+    bench.add_argument(
+        "--dask",
+        default=None,
+        metavar="CLUSTER",
+        help="pool source: run the streamed queries' passes on a dask cluster: local:N or a "
+        "scheduler address such as tcp://host:8786 (needs ralif[dask])",
+    )
     bench.add_argument("--out", required=True, help="results folder")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -473,7 +502,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from ralif.bench.runner import BenchConfig, run_benchmark
+    from ralif.bench.runner import BenchConfig, is_pool_dataset, run_benchmark
     from ralif.data import load_dataset
 
     config = BenchConfig(
@@ -492,6 +521,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         test_size=args.test_size,
         mc_samples=args.mc_samples,
         device=args.device,
+        labels=args.labels,
+        max_candidates=args.max_candidates,
+        dask=args.dask,
     )
     config.check()
     if args.suite:
@@ -501,8 +533,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"results: {len(folders)} datasets in {args.out}", file=sys.stderr)
         return 0
-    data = None  # the scratch-* scenarios load their images themselves
-    if not config.scenario.startswith("scratch"):
+    data = None  # the scratch-* scenarios and pool sources are loaded by run_benchmark
+    if not config.scenario.startswith("scratch") and not is_pool_dataset(config.dataset):
         try:
             data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
         except RalifInputError as exc:

@@ -6,6 +6,10 @@ those of an encoder trained on the labeled items that round
 (:class:`ralif.deep.EncoderPerRound`), which also hands strategies its network. Each
 round the model is fitted once on the labeled items; the same fitted model is
 evaluated and handed to the next round's strategy.
+
+Fixed features may also be rows of a pool source too large for memory
+(:class:`StreamedFeatures`): the model is fitted on the labeled rows, read by index,
+and each query is streamed (:func:`ralif.streaming.streamed_select`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sklearn.metrics import f1_score
 
 from ralif._validation import RalifInputError
 from ralif.head import LinearHead
+from ralif.sources import PoolSource
 from ralif.strategies import make_strategy, strategy_class
 from ralif.strategies.base import Strategy
 
@@ -49,12 +54,81 @@ class RoundResult:
 
 
 @dataclass
+class StreamedFeatures:
+    """The loop's items as rows of a pool source, read by index or in blocks, never whole.
+
+    Item ``i`` of the loop is row ``rows[i]`` of ``source``: the model is fitted on the
+    labeled items' rows (:meth:`take`), and a query reads the pool in blocks
+    (:meth:`select`, :func:`ralif.streaming.streamed_select` over ``rows`` only), so
+    the loop's indices, labels and picks are those it would have over ``X[rows]`` held
+    in memory.
+
+    Parameters
+    ----------
+    source : PoolSource
+        Where the features are (:func:`ralif.sources.open_pool`).
+    rows : ndarray of int
+        The source's rows that are items of the loop, distinct and ascending.
+    max_candidates : int, optional
+        The streamed query's candidate cap (default that of :mod:`ralif.streaming`).
+    device : str, default="cpu"
+        Where the block products run (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+    client : dask.distributed.Client, optional
+        Run the passes on its workers.
+    """
+
+    source: PoolSource
+    rows: np.ndarray
+    max_candidates: int | None = None
+    device: str = "cpu"
+    client: object = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, items: np.ndarray) -> np.ndarray:
+        """Features of the items ``items`` (indices or a boolean mask), read by index."""
+        items = np.asarray(items)
+        if items.dtype == bool:
+            items = np.flatnonzero(items)
+        return self.source.take(self.rows[items])
+
+    def select(self, strategy: Strategy, y: np.ndarray, budget: int, model: object) -> np.ndarray:
+        """A streamed query of ``strategy`` (seeded) over the items; ``y`` and the picks are
+        the loop's (``-1`` for an unlabeled item)."""
+        from ralif.streaming import DEFAULT_MAX_CANDIDATES, streamed_select
+
+        y_rows = np.full(self.source.n_rows, -1, dtype=np.int64)
+        y_rows[self.rows] = y
+        query = streamed_select(
+            self.source,
+            y_rows,
+            budget,
+            strategy,
+            model=model,
+            rows=self.rows,
+            max_candidates=self.max_candidates or DEFAULT_MAX_CANDIDATES,
+            device=self.device,
+            client=self.client,
+        )
+        return np.searchsorted(self.rows, query.picks)
+
+
+def labeled_features(X: np.ndarray | StreamedFeatures, labeled: np.ndarray) -> np.ndarray:
+    """Features of the items the boolean mask ``labeled`` marks, in item order."""
+    return X.take(labeled) if isinstance(X, StreamedFeatures) else X[labeled]
+
+
+@dataclass
 class RoundFeatures:
     """What a scenario gives for one round: features of every item and of the test set,
     and, where a network was trained, that network (see
-    :class:`ralif.strategies.network.Network`) with its accuracy and timings."""
+    :class:`ralif.strategies.network.Network`) with its accuracy and timings.
 
-    X: np.ndarray
+    ``X`` is an array, or :class:`StreamedFeatures` when the items' features are rows of
+    a pool source."""
+
+    X: np.ndarray | StreamedFeatures
     X_test: np.ndarray
     network: object = None
     net_accuracy: float = float("nan")
@@ -74,9 +148,10 @@ class Scenario(Protocol):
 
 @dataclass
 class FixedFeatures:
-    """Features that never change: given ones, or embeddings of a frozen encoder."""
+    """Features that never change: given ones (an array, or rows of a pool source), or
+    embeddings of a frozen encoder."""
 
-    X: np.ndarray
+    X: np.ndarray | StreamedFeatures
     X_test: np.ndarray
     provides_network: bool = False
 
@@ -151,8 +226,11 @@ def run_rounds(
 
     Parameters
     ----------
-    X, y_true : ndarray
-        The pool's features (or what ``scenario`` reads) and true labels.
+    X : ndarray or StreamedFeatures
+        The pool's features (or what ``scenario`` reads); :class:`StreamedFeatures` for
+        rows of a pool source, whose queries are streamed.
+    y_true : ndarray
+        The pool's true labels.
     X_test, y_test : ndarray
         The fixed test set.
     strategy : str or Strategy
@@ -208,7 +286,7 @@ def run_rounds(
     feats = fitted = None
     if start > 0:  # resumed: the model of the last finished round
         feats = scenario.features(start - 1, labeled)
-        fitted = clone(template).fit(feats.X[labeled], y_true[labeled])
+        fitted = clone(template).fit(labeled_features(feats.X, labeled), y_true[labeled])
     for r in range(start, n_rounds + 1):
         select_s = 0.0
         picks = np.empty(0, dtype=np.intp)
@@ -221,9 +299,11 @@ def run_rounds(
                 on_phase("select")
             strat = make_strategy(strategy, random_state=round_seed(seed, r, label), **params)
             t = time.perf_counter()
-            picks = strat.select(
-                feats.X, y, budget, model=fitted if shared else None, network=feats.network
-            )
+            given = fitted if shared else None
+            if isinstance(feats.X, StreamedFeatures):
+                picks = feats.X.select(strat, y, budget, model=given)
+            else:
+                picks = strat.select(feats.X, y, budget, model=given, network=feats.network)
             select_s = time.perf_counter() - t
             labeled[picks] = True
             y[picks] = y_true[picks]
@@ -231,7 +311,7 @@ def run_rounds(
             on_phase("fit")
         feats = scenario.features(r, labeled)
         t = time.perf_counter()
-        fitted = clone(template).fit(feats.X[labeled], y_true[labeled])
+        fitted = clone(template).fit(labeled_features(feats.X, labeled), y_true[labeled])
         fit_s = time.perf_counter() - t
         fit_s += sum(v for v in (feats.train_seconds, feats.extract_seconds) if not math.isnan(v))
         acc, f1 = evaluate(fitted, feats.X_test, y_test)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -12,8 +13,8 @@ import numpy as np
 from ralif._validation import RalifInputError
 from ralif.bench.store import ResultStore
 from ralif.data import Dataset, load_dataset
-from ralif.loop import initial_labeled_set, run_rounds
-from ralif.strategies import strategy_class
+from ralif.loop import StreamedFeatures, initial_labeled_set, run_rounds
+from ralif.strategies import STRATEGIES, make_strategy, strategy_class
 
 SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
 
@@ -26,6 +27,12 @@ class BenchConfig:
     strategy written elsewhere (a subclass of :class:`ralif.Strategy`, built with its
     defaults). ``strategies``, ``seeds`` and ``rounds`` may grow between runs into the
     same folder; the other fields define the benchmark and may not change.
+
+    ``dataset`` may be a pool source too large for memory (a ``.npy`` file, a folder or
+    glob of ``.npy`` shards, Parquet: :func:`is_pool_dataset`) with one label per row in
+    the ``.npy`` file ``labels``; see :func:`load_pool_dataset`. Its queries are
+    streamed, with the candidate cap ``max_candidates``, on the dask cluster ``dask``
+    when given.
     """
 
     dataset: str = "fashion-mnist"
@@ -43,14 +50,21 @@ class BenchConfig:
     test_size: int | None = None
     mc_samples: int = 10
     device: str = "auto"
+    labels: str | None = None
+    max_candidates: int | None = None
+    dask: str | None = None
 
     def identity(self) -> dict:
         """The fields that define the benchmark (stored with its results)."""
         d = asdict(self)
-        for k in ("strategies", "seeds", "rounds", "device"):
+        for k in ("strategies", "seeds", "rounds", "device", "dask"):
             d.pop(k)
         if self.scenario in ("fixed", "embeddings"):
             for k in ("encoder_epochs", "mc_samples"):
+                d.pop(k)
+        # Absent, these leave the identity of a benchmark stored before they existed.
+        for k in ("labels", "max_candidates"):
+            if d[k] is None:
                 d.pop(k)
         return d
 
@@ -71,6 +85,182 @@ class BenchConfig:
             raise RalifInputError(
                 f"{', '.join(network_only)} need a network: use --scenario scratch-cnn or scratch-resnet18"
             )
+        if self.max_candidates is not None and self.max_candidates < 1:
+            raise RalifInputError(f"--max-candidates must be at least 1, got {self.max_candidates}")
+        if is_pool_dataset(self.dataset):
+            self._check_pool()
+        else:
+            given = [
+                flag
+                for flag, value in (
+                    ("--labels", self.labels),
+                    ("--max-candidates", self.max_candidates),
+                    ("--dask", self.dask),
+                )
+                if value is not None
+            ]
+            if given:
+                raise RalifInputError(
+                    f"{', '.join(given)} apply to a pool source (a .npy file, a folder or glob "
+                    f"of .npy shards, Parquet), but --dataset {self.dataset} is not one"
+                )
+
+    def _check_pool(self) -> None:
+        where = f"--dataset {self.dataset} is a pool source, read in blocks"
+        if self.labels is None:
+            raise RalifInputError(f"{where}: give its labels with --labels y.npy")
+        if self.test_size is None:
+            raise RalifInputError(
+                f"{where}: say how many of its rows form the test set with --test-size N"
+            )
+        if self.test_size < 1:
+            raise RalifInputError(f"--test-size must be at least 1, got {self.test_size}")
+        if self.scenario != "fixed":
+            raise RalifInputError(f"{where}: only --scenario fixed runs on it")
+        if self.dim is not None:
+            raise RalifInputError(f"{where}: --dim (PCA over all rows) does not apply to it")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise RalifInputError(f"--pool-size must be at least 1, got {self.pool_size}")
+        refused = [s for s in self.strategies if not _streams(s)]
+        if refused:
+            raise RalifInputError(
+                f"{where}, where queries are streamed: {', '.join(refused)} cannot be streamed; "
+                f"streamable strategies: {', '.join(streamable_strategies())}"
+            )
+
+
+def _streams(strategy: str) -> bool:
+    from ralif.strategies import RALIF
+    from ralif.streaming import _check_settings, _streamable_kind
+
+    strat = make_strategy(strategy)
+    try:
+        _streamable_kind(strat)
+        if isinstance(strat, RALIF):
+            _check_settings(strat.influence_settings())
+    except RalifInputError:
+        return False
+    return True
+
+
+def streamable_strategies() -> list[str]:
+    """Names of ``ralif.STRATEGIES`` whose queries stream (:mod:`ralif.streaming`)."""
+    return [name for name in sorted(STRATEGIES) if _streams(name)]
+
+
+_NAMED_DATASETS = ("fashion-mnist", "digits")
+
+
+def is_pool_dataset(name: str) -> bool:
+    """Whether ``--dataset`` names a pool source rather than a dataset held in memory.
+
+    A pool source is a ``.npy`` or ``.parquet`` file, a folder of ``.npy`` shards or of
+    ``.parquet`` files, or a glob of ``.npy`` shards (:func:`ralif.sources.open_pool`);
+    the names of built-in and suite data sets come first.
+    """
+    from ralif.data.suite import _LOADERS
+    from ralif.sources import is_pool_spec
+
+    name = str(name)
+    if name in _NAMED_DATASETS or name in _LOADERS:
+        return False
+    return is_pool_spec(name) or Path(name).suffix.lower() in (".npy", ".parquet")
+
+
+def load_pool_labels(path: str | os.PathLike, n_rows: int) -> np.ndarray:
+    """The labels of a pool source: a ``.npy`` file of ``n_rows`` integers ``>= 0``.
+
+    The benchmark is the oracle, so every row needs its label. The file is refused by
+    its header (length, pickled objects) before it is read.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.npy`` file.
+    n_rows : int
+        Rows of the pool source.
+
+    Returns
+    -------
+    ndarray of int64, shape (n_rows,)
+    """
+    from ralif.io import load_labels
+
+    if Path(path).suffix.lower() != ".npy":
+        raise RalifInputError(f"--labels must be a .npy file of integer labels, got {path}")
+    y = load_labels(path, n_rows=n_rows)
+    if y.ndim != 1:
+        raise RalifInputError(f"labels ({path}) must be 1-D, one per pool row; got shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        raise RalifInputError(
+            f"labels ({path}) must hold integer class labels, got dtype {y.dtype}; "
+            "save them with np.save(path, y.astype(int))"
+        )
+    negative = np.flatnonzero(y < 0)
+    if len(negative):
+        shown = ", ".join(str(int(r)) for r in negative[:10])
+        more = f", ... ({len(negative)} rows)" if len(negative) > 10 else ""
+        raise RalifInputError(
+            f"labels ({path}) must label every row with a class >= 0 (the benchmark is the "
+            f"oracle); negative in rows [{shown}{more}]"
+        )
+    return y.astype(np.int64)
+
+
+def pool_split(
+    n_rows: int,
+    test_size: int,
+    pool_size: int | None = None,
+    y: np.ndarray | None = None,
+    imbalance: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pool rows and the test rows of a pool source, drawn with a fixed seed.
+
+    ``test_size`` rows form the test set; the pool is the other rows, long-tailed with
+    ``imbalance`` (by the labels ``y``) and then subsampled to ``pool_size`` when given.
+
+    Returns
+    -------
+    pool_rows, test_rows : ndarray of int, ascending and disjoint
+    """
+    if not 1 <= test_size < n_rows:
+        raise RalifInputError(
+            f"--test-size must be in [1, {n_rows - 1}] for a pool of {n_rows} rows, got {test_size}"
+        )
+    rng = np.random.default_rng([0, 0x7E57])
+    test = np.sort(rng.choice(n_rows, test_size, replace=False))
+    pool = np.setdiff1d(np.arange(n_rows), test, assume_unique=True)
+    if imbalance is not None and imbalance > 1:
+        from ralif.data.transforms import long_tailed_indices
+
+        pool = pool[long_tailed_indices(y[pool], imbalance)]
+    if pool_size and pool_size < len(pool):
+        pool = pool[np.sort(rng.choice(len(pool), pool_size, replace=False))]
+    return pool, test
+
+
+def load_pool_dataset(config: BenchConfig) -> Dataset:
+    """A pool source as a benchmark's dataset, its features never loaded whole.
+
+    The test set (``config.test_size`` rows, :func:`pool_split`) is read by index and
+    held in memory; ``X`` is :class:`ralif.loop.StreamedFeatures` over the pool rows,
+    so the loop reads only the labeled rows and streams every query. Picks index the
+    pool rows.
+    """
+    from ralif.sources import open_pool
+
+    source = open_pool(config.dataset)
+    y_all = load_pool_labels(config.labels, source.n_rows)
+    pool, test = pool_split(
+        source.n_rows, config.test_size, config.pool_size, y_all, config.imbalance
+    )
+    X = StreamedFeatures(
+        source,
+        pool,
+        max_candidates=config.max_candidates,
+        device="cpu" if config.device == "auto" else config.device,
+    )
+    return Dataset(Path(str(config.dataset)).name, X, y_all[pool], source.take(test), y_all[test])
 
 
 def _progress(total: int, initial: int, quiet: bool):
@@ -111,8 +301,11 @@ def run_benchmark(
     # Under torchrun every process runs the same rounds (training is data-parallel);
     # only rank 0 reads and writes the store, and tells the others what is done.
     store = ResultStore(out, config.identity()) if rank == 0 else None
+    pooled = is_pool_dataset(config.dataset)
     if deep:
         data = data or load_image_data(config)
+    elif pooled:
+        data = data or load_pool_dataset(config)
     else:
         data = _subsample(
             data or load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance), config
@@ -126,7 +319,9 @@ def run_benchmark(
     done = _broadcast(done)
     total = len(runs) * (config.rounds + 1)
     finished = sum(min(len(v), config.rounds + 1) for v in done.values())
-    with _progress(total, finished, quiet or rank != 0) as bar:
+    with _cluster(config.dask) as client, _progress(total, finished, quiet or rank != 0) as bar:
+        if pooled:
+            data.X.client = client
         for seed, name in runs:
             prior = done[(seed, name)]
             if len(prior) > config.rounds:
@@ -154,6 +349,14 @@ def run_benchmark(
                 bar.set_postfix(round=result.round, acc=f"{result.accuracy:.3f}")
                 bar.update(1)
     return store
+
+
+def _cluster(spec: str | None):
+    if spec is None:
+        return nullcontext(None)
+    from ralif.cluster import dask_client
+
+    return dask_client(spec)
 
 
 DIST_INIT_ENV = "RALIF_DIST_INIT"

@@ -1,0 +1,232 @@
+"""``ralif bench`` over a pool source: features read by index and streamed, never whole."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+
+import numpy as np
+import pytest
+
+from ralif.bench.runner import pool_split
+from ralif.cli import main
+from ralif.sources import PoolSource
+from tests.conftest import gaussian_blobs, require
+
+N, D, TEST = 600, 8, 100
+COMMON = ["--seeds", "2", "--rounds", "2", "--init", "20", "--budget", "10", "--l2", "0.1"]
+STREAMED = "ralif,margin,badge,random"
+
+
+@pytest.fixture
+def pool(tmp_path):
+    X, y = gaussian_blobs(n=N, d=D, C=4, seed=3)
+    X = X.astype(np.float32)
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for k in range(3):
+        np.save(folder / f"part-{k}.npy", X[k * 200 : (k + 1) * 200])
+    np.save(tmp_path / "y.npy", y.astype(np.int64))
+    return folder, tmp_path / "y.npy", X, y
+
+
+def _picks(folder) -> dict[tuple[str, int, int], list[int]]:
+    db = sqlite3.connect(folder / "results.sqlite")
+    try:
+        rows = db.execute("SELECT strategy, seed, round, picks, accuracy FROM results").fetchall()
+    finally:
+        db.close()
+    return {(s, seed, r): (json.loads(p), acc) for s, seed, r, p, acc in rows}
+
+
+def _bench(*argv) -> int:
+    return main(["bench", *argv, "--quiet"])
+
+
+def test_split_draws_disjoint_test_rows_with_a_fixed_seed():
+    pool, test = pool_split(N, TEST)
+    assert len(test) == TEST and len(pool) == N - TEST
+    assert np.array_equal(np.sort(np.concatenate([pool, test])), np.arange(N))
+    again, test_again = pool_split(N, TEST)
+    assert np.array_equal(test, test_again) and np.array_equal(pool, again)
+    sub, test_sub = pool_split(N, TEST, pool_size=300)
+    assert np.array_equal(test_sub, test) and len(sub) == 300 and np.isin(sub, pool).all()
+
+
+def test_only_the_test_rows_labeled_rows_and_candidates_are_read_by_index(
+    pool, tmp_path, monkeypatch
+):
+    folder, labels, _, _ = pool
+    taken = []
+    real_take = PoolSource.take
+
+    def spy(self, rows):
+        taken.append(len(rows))
+        return real_take(self, rows)
+
+    monkeypatch.setattr(PoolSource, "take", spy)
+    args = ["--dataset", str(folder), "--labels", str(labels), *COMMON, "--test-size", str(TEST)]
+    assert _bench(*args, "--strategies", "ralif,margin", "--out", str(tmp_path / "o")) == 0
+    # The test set (100), at most 40 labeled rows, RALIF's 10 % of the pool as candidates.
+    assert max(taken) == TEST
+
+
+def test_shards_give_the_picks_of_the_same_benchmark_held_in_memory(pool, tmp_path):
+    folder, labels, X, y = pool
+    args = [*COMMON, "--strategies", STREAMED, "--test-size", str(TEST)]
+    assert (
+        _bench(
+            "--dataset", str(folder), "--labels", str(labels), *args, "--out", str(tmp_path / "s")
+        )
+        == 0
+    )
+    pool_rows, test_rows = pool_split(N, TEST)
+    npz = tmp_path / "same.npz"
+    np.savez(npz, X=X[pool_rows], y=y[pool_rows], X_test=X[test_rows], y_test=y[test_rows])
+    assert (
+        _bench(
+            "--dataset", str(npz), *COMMON, "--strategies", STREAMED, "--out", str(tmp_path / "m")
+        )
+        == 0
+    )
+    streamed, in_memory = _picks(tmp_path / "s"), _picks(tmp_path / "m")
+    assert len(streamed) == 4 * 2 * 3 and streamed.keys() == in_memory.keys()
+    for key, (picks, acc) in in_memory.items():
+        assert streamed[key][0] == picks, key
+        assert streamed[key][1] == pytest.approx(acc, abs=1e-12), key
+
+
+@pytest.mark.parametrize("kind", ["glob", "npy", "parquet"])
+def test_a_glob_one_npy_file_and_parquet_are_pool_sources_too(pool, tmp_path, kind):
+    folder, labels, X, _ = pool
+    if kind == "glob":
+        spec = str(folder / "part-*.npy")
+    elif kind == "npy":
+        spec = str(tmp_path / "all.npy")
+        np.save(spec, X)
+    else:
+        pa = require("pyarrow")
+        pq = require("pyarrow.parquet")
+
+        spec = str(tmp_path / "all.parquet")
+        pq.write_table(pa.table({f"f{j}": X[:, j] for j in range(D)}), spec, row_group_size=250)
+    common = [*COMMON, "--seeds", "1", "--strategies", "margin", "--test-size", str(TEST)]
+    assert (
+        _bench(
+            "--dataset", str(folder), "--labels", str(labels), *common, "--out", str(tmp_path / "a")
+        )
+        == 0
+    )
+    assert (
+        _bench("--dataset", spec, "--labels", str(labels), *common, "--out", str(tmp_path / "b"))
+        == 0
+    )
+    assert _picks(tmp_path / "a") == _picks(tmp_path / "b")
+
+
+def test_a_killed_benchmark_resumes_with_the_same_picks(pool, tmp_path):
+    folder, labels, _, _ = pool
+    args = [
+        "--dataset",
+        str(folder),
+        "--labels",
+        str(labels),
+        *COMMON,
+        "--strategies",
+        "ralif,random",
+        "--test-size",
+        str(TEST),
+    ]
+    assert _bench(*args, "--out", str(tmp_path / "full")) == 0
+    assert _bench(*args, "--out", str(tmp_path / "part")) == 0
+    db = sqlite3.connect(tmp_path / "part" / "results.sqlite")
+    with db:
+        db.execute("DELETE FROM results WHERE strategy='ralif' AND seed=1 AND round >= 1")
+    db.close()
+    assert _bench(*args, "--out", str(tmp_path / "part")) == 0
+    assert _picks(tmp_path / "part") == _picks(tmp_path / "full")
+    assert main(["report", str(tmp_path / "part"), "--quiet"]) == 0
+    assert (tmp_path / "part" / "curves.png").is_file()
+
+
+def test_pool_size_subsamples_the_pool_rows(pool, tmp_path):
+    folder, labels, _, _ = pool
+    args = ["--dataset", str(folder), "--labels", str(labels), *COMMON, "--seeds", "1"]
+    args += ["--strategies", "random", "--test-size", str(TEST), "--pool-size", "150"]
+    assert _bench(*args, "--out", str(tmp_path / "o")) == 0
+    picked = np.concatenate([p for p, _ in _picks(tmp_path / "o").values()])
+    assert picked.min() >= 0 and picked.max() < 150
+
+
+def _write_labels(path, case, y):
+    if case == "wrong length":
+        np.save(path, y[:-1])
+    elif case == "negative":
+        bad = y.copy()
+        bad[[3, 70]] = -1
+        np.save(path, bad)
+    elif case == "float":
+        np.save(path, y.astype(np.float64))
+    elif case == "pickled":
+        # Written by this test for the loader to refuse: never read with pickles allowed.
+        np.save(path, np.array([object()] * len(y), dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong length", "has 599 entries but the features have 600 rows"),
+        ("negative", r"every row.*negative in rows \[3, 70\]"),
+        ("float", "must hold integer class labels, got dtype float64"),
+        ("pickled", "pickled Python objects"),
+        ("missing", "labels file not found"),
+    ],
+)
+def test_bad_labels_are_one_line_and_exit_2(pool, tmp_path, capsys, case, message):
+    folder, _, _, y = pool
+    path = tmp_path / "bad.npy"
+    _write_labels(path, case, y)
+    args = ["--dataset", str(folder), "--labels", str(path), *COMMON, "--test-size", str(TEST)]
+    assert _bench(*args, "--strategies", "random", "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error:" in err
+    assert re.search(message, err), err
+
+
+def test_a_strategy_that_cannot_stream_is_refused_before_anything_runs(pool, tmp_path, capsys):
+    folder, labels, _, _ = pool
+    args = ["--dataset", str(folder), "--labels", str(labels), *COMMON, "--test-size", str(TEST)]
+    assert _bench(*args, "--strategies", "ralif,bald", "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert "bald cannot be streamed" in err and "streamable strategies: badge, coreset" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("drop", "extra", "message"),
+    [
+        ("--labels", [], "give its labels with --labels"),
+        ("--test-size", [], "--test-size N"),
+        (None, ["--dim", "4"], "--dim"),
+        (None, ["--scenario", "embeddings"], "only --scenario fixed"),
+        (None, ["--max-candidates", "0"], "--max-candidates must be at least 1"),
+    ],
+)
+def test_a_pool_source_needs_its_labels_and_a_test_size(
+    pool, tmp_path, capsys, drop, extra, message
+):
+    folder, labels, _, _ = pool
+    given = {"--labels": str(labels), "--test-size": str(TEST)}
+    given.pop(drop, None)
+    args = ["--dataset", str(folder), *[a for kv in given.items() for a in kv], *COMMON, *extra]
+    assert _bench(*args, "--strategies", "random", "--out", str(tmp_path / "o")) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_stream_flags_on_a_dataset_in_memory_are_refused(tmp_path, capsys):
+    X, y = gaussian_blobs(n=200, d=4, seed=1)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    args = ["--dataset", str(tmp_path / "d.npz"), *COMMON, "--strategies", "random"]
+    assert _bench(*args, "--dask", "local:1", "--out", str(tmp_path / "o")) == 2
+    assert "--dask apply to a pool source" in capsys.readouterr().err
