@@ -1,4 +1,4 @@
-"""The ``ralif`` command line: select, demo, bench, report, embed-text, session and serve.
+"""The ``ralif`` command line: select, demo, bench, report, embed-text, extract, session, serve.
 
 Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem).
 """
@@ -299,6 +299,39 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--device", default="auto", help="auto, cpu or cuda")
     embed.add_argument("--out", required=True, help="output .npz")
     embed.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ext = sub.add_parser(
+        "extract",
+        help="features of sharded images from an encoder, written as .npy shards (a pool)",
+        description="Run an encoder over .npy image shards and write its features as .npy shards "
+        "into OUT, a pool for select, session and bench. Each shard is written whole, so a "
+        "stopped run resumes where it stopped when the same command is run again.",
+    )
+    ext.add_argument(
+        "--images",
+        required=True,
+        help="image shards: a .npy file, a folder or a quoted glob ('images/*.npy') of arrays "
+        "(n, H, W), (n, H, W, C) or (n, C, H, W); integers are scaled to [0, 1]",
+    )
+    ext.add_argument("--out", required=True, help="folder for the feature shards")
+    ext.add_argument(
+        "--encoder",
+        required=True,
+        help="cnn or resnet18 (ralif's encoders: their feature vector), or package.module:attr "
+        "naming a torch.nn.Module, or a callable returning one, whose output is the features",
+    )
+    ext.add_argument(
+        "--weights",
+        default=None,
+        help="state dict saved with torch.save (read with weights_only=True); without it "
+        "cnn and resnet18 keep their seeded initial weights",
+    )
+    ext.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
+    ext.add_argument(
+        "--shard-rows", type=int, default=50_000, help="rows per feature shard (default 50000)"
+    )
+    ext.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default auto)")
+    ext.add_argument("--quiet", action="store_true", help="no progress bar")
 
     db = argparse.ArgumentParser(add_help=False)
     db.add_argument(
@@ -611,6 +644,39 @@ def _cmd_embed_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_extract(args: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise RalifInputError("ralif extract needs torch: pip install 'ralif[torch]'") from None
+    from ralif.extract import extract_features, image_channels, load_encoder
+
+    encoder = load_encoder(args.encoder, image_channels(args.images), args.weights)
+    try:
+        paths = extract_features(
+            encoder,
+            args.images,
+            args.out,
+            shard_rows=args.shard_rows,
+            batch_size=args.batch_size,
+            device=args.device,
+            quiet=args.quiet,
+        )
+    except RuntimeError as exc:  # torch's errors from the encoder's forward
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RalifInputError(f"the encoder {args.encoder} failed on the images: {first}") from None
+    if not args.quiet:
+        from ralif.sources import open_pool
+
+        pool = open_pool(args.out)
+        print(
+            f"wrote {pool.n_rows} feature rows of {pool.n_features} dimensions in {len(paths)} "
+            f"shards to {args.out}",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _cmd_session(args: argparse.Namespace) -> int:
     import sqlite3
 
@@ -736,6 +802,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "bench": _cmd_bench,
             "report": _cmd_report,
             "embed-text": _cmd_embed_text,
+            "extract": _cmd_extract,
             "session": _cmd_session,
             "serve": _cmd_serve,
         }

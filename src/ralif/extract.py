@@ -9,6 +9,10 @@ encoder's weights); a second run with the same inputs skips the shards already w
 so a run that was killed resumes where it stopped, and a run with other images or
 another encoder is refused rather than mixed in. The output folder is a pool for
 :mod:`ralif.streaming` (``ralif select --features OUT``).
+
+:func:`load_encoder` builds the encoder a command line names (``ralif extract``): one of
+:mod:`ralif.models.encoders` or any ``package.module:attr``, with weights read by
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -135,7 +139,14 @@ def extract_features(
     sources = _image_shards(images)
     n_total = sum(s[0] for _, s, _ in sources)
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RalifInputError(f"{folder} (or a folder above it) is a file, not a folder") from None
+    except OSError as exc:
+        raise RalifInputError(
+            f"cannot create the features folder {folder}: {exc.strerror}"
+        ) from None
     manifest = {
         "images": [[p, list(s), list(stamp)] for p, s, stamp in sources],
         "encoder": encoder_digest(encoder),
@@ -152,7 +163,7 @@ def extract_features(
     starts = np.cumsum([0] + [s[0] for _, s, _ in sources])
     done_rows = n_total - sum(_rows_of(k, shard_rows, n_total) for k in todo)
     bar = tqdm(total=n_total, initial=done_rows, unit="img", disable=quiet, desc="features")
-    with torch.inference_mode():
+    with bar, torch.inference_mode():
         for k in todo:
             lo = k * shard_rows
             hi = lo + _rows_of(k, shard_rows, n_total)
@@ -163,7 +174,6 @@ def extract_features(
                 parts.append(feats.reshape(len(batch), -1).float().cpu().numpy())
                 bar.update(len(batch))
             _write_shard(paths[k], np.concatenate(parts))
-    bar.close()
     return paths
 
 
@@ -222,3 +232,179 @@ def _write_shard(path: Path, feats: np.ndarray) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def image_channels(images: object) -> int:
+    """Channels of the images as an encoder receives them (after :func:`default_transform`).
+
+    Parameters
+    ----------
+    images : path, glob or list of paths
+        As for :func:`extract_features`.
+
+    Returns
+    -------
+    int
+    """
+    path = _image_shards(images)[0][0]
+    first = np.load(path, mmap_mode="r", allow_pickle=False)[:1]
+    return int(default_transform(np.asarray(first)).shape[1])
+
+
+def load_encoder(spec: str, in_channels: int = 3, weights: str | os.PathLike | None = None):
+    """The encoder ``spec`` names, with ``weights`` loaded into it.
+
+    Parameters
+    ----------
+    spec : str
+        A name of :data:`ralif.models.encoders.ENCODERS` (``"cnn"``, ``"resnet18"``),
+        whose output is then its feature vector (before the classifier); or
+        ``"package.module:attr"`` importable from here, where ``attr`` is a
+        ``torch.nn.Module`` or a callable returning one (called without arguments),
+        whose output is taken as the features.
+    in_channels : int, default=3
+        Channels of the images (a named encoder is built for them).
+    weights : path-like, optional
+        A file written by ``torch.save``: a state dict, or a ralif checkpoint holding one
+        (``{"state": ...}``); read with ``weights_only=True``, never unpickled. Its keys
+        and shapes must be those of the encoder. Without it a named encoder keeps the
+        weights of its seeded initialization (``torch.manual_seed(0)``).
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    RalifInputError
+        For an unknown name, a module or attribute that cannot be had, an attribute
+        that is not a module, or weights that cannot be read or do not fit.
+    """
+    import torch
+
+    from ralif.models.encoders import ENCODERS, FeatureOutput, make_encoder
+
+    spec = str(spec)
+    state = _read_weights(weights) if weights is not None else None
+    if spec in ENCODERS:
+        fc = state.get("fc.weight") if state is not None else None
+        n_classes = int(fc.shape[0]) if fc is not None and fc.ndim == 2 else 10
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            encoder = make_encoder(spec, in_channels=in_channels, n_classes=n_classes)
+        if state is not None:
+            _load_state(encoder, state, weights, spec)
+        return FeatureOutput(encoder)
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise RalifInputError(
+            f"unknown encoder {spec!r}: use {', '.join(ENCODERS)}, or package.module:attr "
+            "for a torch.nn.Module of your own"
+        )
+    import importlib
+
+    try:
+        obj = importlib.import_module(module_name)
+    except Exception as exc:  # an import runs the module's code: anything may fail
+        raise RalifInputError(f"encoder {spec!r}: cannot import {module_name}: {exc}") from None
+    try:
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise RalifInputError(f"encoder {spec!r}: {module_name} has no attribute {attr}") from None
+    if not isinstance(obj, torch.nn.Module):
+        if not callable(obj):
+            raise RalifInputError(
+                f"encoder {spec!r} is a {type(obj).__name__}, not a torch.nn.Module or a "
+                "callable returning one"
+            )
+        try:
+            obj = obj()
+        except Exception as exc:  # the user's constructor: report whatever it raised
+            raise RalifInputError(f"encoder {spec!r}: calling {attr}() failed: {exc}") from None
+        if not isinstance(obj, torch.nn.Module):
+            raise RalifInputError(
+                f"encoder {spec!r}: {attr}() returned a {type(obj).__name__}, not a torch.nn.Module"
+            )
+    if state is not None:
+        _load_state(obj, state, weights, spec)
+    return obj
+
+
+def _read_weights(path: str | os.PathLike) -> dict:
+    """A state dict from a ``torch.save`` file, read without unpickling objects."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    p = Path(path)
+    if not p.exists():
+        raise RalifInputError(f"weights file not found: {p}")
+    if not p.is_file():
+        raise RalifInputError(f"weights path is not a regular file: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise RalifInputError(
+                f"refusing to read weights {p}: it holds Python objects besides tensors, which "
+                "could run code; save model.state_dict() instead"
+            ) from None
+        raise RalifInputError(
+            f"cannot read weights {p} (corrupt or not torch.save): {exc}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RalifInputError(
+            f"cannot read weights {p} (corrupt or not torch.save): {first}"
+        ) from None
+    if isinstance(obj, dict):
+        for key in ("state", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not (
+        isinstance(obj, dict)
+        and obj
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    ):
+        raise RalifInputError(
+            f"weights {p} must hold a state dict (names to tensors), as "
+            "torch.save(model.state_dict(), path) writes"
+        )
+    return obj
+
+
+def _load_state(module, state: dict, path: object, spec: str) -> None:
+    """Load ``state`` into ``module``, refusing (in one line) keys or shapes that differ."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k} is {tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in the encoder"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+
+    def listed(keys: list[str]) -> str:
+        return ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
+
+    problems = []
+    if missing:
+        problems.append(f"missing keys {listed(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys {listed(unexpected)}")
+    if shapes:
+        problems.append(
+            f"shape of {shapes[0]}" + (f" (and {len(shapes) - 1} more)" if len(shapes) > 1 else "")
+        )
+    if problems:
+        raise RalifInputError(
+            f"weights {path} do not fit the encoder {spec}: {'; '.join(problems)}"
+        )
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        flat = " ".join(str(exc).split())
+        raise RalifInputError(f"weights {path} do not fit the encoder {spec}: {flat}") from None

@@ -147,6 +147,23 @@ def _check_input(x: torch.Tensor, in_channels: int) -> None:
 ENCODERS = {"cnn": SmallCNN, "resnet18": ResNet18}
 
 
+class FeatureOutput(nn.Module):
+    """An encoder whose output is its feature vector: ``forward`` is ``encoder.features``.
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        One with a ``features`` method (every encoder of this module).
+    """
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder.features(x)
+
+
 def make_encoder(name: str, in_channels: int, n_classes: int, **kwargs: object) -> nn.Module:
     """Build the encoder registered under ``name`` (``"cnn"`` or ``"resnet18"``)."""
     if name not in ENCODERS:
