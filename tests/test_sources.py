@@ -100,8 +100,8 @@ class _RewriteAfterFirstPass(NpyShards):
         super().__init__(paths)
         self.victim, self.n_blocks, self.reads = victim, n_blocks, 0
 
-    def read(self, start, stop):
-        out = super().read(start, stop)
+    def read(self, start, stop, check=True):
+        out = super().read(start, stop, check)
         self.reads += 1
         if self.reads == self.n_blocks:
             arr = np.load(self.victim)

@@ -97,17 +97,27 @@ def default_client() -> object | None:
         return None
 
 
-def _run_block(block, local, fn, args):
-    if local is not None:
-        block = block[local]
-    return fn(block, *args)
+def _run_block(chunk, local, fn, args, name, start, check):
+    from ralif.sources import checked_block, finite_results
+
+    if check:  # as a shard's read: NaN, inf or values too large, naming the pool rows
+        chunk = checked_block(chunk, name, start, chunk.shape[1])
+    block = chunk if local is None else chunk[local]
+    results = fn(block, *args)
+    if not finite_results(results):
+        checked_block(chunk, name, start, chunk.shape[1])
+    return results
 
 
-def gather_in_order(client, run_partition, source, tasks, fn, args, window: int = 256):
+def gather_in_order(
+    client, run_partition, source, tasks, fn, args, window: int = 256, check: bool = True
+):
     """Results of ``fn`` over every task's block, computed on the workers, in task order.
 
     At most ``window`` tasks are in flight, so the client never holds more than that
-    many results.
+    many results. ``check`` as in ``PoolSource.read``: whether each block is scanned for
+    NaN, inf and values too large before ``fn`` (non-finite results are always traced
+    back to the block's rows).
     """
     import dask
 
@@ -120,7 +130,9 @@ def gather_in_order(client, run_partition, source, tasks, fn, args, window: int 
 
         def submit(task):
             start, _, local = task
-            return client.compute(dask.delayed(_run_block)(chunks[index[start]], local, fn, args_f))
+            chunk = chunks[index[start]]
+            run = dask.delayed(_run_block)(chunk, local, fn, args_f, source.name, start, check)
+            return client.compute(run)
 
     else:
         [source_f] = client.scatter([source], broadcast=True, hash=False)
@@ -128,7 +140,7 @@ def gather_in_order(client, run_partition, source, tasks, fn, args, window: int 
         def submit(task):
             start, stop, local = task
             return client.submit(
-                run_partition, source_f, start, stop, local, fn, args_f, pure=False
+                run_partition, source_f, start, stop, local, fn, args_f, check, pure=False
             )
 
     pending = [submit(t) for t in tasks[:window]]

@@ -75,11 +75,14 @@ def check_shard_unchanged(shard: Shard) -> None:
         )
 
 
-def checked_block(block: np.ndarray, where: str, first_row: int, width: int) -> np.ndarray:
+def checked_block(
+    block: np.ndarray, where: str, first_row: int, width: int, finite: bool = True
+) -> np.ndarray:
     """A block as float32/float64 rows of ``width`` finite values, else an error naming ``where``.
 
     ``first_row`` is the row of the pool (and of ``where``) the block starts at, so the
-    message can name the rows.
+    message can name the rows. ``finite=False`` leaves out the scan for NaN and inf (a
+    caller that finds them in its own results reads the block again, checked).
     """
     arr = np.asarray(block)
     if arr.dtype.kind not in "fiub":
@@ -90,6 +93,8 @@ def checked_block(block: np.ndarray, where: str, first_row: int, width: int) -> 
         raise RalifInputError(
             f"{where} has rows of shape {arr.shape[1:]} but the pool has {width} features"
         )
+    if not finite:
+        return arr
     with np.errstate(over="ignore", invalid="ignore"):
         energy = np.einsum("ij,ij->j", arr, arr)
     if not np.isfinite(energy).all():
@@ -101,6 +106,21 @@ def checked_block(block: np.ndarray, where: str, first_row: int, width: int) -> 
             raise RalifInputError(f"{where} contains {kind} in rows [{shown}{more}]")
         raise RalifInputError(f"{where} has values too large to compute with; rescale the features")
     return arr
+
+
+def finite_results(results: object) -> bool:
+    """Whether every number in a block function's results is finite.
+
+    ``results`` is a nest of tuples, lists and dicts of arrays and numbers. NaN or inf in
+    a block's features reaches every row-wise product with them, so a pass that finds its
+    results finite needs no scan of its own over the block.
+    """
+    if isinstance(results, dict):
+        return all(finite_results(v) for v in results.values())
+    if isinstance(results, (tuple, list)):
+        return all(finite_results(v) for v in results)
+    arr = np.asarray(results)
+    return arr.dtype.kind not in "fc" or bool(np.isfinite(arr).all())
 
 
 class PoolSource:
@@ -139,8 +159,13 @@ class PoolSource:
     def _pieces(self) -> list[tuple[int, int]]:
         return [(0, self.n_rows)]
 
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` (within one partition), checked."""
+    def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
+        """Rows ``start:stop`` (within one partition), checked.
+
+        ``check=False`` skips only the scan for NaN and inf (dtype and width are always
+        checked): for a pass that finds them in its own results and then reads the
+        block again, checked, to name the rows.
+        """
         raise NotImplementedError
 
     def blocks(self, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
@@ -296,13 +321,14 @@ class NpyShards(PoolSource):
             )
         return out
 
-    def read(self, start: int, stop: int) -> np.ndarray:
+    def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
         k = self._shard_of(start)
         shard = self.shards[k]
         lo = start - shard.start
         block = self._raw_rows(k, lo, stop - shard.start)
         where = f"pool shard {shard.path}"
-        return checked_block(block, where, lo, self.n_features).astype(self.dtype, copy=False)
+        block = checked_block(block, where, lo, self.n_features, finite=check)
+        return block.astype(self.dtype, copy=False)
 
     def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
         k = self._shard_of(lo)
@@ -487,12 +513,13 @@ class ParquetPool(PoolSource):
         dt = self.dtype
         return np.column_stack([np.asarray(c, dtype=dt) for c in cols])
 
-    def read(self, start: int, stop: int) -> np.ndarray:
+    def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
         lo, table, shard = self._group(start)
         arr = self._to_numpy(table.slice(start - lo, stop - start), shard)
         where = f"Parquet file {shard.path}"
         first = start - shard.start
-        return checked_block(arr, where, first, self.n_features).astype(self.dtype, copy=False)
+        arr = checked_block(arr, where, first, self.n_features, finite=check)
+        return arr.astype(self.dtype, copy=False)
 
     def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
         first, table, shard = self._group(lo)
@@ -532,11 +559,11 @@ class ArrayPool(PoolSource):
         self.dtype = dt if dt in (np.float32, np.float64) else np.dtype(np.float64)
         self.name = name
 
-    def read(self, start: int, stop: int) -> np.ndarray:
+    def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
         block = self.array[start:stop]
         if hasattr(block, "compute"):
             block = block.compute()
-        return checked_block(block, self.name, start, self.n_features)
+        return checked_block(block, self.name, start, self.n_features, finite=check)
 
     def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
         block = self.array[rows]

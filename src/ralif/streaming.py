@@ -55,6 +55,7 @@ from ralif.influence import (
     PoolInfluence,
     _centered,
     class_balance_weights,
+    gradient_sum,
     solve_target_direction,
     target_terms,
 )
@@ -64,7 +65,7 @@ from ralif.selectors import (
     k_center_greedy,
     top_k,
 )
-from ralif.sources import PoolSource, open_pool
+from ralif.sources import PoolSource, finite_results, open_pool
 from ralif.strategies import RALIF, Strategy, make_strategy
 from ralif.strategies.base import random_picks
 from ralif.strategies.baselines import (
@@ -112,10 +113,24 @@ class _NumpyDevice:
         return block @ M.T.astype(block.dtype, copy=False)
 
     def gradient(self, G: np.ndarray, block: np.ndarray) -> np.ndarray:
-        """``G.T @ block`` in float64."""
-        # As (block^T G)^T: OpenBLAS runs the same product with C = 10 rows on the left
-        # eight times slower.
-        return (block.astype(np.float64, copy=False).T @ G).T
+        """``G.T @ block`` in the block's precision, as float64 (as in memory)."""
+        return gradient_sum(G, block)
+
+    def proba_and_product(
+        self, block: np.ndarray, W: np.ndarray, b: np.ndarray | None, M: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The probabilities and ``block @ M.T`` (float64) from one product with ``[W; M]``.
+
+        One read of the block instead of two; each column is the same number as from its
+        own product.
+        """
+        C = W.shape[0]
+        Z = self.product(block, np.concatenate([W, M.astype(W.dtype, copy=False)]))
+        Zw = Z[:, :C]
+        if b is not None:
+            Zw += b.astype(Zw.dtype, copy=False)
+        P = softmax_inplace(Zw).astype(np.float64, copy=False)
+        return P, Z[:, C:].astype(np.float64)
 
 
 class _TorchDevice(_NumpyDevice):
@@ -146,9 +161,9 @@ class _TorchDevice(_NumpyDevice):
         return (t @ m.T).cpu().numpy()
 
     def gradient(self, G, block):
-        t = self._put(block).double()
-        g = self.torch.as_tensor(np.ascontiguousarray(G), device=self.device)
-        return (g.T @ t).cpu().numpy()
+        t = self._put(block)
+        g = self.torch.as_tensor(np.ascontiguousarray(G), device=self.device, dtype=t.dtype)
+        return (g.T @ t).double().cpu().numpy()
 
 
 def check_device(device: str) -> str:
@@ -225,9 +240,9 @@ def _ralif_pass1(block, device, W, b, settings: InfluenceSettings):
 
 def _ralif_pass2(block, device, W, b, S_W, s_b, n, shift, target_loss, strategy):
     """Each item's score under the strategy's own scoring rule."""
-    dev = _device(device)
-    P = dev.proba(block, W, b)
-    A = dev.product(block, S_W).astype(np.float64) + (s_b if s_b is not None else 0.0)
+    P, A = _device(device).proba_and_product(block, W, b, S_W)
+    if s_b is not None:
+        A += s_b
     delta = _centered(A, P) / n
     if shift:
         delta -= shift
@@ -250,11 +265,19 @@ def _badge_norms_block(block, device, model):
 
 
 # ------------------------------------------------------------------------------ runners
-def _run_partition(source, start, stop, local, fn, args):
-    block = source.read(start, stop)
+def _run_partition(source, start, stop, local, fn, args, check=True):
+    block = source.read(start, stop, check=check)
     if local is not None:
         block = block[local]
-    return fn(block, *args)
+    return _checked(fn(block, *args), source, start, stop)
+
+
+def _checked(results, source: PoolSource, start: int, stop: int):
+    """A block function's results; where they are not finite, the block is read again,
+    checked, so that NaN or inf in the features is an error naming the shard and rows."""
+    if not finite_results(results):
+        source.read(start, stop)
+    return results
 
 
 def _add(total: dict, part: dict) -> dict:
@@ -282,35 +305,43 @@ class _Runner:
             local = None if b - a == stop - start else pool[a:b] - start
             self.tasks.append((start, stop, local))
 
-    def run(self, fn, *args) -> tuple[dict, dict]:
+    def run(self, fn, *args, check: bool = True) -> tuple[dict, dict]:
+        """``fn(block, *args)`` over every block: per-item arrays joined, sums added.
+
+        ``check=False`` reads blocks without the scan for NaN, inf and values too large
+        to square (RALIF's second pass: the first pass scanned the same, unchanged
+        files); NaN or inf that reach ``fn``'s results are still an error naming the rows.
+        """
         per_item: dict[str, list] = {}
         sums: dict = {}
-        for items, part in self._results(fn, args):
+        for items, part in self._results(fn, args, check):
             for k, v in items.items():
                 per_item.setdefault(k, []).append(v)
             sums = _add(sums, part)
         return {k: np.concatenate(v) for k, v in per_item.items()}, sums
 
-    def _read(self, task) -> np.ndarray:
+    def _read(self, task, check: bool) -> np.ndarray:
         start, stop, local = task
-        block = self.source.read(start, stop)
+        block = self.source.read(start, stop, check=check)
         return block if local is None else block[local]
 
-    def _results(self, fn, args):
+    def _results(self, fn, args, check):
         if self.client is None:
             # The next block is read by a second thread while this one is computed: file
             # reads release the GIL, so reading and the products overlap (two blocks held).
             with ThreadPoolExecutor(max_workers=1) as reader:
                 ahead = None
                 for i, task in enumerate(self.tasks):
-                    block = (ahead or reader.submit(self._read, task)).result()
+                    block = (ahead or reader.submit(self._read, task, check)).result()
                     more = i + 1 < len(self.tasks)
-                    ahead = reader.submit(self._read, self.tasks[i + 1]) if more else None
-                    yield fn(block, *args)
+                    ahead = reader.submit(self._read, self.tasks[i + 1], check) if more else None
+                    yield _checked(fn(block, *args), self.source, *task[:2])
             return
         from ralif.cluster import gather_in_order
 
-        yield from gather_in_order(self.client, _run_partition, self.source, self.tasks, fn, args)
+        yield from gather_in_order(
+            self.client, _run_partition, self.source, self.tasks, fn, args, check=check
+        )
 
 
 # ---------------------------------------------------------------------------- the query
@@ -581,7 +612,9 @@ class _Query:
         self.source.check_unchanged()
         with self.timed("pass 2"):
             scored, _ = self.runner.run(
-                _ralif_pass2, self.device, W, b, S_W, s_b, n, shift, loss / n_target, strat
+                _ralif_pass2,
+                *(self.device, W, b, S_W, s_b, n, shift, loss / n_target, strat),
+                check=False,
             )
         scores = scored["score"]
         cand = strat.candidate_positions(scores, per_item["margin"], self.budget)
