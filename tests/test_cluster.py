@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import time
+
 import numpy as np
 import pytest
 
@@ -71,6 +75,49 @@ def test_a_bad_cluster_spec_is_refused(spec):
     require("distributed")
     with pytest.raises(RalifInputError, match="--dask"), dask_client(spec):
         pass
+
+
+def _closed_port() -> int:
+    """A port of this machine where nothing listens: bound, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_scheduler_address_where_nothing_listens_fails_at_once_naming_it():
+    require("distributed")
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    with (
+        pytest.raises(RalifInputError, match=re.escape(address) + ".*connection refused"),
+        dask_client(address),
+    ):
+        pass
+    assert time.monotonic() - started < 3  # dask alone retries for its whole timeout (20 s)
+
+
+def test_a_running_schedulers_address_connects(client):
+    address = client.scheduler.address
+    assert address.startswith("tcp://")
+    with dask_client(address) as other:
+        assert len(other.scheduler_info()["workers"]) == 2
+
+
+def test_select_with_a_closed_scheduler_port_exits_2_at_once_naming_it(tmp_path, capsys):
+    from ralif.cli import main
+
+    require("distributed")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "X.npy", rng.normal(size=(50, 3)))
+    np.save(tmp_path / "y.npy", np.r_[np.arange(10) % 2, np.full(40, -1)])
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    argv = ["select", "--features", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]
+    started = time.monotonic()
+    assert main([*argv, "--budget", "3", "--l2", "0.1", "--dask", address]) == 2
+    assert time.monotonic() - started < 3
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1
+    assert f"cannot reach the dask scheduler at {address}" in out.err
 
 
 def test_ralif_select_of_a_dask_array_runs_on_the_open_client(client, shards):

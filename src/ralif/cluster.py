@@ -75,6 +75,7 @@ def dask_client(spec: object) -> Iterator[object]:
         raise RalifInputError(
             f"--dask must be local:N or a scheduler address such as tcp://host:8786, got {text!r}"
         )
+    _probe_scheduler(text)
     try:
         client = distributed.Client(text, timeout="20s")
     except (OSError, TimeoutError) as exc:
@@ -83,6 +84,52 @@ def dask_client(spec: object) -> Iterator[object]:
         yield client
     finally:
         client.close()
+
+
+PROBE_SECONDS = 5.0
+"""How long a scheduler's address may take to accept a TCP connection."""
+
+_TCP_SCHEMES = ("tcp", "tls", "ws", "wss")
+
+
+def _probe_scheduler(address: str) -> None:
+    """Refuse at once a scheduler address where nothing accepts a connection.
+
+    dask retries a refused connection until its timeout (20 s here, 30 s by default);
+    one plain connection attempt tells a closed port or an unknown host in
+    milliseconds, and an address that drops packets in :data:`PROBE_SECONDS`.
+    """
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location, 8786)
+    except ValueError as exc:
+        raise RalifInputError(f"--dask {address!r} is not a scheduler address: {exc}") from None
+    if scheme not in _TCP_SCHEMES:
+        return  # inproc, ucx: no TCP port to try
+    try:
+        socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+    except socket.gaierror as exc:
+        raise RalifInputError(
+            f"cannot reach the dask scheduler at {address}: host {host!r} is unknown "
+            f"({exc.strerror})"
+        ) from None
+    except ConnectionRefusedError:
+        raise RalifInputError(
+            f"cannot reach the dask scheduler at {address}: nothing listens on port {port} of "
+            f"{host} (connection refused); start it with: dask scheduler --port {port}"
+        ) from None
+    except TimeoutError:
+        raise RalifInputError(
+            f"cannot reach the dask scheduler at {address}: no answer within {PROBE_SECONDS:g} s"
+        ) from None
+    except OSError as exc:
+        raise RalifInputError(
+            f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
+        ) from None
 
 
 def default_client() -> object | None:
