@@ -320,7 +320,7 @@ def run_benchmark(
     total = len(runs) * (config.rounds + 1)
     finished = sum(min(len(v), config.rounds + 1) for v in done.values())
     with _cluster(config.dask) as client, _progress(total, finished, quiet or rank != 0) as bar:
-        if pooled:
+        if isinstance(data.X, StreamedFeatures):
             data.X.client = client
         for seed, name in runs:
             prior = done[(seed, name)]
