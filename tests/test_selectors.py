@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import chi2 as chi2_dist
 
 from ralif import RalifInputError, candidate_set, kmeans_pp_select, top_k
-from ralif.selectors import min_sq_distances
+from ralif.selectors import _d2_sampling, _Euclidean, min_sq_distances
 
 
 def test_top_k_orders_best_first_and_breaks_ties_by_index():
@@ -77,11 +78,60 @@ def _reference_kmeans_pp(X, k, first, ref, rng):
 
 
 def test_incremental_updates_match_recomputing_from_scratch():
+    # Folding every pick in at once (batch=1) draws exactly as the textbook loop does.
     rng = np.random.default_rng(1)
     X, ref = rng.normal(size=(300, 5)), rng.normal(size=(20, 5))
-    got = kmeans_pp_select(X, 25, first=3, X_reference=ref, random_state=np.random.default_rng(9))
+    x_sq = (X * X).sum(axis=1)
+    d2 = min_sq_distances(X, ref)
+    dist = _Euclidean(X, x_sq)
+    got = _d2_sampling(d2, 25, dist, 3, np.random.default_rng(9), batch=1)
     want = _reference_kmeans_pp(X, 25, 3, ref, np.random.default_rng(9))
     assert got.tolist() == want
+
+
+def _exact_sequence_probabilities(X, ref, first, k):
+    """P(picks 2..k = s) for every ordered sequence s, by the D^2 rule, by brute force."""
+    out = {}
+
+    def walk(chosen, p):
+        if len(chosen) == k:
+            out[tuple(chosen[1:])] = p
+            return
+        centers = np.vstack([ref, X[chosen]]) if len(ref) else X[chosen]
+        d2 = ((X[:, None, :] - centers[None]) ** 2).sum(-1).min(axis=1)
+        d2[chosen] = 0.0
+        for j in np.flatnonzero(d2 > 0):
+            walk([*chosen, int(j)], p * d2[j] / d2.sum())
+
+    walk([first], 1.0)
+    return out
+
+
+@pytest.mark.parametrize("with_reference", [True, False])
+def test_batched_draws_follow_the_d2_distribution_exactly(with_reference):
+    # Between folds each draw is a rejection step against a stale D^2: the sequences it
+    # produces must have exactly the k-means++ probabilities. Two tight clusters and a
+    # far point make the stale bound poor (many rejections and early folds).
+    X = np.array([[0, 0], [0.1, 0], [0, 0.1], [5, 5], [5.1, 5], [5, 5.1], [9, 0]], float)
+    ref = np.array([[0.05, 0.05]]) if with_reference else np.empty((0, 2))
+    want = _exact_sequence_probabilities(X, ref, first=3, k=4)
+    n = 6_000
+    counts = dict.fromkeys(want, 0)
+    for seed in range(n):
+        picks = kmeans_pp_select(
+            X, 4, first=3, X_reference=ref if with_reference else None, random_state=seed
+        )
+        counts[tuple(picks[1:].tolist())] += 1
+    expected = np.array([want[s] * n for s in want])
+    observed = np.array([counts[s] for s in want])
+    big = expected >= 5  # chi-square over the cells it is valid for, the rest pooled
+    chi2 = (((observed[big] - expected[big]) ** 2) / expected[big]).sum()
+    rest_e, rest_o = expected[~big].sum(), observed[~big].sum()
+    if rest_e > 0:
+        chi2 += (rest_o - rest_e) ** 2 / rest_e
+    dof = int(big.sum()) + (rest_e > 0) - 1
+    assert chi2 < chi2_dist.ppf(0.999, dof), (chi2, dof)
+    assert sum(counts.values()) == n
 
 
 def test_kmeans_pp_with_all_duplicates_still_returns_distinct_indices():
@@ -129,3 +179,21 @@ def test_cluster_round_robin_visits_the_smallest_cluster_first():
     # Third pass: cluster 0 is used up, so clusters 1 and 2 continue, then 2 alone.
     picks = cluster_round_robin_select(X, 9, n_clusters=3, random_state=0)
     assert cluster_of[picks].tolist() == [0, 1, 2, 0, 1, 2, 1, 2, 2]
+
+
+def test_gradient_embedding_distances_equal_those_of_the_formed_embeddings():
+    from ralif.selectors import _GradientEmbedding
+
+    rng = np.random.default_rng(2)
+    R, X = rng.normal(size=(40, 3)), rng.normal(size=(40, 4))
+    G = np.einsum("ic,id->icd", R, np.hstack([X, np.ones((40, 1))])).reshape(40, -1)
+    g_sq = (G * G).sum(axis=1)
+    dist = _GradientEmbedding(R, X, g_sq)
+    centers = np.array([5, 17, 30])
+    brute = ((G[:, None, :] - G[centers][None]) ** 2).sum(-1)
+    np.testing.assert_allclose(dist.nearest(centers), brute.min(axis=1), atol=1e-9)
+    np.testing.assert_allclose(dist.to_point(centers, 8), brute[8], atol=1e-9)
+    euclid = _Euclidean(X, (X * X).sum(axis=1))
+    brute = ((X[:, None, :] - X[centers][None]) ** 2).sum(-1)
+    np.testing.assert_allclose(euclid.nearest(centers), brute.min(axis=1), atol=1e-9)
+    np.testing.assert_allclose(euclid.to_point(centers, 8), brute[8], atol=1e-9)

@@ -129,8 +129,9 @@ def kmeans_pp_select(
     """k-means++ seeding: each next pick drawn with probability proportional to ``D^2``.
 
     ``D^2(x)`` is the squared distance from ``x`` to the nearest of the reference points
-    (e.g. the labeled items) and the picks so far. It is updated with one distance row
-    per pick, never recomputed.
+    (e.g. the labeled items) and the picks so far. It is updated incrementally, never
+    recomputed: a batch of picks at a time, with one matrix product (see
+    :func:`_d2_sampling` for how each draw stays exact in between).
 
     Parameters
     ----------
@@ -158,9 +159,7 @@ def kmeans_pp_select(
     _check_n_select(n_select, X.shape[0])
     x_sq = _sq_norms(X)
     d2 = _initial_d2(X, X_reference, x_sq)
-    return _d2_sampling(
-        d2, n_select, _euclidean_rows(X, x_sq), first, check_random_state(random_state)
-    )
+    return _d2_sampling(d2, n_select, _Euclidean(X, x_sq), first, check_random_state(random_state))
 
 
 def k_center_greedy(
@@ -195,7 +194,7 @@ def k_center_greedy(
     d2 = _initial_d2(X, X_reference, x_sq)
     rng = check_random_state(random_state)
     first = int(rng.integers(X.shape[0])) if np.isinf(d2).all() else None
-    return _farthest_first(d2, n_select, _euclidean_rows(X, x_sq), first)
+    return _farthest_first(d2, n_select, _Euclidean(X, x_sq), first)
 
 
 def gradient_kmeans_pp_select(
@@ -228,13 +227,13 @@ def gradient_kmeans_pp_select(
     x_sq = _sq_norms(X) + 1.0
     g_sq = r_sq * x_sq
 
-    def rows(i: int) -> np.ndarray:
-        inner = (R @ R[i]) * ((X @ X[i]).astype(np.float64) + 1.0)
-        return g_sq + g_sq[i] - 2.0 * inner
-
     first = int(np.argmax(g_sq))
     return _d2_sampling(
-        np.full(X.shape[0], np.inf), n_select, rows, first, check_random_state(random_state)
+        np.full(X.shape[0], np.inf),
+        n_select,
+        _GradientEmbedding(R, X, g_sq),
+        first,
+        check_random_state(random_state),
     )
 
 
@@ -254,35 +253,126 @@ def _initial_d2(X: np.ndarray, X_reference: np.ndarray | None, x_sq: np.ndarray)
     return np.full(X.shape[0], np.inf)
 
 
-def _euclidean_rows(X: np.ndarray, x_sq: np.ndarray):
-    """``i -> ||x_j - x_i||^2`` for all ``j``: one matrix-vector product per call."""
+class _Euclidean:
+    """Squared Euclidean distances between the rows of ``X`` (``x_sq``: their norms)."""
 
-    def rows(i: int) -> np.ndarray:
-        return x_sq + x_sq[i] - 2.0 * (X @ X[i])
+    def __init__(self, X: np.ndarray, x_sq: np.ndarray) -> None:
+        self.X, self.x_sq = X, x_sq
 
-    return rows
+    def to_point(self, centers: np.ndarray, i: int) -> np.ndarray:
+        """``||x_c - x_i||^2`` for each index ``c`` in ``centers``."""
+        X, x_sq = self.X, self.x_sq
+        return x_sq[centers] + x_sq[i] - 2.0 * (X[centers] @ X[i])
+
+    def nearest(self, centers: np.ndarray) -> np.ndarray:
+        """``min_c ||x_j - x_c||^2`` for every row ``j``: one matrix product, by row blocks."""
+        X, x_sq = self.X, self.x_sq
+        C, c_sq = X[centers], x_sq[centers]
+        out = np.empty(len(x_sq))
+        step = max(1, _DISTANCE_BLOCK_ENTRIES // max(1, len(centers)))
+        for a in range(0, len(out), step):
+            D = (x_sq[a : a + step, None] + c_sq) - 2.0 * (X[a : a + step] @ C.T)
+            D.min(axis=1, out=out[a : a + step])
+        return out
 
 
-def _update(d2: np.ndarray, row: np.ndarray, i: int) -> None:
-    np.minimum(d2, row, out=d2)
-    np.maximum(d2, 0.0, out=d2)
-    d2[i] = 0.0
+class _GradientEmbedding:
+    """Squared distances between gradient embeddings ``r (x) [x, 1]`` (BADGE), never formed:
+    ``<g, g'> = <r, r'> (<x, x'> + 1)``; ``g_sq`` holds their squared norms."""
+
+    def __init__(self, R: np.ndarray, X: np.ndarray, g_sq: np.ndarray) -> None:
+        self.R, self.X, self.g_sq = R, X, g_sq
+
+    def to_point(self, centers: np.ndarray, i: int) -> np.ndarray:
+        R, X, g_sq = self.R, self.X, self.g_sq
+        inner = (R[centers] @ R[i]) * ((X[centers] @ X[i]).astype(np.float64) + 1.0)
+        return g_sq[centers] + g_sq[i] - 2.0 * inner
+
+    def nearest(self, centers: np.ndarray) -> np.ndarray:
+        R, X, g_sq = self.R, self.X, self.g_sq
+        Rc, Xc, c_sq = R[centers], X[centers], g_sq[centers]
+        out = np.empty(len(g_sq))
+        step = max(1, _DISTANCE_BLOCK_ENTRIES // max(1, len(centers)))
+        for a in range(0, len(out), step):
+            inner = (R[a : a + step] @ Rc.T) * ((X[a : a + step] @ Xc.T).astype(np.float64) + 1.0)
+            D = (g_sq[a : a + step, None] + c_sq) - 2.0 * inner
+            D.min(axis=1, out=out[a : a + step])
+        return out
 
 
-def _d2_sampling(d2, n_select, rows, first, rng) -> np.ndarray:
-    """The k-means++ loop, given initial ``D^2`` and a distance-row function."""
+_BATCH = 64
+"""Picks folded into ``D^2`` at a time by :func:`_d2_sampling` (one matrix product)."""
+
+
+def _d2_sampling(d2, n_select, dist, first, rng, batch: int = _BATCH) -> np.ndarray:
+    """The k-means++ loop, given the initial ``D^2`` and a distance object.
+
+    Updating ``D^2`` after every pick reads every point once per pick (a matrix-vector
+    product, bound by memory bandwidth). Here the picks are folded into ``D^2`` a batch at
+    a time, with one matrix product, and each draw in between is exact by rejection:
+    ``D^2`` as last updated, ``U``, bounds the current value from above (distances only
+    shrink), so an index drawn with probability proportional to ``U`` and kept with
+    probability ``D^2 / U`` (its current ``D^2`` computed against the picks not yet
+    folded in) is drawn with probability proportional to ``D^2``. A pick's own ``D^2`` is
+    0, so it is never kept again. After a few rejections in a row the batch is folded in
+    early, which makes ``U`` exact.
+    """
     picks = np.empty(n_select, dtype=np.intp)
     chosen = np.zeros(len(d2), dtype=bool)
+    pending: list[int] = []
+    state = {"cum": None}
+
+    def fold() -> None:
+        if pending:
+            np.minimum(d2, dist.nearest(np.array(pending)), out=d2)
+            np.maximum(d2, 0.0, out=d2)
+            d2[pending] = 0.0
+            pending.clear()
+        state["cum"] = None
+
+    def draw() -> int:
+        rejected = 0
+        while True:
+            if state["cum"] is None:
+                w = np.where(chosen, 0.0, d2)
+                if w[np.argmax(w)] == np.inf:  # no reference points
+                    if pending:  # D^2 is finite once a pick is folded in
+                        fold()
+                        continue
+                    free = np.flatnonzero(np.isinf(w))
+                    return int(free[rng.integers(len(free))])
+                state["cum"] = np.cumsum(w, out=w)
+            cum = state["cum"]
+            total = cum[-1]
+            if not total > 0:
+                if pending:
+                    fold()
+                    continue
+                free = np.flatnonzero(~chosen)
+                return int(free[rng.integers(len(free))])
+            # cum[j-1] <= u < cum[j] implies U[j] > 0: a point of zero weight is never hit.
+            j = int(np.searchsorted(cum, rng.random() * total, side="right"))
+            if not pending:
+                return j
+            now = 0.0 if chosen[j] else min(d2[j], float(dist.to_point(np.array(pending), j).min()))
+            if rng.random() * d2[j] < now:
+                return j
+            rejected += 1
+            if rejected >= 8:
+                fold()
+                rejected = 0
+
     for t in range(n_select):
-        i = int(first) if t == 0 and first is not None else _draw(d2, chosen, rng)
+        i = int(first) if t == 0 and first is not None else draw()
         picks[t] = i
         chosen[i] = True
-        if t + 1 < n_select:
-            _update(d2, rows(i), i)
+        pending.append(i)
+        if len(pending) >= batch:
+            fold()
     return picks
 
 
-def _farthest_first(d2, n_select, rows, first) -> np.ndarray:
+def _farthest_first(d2, n_select, dist, first) -> np.ndarray:
     """The k-center greedy loop: always the unchosen point with the largest ``D^2``."""
     picks = np.empty(n_select, dtype=np.intp)
     chosen = np.zeros(len(d2), dtype=bool)
@@ -294,23 +384,10 @@ def _farthest_first(d2, n_select, rows, first) -> np.ndarray:
         picks[t] = i
         chosen[i] = True
         if t + 1 < n_select:
-            _update(d2, rows(i), i)
+            np.minimum(d2, dist.nearest(np.array([i])), out=d2)
+            np.maximum(d2, 0.0, out=d2)
+            d2[i] = 0.0
     return picks
-
-
-def _draw(d2: np.ndarray, chosen: np.ndarray, rng: np.random.Generator) -> int:
-    """One index with probability proportional to ``d2`` among the unchosen ones."""
-    w = np.where(chosen, 0.0, d2)
-    if np.isinf(w).any():
-        free = np.flatnonzero(np.isinf(w))
-        return int(free[rng.integers(len(free))])
-    cum = np.cumsum(w)
-    total = cum[-1]
-    if not total > 0:
-        free = np.flatnonzero(~chosen)
-        return int(free[rng.integers(len(free))])
-    # cum[i-1] <= u < cum[i] implies w[i] > 0, so a chosen item (w = 0) is never hit.
-    return int(np.searchsorted(cum, rng.random() * total, side="right"))
 
 
 def cluster_best_select(
