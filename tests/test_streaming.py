@@ -315,3 +315,14 @@ def test_nan_reaching_the_second_pass_unscanned_is_still_named(data):
     X, y = data
     with pytest.raises(RalifInputError, match=r"contains NaN in rows \[805\]"):
         streamed_select(_NanAfterFirstPass(X), y, BUDGET, l2=0.05, block_rows=128)
+
+
+def test_check_streamable_names_how_each_strategy_streams():
+    from ralif.streaming import check_streamable
+
+    assert check_streamable("ralif") == "ralif"
+    assert check_streamable(RALIF(score="authors")) == "ralif"
+    assert check_streamable("margin") == check_streamable("entropy") == "measure"
+    assert check_streamable("badge") == "badge"
+    with pytest.raises(RalifInputError, match="bald cannot be streamed"):
+        check_streamable("bald")

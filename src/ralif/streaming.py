@@ -496,6 +496,32 @@ def _checked_rows(rows: object, n: int) -> np.ndarray:
     return arr
 
 
+def check_streamable(strategy: str | Strategy) -> str:
+    """Refuse a strategy whose query cannot be streamed; return how it streams.
+
+    Parameters
+    ----------
+    strategy : str or Strategy
+        A strategy name (``ralif.STRATEGIES``) or object.
+
+    Returns
+    -------
+    str
+        ``"ralif"``, ``"random"``, ``"measure"``, ``"badge"`` or ``"coreset"``.
+
+    Raises
+    ------
+    RalifInputError
+        For a strategy not in :data:`STREAMABLE`, a subclass that rewrites its query
+        or score, or a RALIF with an influence setting the passes do not compute.
+    """
+    strat = make_strategy(strategy) if isinstance(strategy, str) else strategy
+    kind = _streamable_kind(strat)
+    if kind == "ralif":
+        _check_settings(strat.influence_settings())
+    return kind
+
+
 def _streamable_kind(strat: Strategy) -> str:
     """Which streamed plan a strategy follows; refused when its query is not ralif's own."""
     cls = type(strat)

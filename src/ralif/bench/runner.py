@@ -14,7 +14,7 @@ from ralif._validation import RalifInputError
 from ralif.bench.store import ResultStore
 from ralif.data import Dataset, load_dataset
 from ralif.loop import StreamedFeatures, initial_labeled_set, run_rounds
-from ralif.strategies import STRATEGIES, make_strategy, strategy_class
+from ralif.strategies import STRATEGIES, strategy_class
 
 SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
 
@@ -130,14 +130,10 @@ class BenchConfig:
 
 
 def _streams(strategy: str) -> bool:
-    from ralif.strategies import RALIF
-    from ralif.streaming import _check_settings, _streamable_kind
+    from ralif.streaming import check_streamable
 
-    strat = make_strategy(strategy)
     try:
-        _streamable_kind(strat)
-        if isinstance(strat, RALIF):
-            _check_settings(strat.influence_settings())
+        check_streamable(strategy)
     except RalifInputError:
         return False
     return True
