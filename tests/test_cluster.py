@@ -70,7 +70,9 @@ def test_a_nan_shard_read_by_a_worker_is_a_clear_error_naming_it(client, tmp_pat
         streamed_select(str(tmp_path / "a-*.npy"), y, 5, l2=0.1, client=client, block_rows=64)
 
 
-@pytest.mark.parametrize("spec", ["local:0", "local:x", "my cluster", "local:9999"])
+@pytest.mark.parametrize(
+    "spec", ["local:0", "local:x", "my cluster", "local:9999", "tcp://127.0.0.1", "tls://[::1]"]
+)
 def test_a_bad_cluster_spec_is_refused(spec):
     require("distributed")
     with pytest.raises(RalifInputError, match="--dask"), dask_client(spec):
@@ -133,3 +135,15 @@ def test_ralif_select_of_a_dask_array_runs_on_the_open_client(client, shards):
     np.testing.assert_array_equal(picks, ralif.select(X, y, 12, l2=0.1, random_state=2))
     keys = [str(t["key"]) for t in tasks.data]
     assert sum("_run_block" in k for k in keys) == 2 * 3  # two passes over three chunks
+
+
+def test_an_integer_dask_array_is_converted_on_the_workers_in_every_pass(client, shards):
+    # Pass 2 reads without the NaN scan: its chunks must still become floats.
+    da = require("dask.array")
+    _, X, y = shards
+    Xi = np.round(X * 100).astype(np.int16)
+    want = streamed_select(Xi.astype(np.float64), y, 12, random_state=1, l2=0.1)
+    got = streamed_select(
+        da.from_array(Xi, chunks=(700, -1)), y, 12, random_state=1, l2=0.1, client=client
+    )
+    np.testing.assert_array_equal(got.picks, want.picks)

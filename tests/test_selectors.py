@@ -197,3 +197,9 @@ def test_gradient_embedding_distances_equal_those_of_the_formed_embeddings():
     brute = ((X[:, None, :] - X[centers][None]) ** 2).sum(-1)
     np.testing.assert_allclose(euclid.nearest(centers), brute.min(axis=1), atol=1e-9)
     np.testing.assert_allclose(euclid.to_point(centers, 8), brute[8], atol=1e-9)
+
+
+@pytest.mark.parametrize("first", [-1, 6, 2.0, True])
+def test_kmeans_pp_refuses_a_first_pick_outside_the_points(first):
+    with pytest.raises(RalifInputError, match="first must be a row index in \\[0, 6\\)"):
+        kmeans_pp_select(np.eye(6), 2, first=first)

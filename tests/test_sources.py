@@ -232,3 +232,18 @@ def test_a_file_named_like_a_glob_is_that_file(tmp_path, pool_X):
     np.save(tmp_path / "emb1.npy", np.zeros((3, 6), np.float32))  # what the pattern would match
     assert not is_pool_spec(path)
     np.testing.assert_array_equal(next(open_pool(path).blocks(1000))[1], pool_X)
+
+
+def test_rows_read_by_index_with_nan_are_named_by_their_own_row(tmp_path, pool_X):
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
+    X = pool_X.copy()
+    X[42, 3] = np.nan  # row 12 of the second shard
+    _write_shards(tmp_path / "s", X, [30, 50, 20])
+    with pytest.raises(RalifInputError, match=r"part-001\.npy contains NaN in rows \[12\]"):
+        open_pool(tmp_path / "s").take(np.array([99, 0, 42, 31]))
+    with pytest.raises(RalifInputError, match=r"X contains NaN in rows \[42\]"):
+        open_pool(X).take(np.array([5, 42, 7]))
+    cols = {f"f{j}": X[:, j] for j in range(X.shape[1])}
+    pq.write_table(pa.table(cols), tmp_path / "p.parquet", row_group_size=16)
+    with pytest.raises(RalifInputError, match=r"p\.parquet contains NaN in rows \[42\]"):
+        open_pool(tmp_path / "p.parquet").take(np.array([1, 42, 60]))

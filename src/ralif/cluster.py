@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from ralif._validation import RalifInputError
 
@@ -78,7 +79,7 @@ def dask_client(spec: object) -> Iterator[object]:
     _probe_scheduler(text)
     try:
         client = distributed.Client(text, timeout="20s")
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:
         raise RalifInputError(f"cannot reach the dask scheduler at {text}: {exc}") from None
     try:
         yield client
@@ -105,11 +106,16 @@ def _probe_scheduler(address: str) -> None:
 
     try:
         scheme, location = parse_address(address)
-        host, port = parse_host_port(location, 8786)
     except ValueError as exc:
         raise RalifInputError(f"--dask {address!r} is not a scheduler address: {exc}") from None
     if scheme not in _TCP_SCHEMES:
         return  # inproc, ucx: no TCP port to try
+    try:
+        host, port = parse_host_port(location)
+    except ValueError:
+        raise RalifInputError(
+            f"--dask {address!r} names no port: give the scheduler's, e.g. {scheme}://host:8786"
+        ) from None
     try:
         socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
     except socket.gaierror as exc:
@@ -144,16 +150,18 @@ def default_client() -> object | None:
         return None
 
 
-def _run_block(chunk, local, fn, args, name, start, check):
-    from ralif.sources import checked_block, finite_results
+def _run_block(chunk, local, fn, args, layout, start, check):
+    from ralif.sources import checked_block
+    from ralif.streaming import _checked
 
-    if check:  # as a shard's read: NaN, inf or values too large, naming the pool rows
-        chunk = checked_block(chunk, name, start, chunk.shape[1])
+    name, width, dtype = layout
+    # As a read of the source: float features of its width (and, with check, finite),
+    # an error naming the pool rows.
+    chunk = checked_block(chunk, name, start, width, finite=check).astype(dtype, copy=False)
     block = chunk if local is None else chunk[local]
-    results = fn(block, *args)
-    if not finite_results(results):
-        checked_block(chunk, name, start, chunk.shape[1])
-    return results
+    stop = start + chunk.shape[0]
+    reread = partial(checked_block, chunk, name, start, width)
+    return _checked(fn(block, *args), reread, name, start, stop)
 
 
 def gather_in_order(
@@ -174,11 +182,12 @@ def gather_in_order(
     if isinstance(source, DaskArrayPool):
         chunks = source.array.to_delayed().ravel()
         index = {start: k for k, (start, _) in enumerate(source.partitions(1))}
+        layout = (source.name, source.n_features, source.dtype)
 
         def submit(task):
             start, _, local = task
             chunk = chunks[index[start]]
-            run = dask.delayed(_run_block)(chunk, local, fn, args_f, source.name, start, check)
+            run = dask.delayed(_run_block)(chunk, local, fn, args_f, layout, start, check)
             return client.compute(run)
 
     else:

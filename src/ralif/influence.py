@@ -140,6 +140,18 @@ def gradient_sum(G: np.ndarray, block: np.ndarray) -> np.ndarray:
     Upcasting a float32 block instead costs a copy of it and a float64 product, about
     seven times the time, for digits the features do not have. Shared by the in-memory
     and the streamed query, so that both sum the same numbers.
+
+    Parameters
+    ----------
+    G : ndarray of shape (n, C)
+        Each item's gradient of the target loss with respect to its logits.
+    block : ndarray of shape (n, d)
+        The items' features (float32 or float64).
+
+    Returns
+    -------
+    ndarray of shape (C, d)
+        ``G^T block``, float64.
     """
     return (G.astype(block.dtype, copy=False).T @ block).astype(np.float64, copy=False)
 

@@ -156,7 +156,7 @@ def kmeans_pp_select(
     ----------
     Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007.
     """
-    _check_n_select(n_select, X.shape[0])
+    _check_n_select(n_select, X.shape[0], first)
     x_sq = _sq_norms(X)
     d2 = _initial_d2(X, X_reference, x_sq)
     return _d2_sampling(d2, n_select, _Euclidean(X, x_sq), first, check_random_state(random_state))
@@ -237,9 +237,13 @@ def gradient_kmeans_pp_select(
     )
 
 
-def _check_n_select(n_select: int, M: int) -> None:
+def _check_n_select(n_select: int, M: int, first: int | None = None) -> None:
     if not 1 <= n_select <= M:
         raise RalifInputError(f"n_select must be in [1, {M}], got {n_select}")
+    if first is not None and not (
+        isinstance(first, (int, np.integer)) and not isinstance(first, bool) and 0 <= first < M
+    ):
+        raise RalifInputError(f"first must be a row index in [0, {M}), got {first!r}")
 
 
 def _sq_norms(X: np.ndarray) -> np.ndarray:
@@ -367,7 +371,7 @@ def _d2_sampling(d2, n_select, dist, first, rng, batch: int = _BATCH) -> np.ndar
         picks[t] = i
         chosen[i] = True
         pending.append(i)
-        if len(pending) >= batch:
+        if len(pending) >= batch and t + 1 < n_select:
             fold()
     return picks
 

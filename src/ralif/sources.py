@@ -76,13 +76,34 @@ def check_shard_unchanged(shard: Shard) -> None:
 
 
 def checked_block(
-    block: np.ndarray, where: str, first_row: int, width: int, finite: bool = True
+    block: np.ndarray,
+    where: str,
+    first_row: int | np.ndarray,
+    width: int,
+    finite: bool = True,
 ) -> np.ndarray:
     """A block as float32/float64 rows of ``width`` finite values, else an error naming ``where``.
 
-    ``first_row`` is the row of the pool (and of ``where``) the block starts at, so the
-    message can name the rows. ``finite=False`` leaves out the scan for NaN and inf (a
-    caller that finds them in its own results reads the block again, checked).
+    Parameters
+    ----------
+    block : array-like of shape (n, width)
+        The rows read.
+    where : str
+        What they were read from (a shard's path, the array's name), for messages.
+    first_row : int or ndarray of shape (n,)
+        The row of ``where`` the block starts at, or (rows read by index) the row of
+        ``where`` of each block row, so that the message names the rows.
+    width : int
+        Features per row.
+    finite : bool, default=True
+        Scan for NaN, inf and values too large to square and sum; ``False`` leaves the
+        scan out (a caller that finds them in its own results reads the block again,
+        checked). The dtype and the width are always checked.
+
+    Returns
+    -------
+    ndarray
+        The block as float32 or float64 (other numeric types become float64).
     """
     arr = np.asarray(block)
     if arr.dtype.kind not in "fiub":
@@ -100,7 +121,8 @@ def checked_block(
     if not np.isfinite(energy).all():
         rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         if len(rows):
-            shown = ", ".join(str(int(r) + first_row) for r in rows[:10])
+            ids = np.asarray(first_row)[rows] if np.ndim(first_row) else rows + int(first_row)
+            shown = ", ".join(str(int(r)) for r in ids[:10])
             more = f", ... ({len(rows)} rows)" if len(rows) > 10 else ""
             kind = "NaN" if np.isnan(arr[rows[:100]]).any() else "inf"
             raise RalifInputError(f"{where} contains {kind} in rows [{shown}{more}]")
@@ -111,9 +133,18 @@ def checked_block(
 def finite_results(results: object) -> bool:
     """Whether every number in a block function's results is finite.
 
-    ``results`` is a nest of tuples, lists and dicts of arrays and numbers. NaN or inf in
-    a block's features reaches every row-wise product with them, so a pass that finds its
-    results finite needs no scan of its own over the block.
+    NaN or inf in a block's features reaches every row-wise product with them, so a pass
+    that finds its results finite needs no scan of its own over the block.
+
+    Parameters
+    ----------
+    results : object
+        A nest of tuples, lists and dicts of arrays and numbers.
+
+    Returns
+    -------
+    bool
+        False where any floating-point number in it is NaN or infinite.
     """
     if isinstance(results, dict):
         return all(finite_results(v) for v in results.values())
@@ -341,7 +372,7 @@ class NpyShards(PoolSource):
         ]
         block = np.concatenate(parts) if parts else np.empty((0, self.n_features))
         where = f"pool shard {shard.path}"
-        return checked_block(block, where, 0, self.n_features).astype(self.dtype, copy=False)
+        return checked_block(block, where, local, self.n_features).astype(self.dtype, copy=False)
 
     def check_unchanged(self) -> None:
         for shard in self.shards:
@@ -490,7 +521,8 @@ class ParquetPool(PoolSource):
         i = int(np.searchsorted(self._group_starts, row, side="right") - 1)
         lo, _, k, g = self._groups[i]
         shard = self.shards[k]
-        if self._cached is None or self._cached[0] != i:
+        cached = self._cached  # one read of the attribute: another thread may replace it
+        if cached is None or cached[0] != i:
             import pyarrow.parquet as pq
 
             check_shard_unchanged(shard)
@@ -499,7 +531,8 @@ class ParquetPool(PoolSource):
             except Exception as exc:  # pyarrow raises several unrelated types
                 raise RalifInputError(f"cannot read Parquet file {shard.path}: {exc}") from None
             self._cached = (i, table)
-        return lo, self._cached[1], shard
+            return lo, table, shard
+        return lo, cached[1], shard
 
     def _to_numpy(self, table, shard: Shard) -> np.ndarray:
         where = f"Parquet file {shard.path}"
@@ -523,9 +556,10 @@ class ParquetPool(PoolSource):
 
     def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
         first, table, shard = self._group(lo)
+        local = rows - shard.start
         arr = self._to_numpy(table.take(self._pa.array(rows - first)), shard)
         where = f"Parquet file {shard.path}"
-        return checked_block(arr, where, 0, self.n_features).astype(self.dtype, copy=False)
+        return checked_block(arr, where, local, self.n_features).astype(self.dtype, copy=False)
 
     def check_unchanged(self) -> None:
         for shard in self.shards:
@@ -569,7 +603,7 @@ class ArrayPool(PoolSource):
         block = self.array[rows]
         if hasattr(block, "compute"):
             block = block.compute()
-        return checked_block(block, self.name, 0, self.n_features)
+        return checked_block(block, self.name, rows, self.n_features)
 
 
 def is_dask_array(obj: object) -> bool:

@@ -269,14 +269,23 @@ def _run_partition(source, start, stop, local, fn, args, check=True):
     block = source.read(start, stop, check=check)
     if local is not None:
         block = block[local]
-    return _checked(fn(block, *args), source, start, stop)
+    return _checked(fn(block, *args), lambda: source.read(start, stop), source.name, start, stop)
 
 
-def _checked(results, source: PoolSource, start: int, stop: int):
-    """A block function's results; where they are not finite, the block is read again,
-    checked, so that NaN or inf in the features is an error naming the shard and rows."""
+def _checked(results, reread: Callable[[], object], name: str, start: int, stop: int):
+    """A block function's results, refused where they are not finite.
+
+    The block is then read again, checked (``reread``), so that NaN, inf or values too
+    large in the features are an error naming the shard and rows; results that are not
+    finite from finite features (a product that overflows) are an error too.
+    """
     if not finite_results(results):
-        source.read(start, stop)
+        reread()
+        raise RalifInputError(
+            f"{name}: rows {start} to {stop - 1} give scores that are not finite "
+            "though their features are; the features are too large for the model's weights "
+            "(rescale them)"
+        )
     return results
 
 
@@ -335,7 +344,13 @@ class _Runner:
                     block = (ahead or reader.submit(self._read, task, check)).result()
                     more = i + 1 < len(self.tasks)
                     ahead = reader.submit(self._read, self.tasks[i + 1], check) if more else None
-                    yield _checked(fn(block, *args), self.source, *task[:2])
+                    start, stop = task[:2]
+
+                    # Read again through the reader: a source is read by one thread at a time.
+                    def reread(a=start, b=stop):
+                        return reader.submit(self.source.read, a, b).result()
+
+                    yield _checked(fn(block, *args), reread, self.source.name, start, stop)
             return
         from ralif.cluster import gather_in_order
 
