@@ -318,13 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--encoder",
         required=True,
         help="cnn or resnet18 (ralif's encoders: their feature vector), or package.module:attr "
-        "naming a torch.nn.Module, or a callable returning one, whose output is the features",
+        "naming a torch.nn.Module, or a callable returning one, whose output (one tensor) is "
+        "the features; a module in the current folder needs PYTHONPATH=.",
     )
     ext.add_argument(
         "--weights",
         default=None,
         help="state dict saved with torch.save (read with weights_only=True); without it "
-        "cnn and resnet18 keep their seeded initial weights",
+        "the encoder keeps its initial weights, drawn with seed 0",
     )
     ext.add_argument("--batch-size", type=int, default=256, help="images per batch (default 256)")
     ext.add_argument(

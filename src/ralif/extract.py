@@ -21,11 +21,15 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ralif._validation import RalifInputError
 from ralif.sources import expand_shards
+
+if TYPE_CHECKING:
+    import torch
 
 MANIFEST = "manifest.json"
 
@@ -60,11 +64,29 @@ def _image_shards(images: object) -> list[tuple[str, tuple[int, ...], tuple[int,
 
 
 def encoder_digest(encoder: object) -> str:
-    """A digest of a module's class and weights: a different encoder gets another one."""
+    """A digest of a module's class and weights: a different encoder gets another one.
+
+    Parameters
+    ----------
+    encoder : torch.nn.Module
+        Any module, its weights of any dtype (``bfloat16`` and ``float16`` included).
+
+    Returns
+    -------
+    str
+        The hexadecimal SHA-256 of the class name and of each state entry's name and bytes.
+    """
+    import torch
+
     h = hashlib.sha256(type(encoder).__name__.encode())
     for name, tensor in encoder.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        t = tensor.detach().cpu().contiguous()
+        try:
+            data = t.numpy().tobytes()
+        except TypeError:  # a dtype numpy lacks (bfloat16, float8...): its raw bytes
+            data = str(t.dtype).encode() + t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        h.update(data)
     return h.hexdigest()
 
 
@@ -156,6 +178,10 @@ def extract_features(
     _check_manifest(folder, manifest)
     transform = transform or default_transform
     encoder = encoder.to(dev).eval()
+    # Images go in as the encoder's own floats (a bfloat16 or float16 encoder gets them
+    # so), and its features come out as float32.
+    weights = [t for t in (*encoder.parameters(), *encoder.buffers()) if t.is_floating_point()]
+    in_dtype = weights[0].dtype if weights else None
     n_shards = -(-n_total // shard_rows)
     paths = [folder / f"part-{k:05d}.npy" for k in range(n_shards)]
     todo = [k for k in range(n_shards) if not _complete(paths[k], _rows_of(k, shard_rows, n_total))]
@@ -170,11 +196,42 @@ def extract_features(
             parts = []
             for b in range(lo, hi, batch_size):
                 batch = _gather(maps, starts, b, min(hi, b + batch_size))
-                feats = encoder(transform(batch).to(dev))
-                parts.append(feats.reshape(len(batch), -1).float().cpu().numpy())
+                x = transform(batch).to(dev)
+                if in_dtype is not None and x.is_floating_point():
+                    x = x.to(in_dtype)
+                parts.append(_features(encoder(x), len(batch), b))
                 bar.update(len(batch))
             _write_shard(paths[k], np.concatenate(parts))
     return paths
+
+
+def _features(feats: object, n: int, first: int) -> np.ndarray:
+    """The encoder's output for ``n`` images from image ``first`` on, as float32 rows."""
+    import torch
+
+    if not isinstance(feats, torch.Tensor):
+        raise RalifInputError(
+            f"the encoder returned a {type(feats).__name__}, not a tensor of features; "
+            "wrap it in a torch.nn.Module whose forward returns one tensor (for instance "
+            "output[0] or output.last_hidden_state)"
+        )
+    if feats.ndim == 0 or feats.shape[0] != n:
+        raise RalifInputError(
+            f"the encoder returned a tensor of shape {tuple(feats.shape)} for a batch of {n} "
+            "images; it must return one row of features per image"
+        )
+    if feats.is_complex():
+        raise RalifInputError(f"the encoder returned {feats.dtype} features, not real numbers")
+    out = feats.reshape(n, -1).float().cpu().numpy()
+    bad = ~np.isfinite(out).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:10] + first
+        raise RalifInputError(
+            f"the encoder returned NaN or infinite features (for images {rows.tolist()}, "
+            "counted from 0 over the shards in order); a float16 encoder overflows easily: "
+            "use float32 or bfloat16"
+        )
+    return out
 
 
 def _rows_of(k: int, shard_rows: int, n_total: int) -> int:
@@ -200,6 +257,13 @@ def _check_manifest(folder: Path, manifest: dict) -> None:
         except (ValueError, OSError):
             old = None
         if old != manifest:
+            if isinstance(old, dict) and {**old, "encoder": None} == {**manifest, "encoder": None}:
+                raise RalifInputError(
+                    f"{folder} holds features of the same images made by another encoder, or "
+                    f"one with other weights (see {MANIFEST}); an encoder whose weights are drawn at random "
+                    "anew on each run cannot resume: give it saved weights with --weights, or "
+                    "seed its initialization; or choose an empty folder"
+                )
             raise RalifInputError(
                 f"{folder} holds features made from other images or another encoder (see "
                 f"{MANIFEST}); choose an empty folder, or delete it to start again"
@@ -251,7 +315,9 @@ def image_channels(images: object) -> int:
     return int(default_transform(np.asarray(first)).shape[1])
 
 
-def load_encoder(spec: str, in_channels: int = 3, weights: str | os.PathLike | None = None):
+def load_encoder(
+    spec: str, in_channels: int = 3, weights: str | os.PathLike | None = None
+) -> torch.nn.Module:
     """The encoder ``spec`` names, with ``weights`` loaded into it.
 
     Parameters
@@ -267,8 +333,11 @@ def load_encoder(spec: str, in_channels: int = 3, weights: str | os.PathLike | N
     weights : path-like, optional
         A file written by ``torch.save``: a state dict, or a ralif checkpoint holding one
         (``{"state": ...}``); read with ``weights_only=True``, never unpickled. Its keys
-        and shapes must be those of the encoder. Without it a named encoder keeps the
-        weights of its seeded initialization (``torch.manual_seed(0)``).
+        and shapes must be those of the encoder. Without it the encoder keeps the
+        weights of its initialization, seeded with ``torch.manual_seed(0)`` (for
+        ``package.module:attr`` too: the import and the call run under that seed, the
+        random state of the caller left as it was), so the same command gives the same
+        weights and a stopped run resumes.
 
     Returns
     -------
@@ -301,10 +370,41 @@ def load_encoder(spec: str, in_channels: int = 3, weights: str | os.PathLike | N
             f"unknown encoder {spec!r}: use {', '.join(ENCODERS)}, or package.module:attr "
             "for a torch.nn.Module of your own"
         )
+    # Built with the seed of the named encoders, so that an encoder whose weights are
+    # drawn at random (a module made at import, or by the callable) gets the same weights
+    # on every run, and a stopped run resumes.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        obj = _import_encoder(spec, module_name, attr)
+    if state is not None:
+        _load_state(obj, state, weights, spec)
+    return obj
+
+
+def _import_encoder(spec: str, module_name: str, attr: str):
+    """The module ``module_name:attr`` names, called when it is a callable."""
     import importlib
+
+    import torch
 
     try:
         obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        hint = ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            hint = (
+                "; a module in the current folder is found only with it on the import path: "
+                "run with PYTHONPATH=. (or install the package)"
+            )
+        raise RalifInputError(
+            f"encoder {spec!r}: cannot import {module_name}: {exc}{hint}"
+        ) from None
+    except SystemExit as exc:
+        raise RalifInputError(
+            f"encoder {spec!r}: importing {module_name} called sys.exit({exc.code!r}); "
+            "name a module whose import defines the encoder without exiting"
+        ) from None
     except Exception as exc:  # an import runs the module's code: anything may fail
         raise RalifInputError(f"encoder {spec!r}: cannot import {module_name}: {exc}") from None
     try:
@@ -320,14 +420,16 @@ def load_encoder(spec: str, in_channels: int = 3, weights: str | os.PathLike | N
             )
         try:
             obj = obj()
+        except SystemExit as exc:
+            raise RalifInputError(
+                f"encoder {spec!r}: calling {attr}() called sys.exit({exc.code!r})"
+            ) from None
         except Exception as exc:  # the user's constructor: report whatever it raised
             raise RalifInputError(f"encoder {spec!r}: calling {attr}() failed: {exc}") from None
         if not isinstance(obj, torch.nn.Module):
             raise RalifInputError(
                 f"encoder {spec!r}: {attr}() returned a {type(obj).__name__}, not a torch.nn.Module"
             )
-    if state is not None:
-        _load_state(obj, state, weights, spec)
     return obj
 
 
