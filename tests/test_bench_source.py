@@ -230,3 +230,113 @@ def test_stream_flags_on_a_dataset_in_memory_are_refused(tmp_path, capsys):
     args = ["--dataset", str(tmp_path / "d.npz"), *COMMON, "--strategies", "random"]
     assert _bench(*args, "--dask", "local:1", "--out", str(tmp_path / "o")) == 2
     assert "--dask apply to a pool source" in capsys.readouterr().err
+
+
+def _args(folder, labels, *extra):
+    given = ["--dataset", str(folder), "--labels", str(labels), "--test-size", str(TEST)]
+    return [*given, *COMMON, "--seeds", "1", "--strategies", "random,margin", *extra]
+
+
+def _drop_last_rounds(out):
+    db = sqlite3.connect(out / "results.sqlite")
+    with db:
+        db.execute("DELETE FROM results WHERE strategy='margin' AND round >= 1")
+    db.close()
+
+
+def _change(case, folder, labels, X, y):
+    rng = np.random.default_rng(5)
+    if case == "more rows":  # a shard added, and labels for it
+        np.save(folder / "part-3.npy", X[:200])
+        np.save(labels, np.concatenate([y, y[:200]]).astype(np.int64))
+    elif case == "other labels":
+        np.save(labels, rng.permutation(y).astype(np.int64))
+    elif case == "other features":  # the same shape, other values
+        np.save(folder / "part-1.npy", X[200:400] + np.float32(1))
+    elif case == "more features":
+        for k in range(3):
+            part = X[k * 200 : (k + 1) * 200]
+            np.save(folder / f"part-{k}.npy", np.hstack([part, part[:, :1]]))
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("more rows", r"its rows \(600 then, 800 now\), labels, features of the test rows"),
+        ("other labels", "its labels differ"),
+        ("other features", "its features of the test rows differ"),
+        ("more features", r"its features per row \(8 then, 9 now\), features of the test rows"),
+    ],
+)
+def test_a_changed_pool_or_labels_is_refused_on_resume(pool, tmp_path, capsys, case, message):
+    folder, labels, X, y = pool
+    out = tmp_path / "o"
+    assert _bench(*_args(folder, labels), "--out", str(out)) == 0
+    _drop_last_rounds(out)
+    before = _picks(out)
+    _change(case, folder, labels, X, y)
+    assert _bench(*_args(folder, labels), "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds results of a benchmark on another pool" in err, err
+    assert re.search(message, err), err
+    assert _picks(out) == before  # nothing added
+
+
+def test_a_benchmark_resumes_from_another_folder_with_relative_paths(pool, tmp_path, monkeypatch):
+    folder, labels, _, _ = pool
+    assert _bench(*_args(folder, labels), "--out", str(tmp_path / "full")) == 0
+    monkeypatch.chdir(tmp_path)
+    assert _bench(*_args("shards", "y.npy"), "--out", "part") == 0
+    _drop_last_rounds(tmp_path / "part")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert _bench(*_args("../shards/", "../y.npy"), "--out", "../part") == 0
+    assert _picks(tmp_path / "part") == _picks(tmp_path / "full")
+
+
+def test_a_results_folder_from_before_the_fingerprint_still_resumes(pool, tmp_path):
+    folder, labels, _, _ = pool
+    args = _args(folder, labels)
+    assert _bench(*args, "--out", str(tmp_path / "full")) == 0
+    assert _bench(*args, "--out", str(tmp_path / "old")) == 0
+    db = sqlite3.connect(tmp_path / "old" / "results.sqlite")
+    with db:  # the identity as it was stored before: the paths as given, no fingerprint
+        (stored,) = db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        old = json.loads(stored)
+        assert old.pop("pool")["rows"] == N
+        old["dataset"], old["labels"] = str(folder), str(labels)
+        db.execute("UPDATE meta SET value=? WHERE key='config'", (json.dumps(old),))
+        db.execute("DELETE FROM results WHERE strategy='margin' AND round >= 1")
+    db.close()
+    assert _bench(*args, "--out", str(tmp_path / "old")) == 0
+    assert _picks(tmp_path / "old") == _picks(tmp_path / "full")
+
+
+def test_a_device_that_cannot_be_used_is_refused_before_anything_runs(pool, tmp_path, capsys):
+    folder, labels, _, _ = pool
+    args = _args(folder, labels, "--device", "tpu")
+    assert _bench(*args, "--out", str(tmp_path / "o")) == 2
+    assert "device must be 'cpu' or 'cuda[:N]', got 'tpu'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_finished_benchmark_does_not_reach_for_its_dask_cluster(pool, tmp_path, capsys):
+    folder, labels, _, _ = pool
+    out = str(tmp_path / "o")
+    assert _bench(*_args(folder, labels), "--out", out) == 0
+    # Nothing listens there: reaching for it would be an error.
+    assert _bench(*_args(folder, labels, "--dask", "tcp://127.0.0.1:9"), "--out", out) == 0
+    _drop_last_rounds(tmp_path / "o")
+    assert _bench(*_args(folder, labels, "--dask", "tcp://127.0.0.1:9"), "--out", out) == 2
+    assert "cannot reach the dask scheduler" in capsys.readouterr().err
+
+
+def test_labels_beyond_int64_are_refused_not_wrapped(pool, tmp_path, capsys):
+    folder, _, _, y = pool
+    big = y.astype(np.uint64)
+    big[[3, 70]] = np.uint64(2**63)
+    np.save(tmp_path / "big.npy", big)
+    args = _args(folder, tmp_path / "big.npy")
+    assert _bench(*args, "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and r"below 2**63; larger in rows [3, 70]" in err, err

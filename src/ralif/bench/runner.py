@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from contextlib import nullcontext
@@ -54,8 +55,25 @@ class BenchConfig:
     max_candidates: int | None = None
     dask: str | None = None
 
-    def identity(self) -> dict:
-        """The fields that define the benchmark (stored with its results)."""
+    def identity(self, pool: dict | None = None) -> dict:
+        """The fields that define the benchmark (stored with its results).
+
+        Parameters
+        ----------
+        pool : dict, optional
+            For a pool source, what makes its split and its rows the same
+            (:func:`load_pool_dataset`'s fingerprint: rows, features, a digest of the
+            labels and one of the test rows). It stands in for the paths of ``dataset``
+            and ``labels``, which become the source's name and nothing, so the benchmark
+            resumes from another folder or with its files moved, and is refused when the
+            shards or the labels changed. Without it the paths are stored as given, as
+            they were before the fingerprint.
+
+        Returns
+        -------
+        dict
+            JSON-serializable; a results folder holding another one is refused.
+        """
         d = asdict(self)
         for k in ("strategies", "seeds", "rounds", "device", "dask"):
             d.pop(k)
@@ -66,6 +84,10 @@ class BenchConfig:
         for k in ("labels", "max_candidates"):
             if d[k] is None:
                 d.pop(k)
+        if pool is not None:
+            d["dataset"] = pool_name(self.dataset)
+            d.pop("labels", None)
+            d["pool"] = dict(pool)
         return d
 
     def check(self) -> None:
@@ -121,6 +143,9 @@ class BenchConfig:
             raise RalifInputError(f"{where}: --dim (PCA over all rows) does not apply to it")
         if self.pool_size is not None and self.pool_size < 1:
             raise RalifInputError(f"--pool-size must be at least 1, got {self.pool_size}")
+        from ralif.streaming import check_device
+
+        check_device(_stream_device(self.device))
         refused = [s for s in self.strategies if not _streams(s)]
         if refused:
             raise RalifInputError(
@@ -139,8 +164,19 @@ def _streams(strategy: str) -> bool:
     return True
 
 
+def _stream_device(device: str) -> str:
+    """Where a pool source's block products run: ``"auto"`` is the CPU."""
+    return "cpu" if device == "auto" else device
+
+
 def streamable_strategies() -> list[str]:
-    """Names of ``ralif.STRATEGIES`` whose queries stream (:mod:`ralif.streaming`)."""
+    """Names of ``ralif.STRATEGIES`` whose queries stream (:mod:`ralif.streaming`).
+
+    Returns
+    -------
+    list of str
+        Sorted; the strategies ``ralif bench`` runs on a pool source.
+    """
     return [name for name in sorted(STRATEGIES) if _streams(name)]
 
 
@@ -153,6 +189,16 @@ def is_pool_dataset(name: str) -> bool:
     A pool source is a ``.npy`` or ``.parquet`` file, a folder of ``.npy`` shards or of
     ``.parquet`` files, or a glob of ``.npy`` shards (:func:`ralif.sources.open_pool`);
     the names of built-in and suite data sets come first.
+
+    Parameters
+    ----------
+    name : str
+        The ``--dataset`` argument.
+
+    Returns
+    -------
+    bool
+        True for a pool source (whether or not it exists; opening it checks that).
     """
     from ralif.data.suite import _LOADERS
     from ralif.sources import is_pool_spec
@@ -192,6 +238,15 @@ def load_pool_labels(path: str | os.PathLike, n_rows: int) -> np.ndarray:
             f"labels ({path}) must hold integer class labels, got dtype {y.dtype}; "
             "save them with np.save(path, y.astype(int))"
         )
+    if y.dtype.kind == "u" and y.dtype.itemsize == 8:
+        # Checked before the cast: values of 2**63 and more would wrap to negative.
+        huge = np.flatnonzero(y > np.iinfo(np.int64).max)
+        if len(huge):
+            shown = ", ".join(str(int(r)) for r in huge[:10])
+            more = f", ... ({len(huge)} rows)" if len(huge) > 10 else ""
+            raise RalifInputError(
+                f"labels ({path}) must be class ids below 2**63; larger in rows [{shown}{more}]"
+            )
     negative = np.flatnonzero(y < 0)
     if len(negative):
         shown = ", ".join(str(int(r)) for r in negative[:10])
@@ -215,6 +270,20 @@ def pool_split(
     ``test_size`` rows form the test set; the pool is the other rows, long-tailed with
     ``imbalance`` (by the labels ``y``) and then subsampled to ``pool_size`` when given.
 
+    Parameters
+    ----------
+    n_rows : int
+        Rows of the pool source.
+    test_size : int
+        Rows drawn for the test set, in ``[1, n_rows - 1]``.
+    pool_size : int, optional
+        Keep a random ``pool_size`` of the pool rows (all when None or larger).
+    y : ndarray of int, shape (n_rows,), optional
+        The labels of every row; needed with ``imbalance``.
+    imbalance : float, optional
+        Above 1, the pool is made long-tailed with this ratio of the largest class to
+        the smallest (:func:`ralif.data.transforms.long_tailed_indices`).
+
     Returns
     -------
     pool_rows, test_rows : ndarray of int, ascending and disjoint
@@ -235,6 +304,26 @@ def pool_split(
     return pool, test
 
 
+def pool_name(spec: str | os.PathLike) -> str:
+    """A pool source's name, the same from any folder: that of its file or folder.
+
+    A glob keeps its pattern after the name of its folder (``feats/part-*.npy``).
+
+    Parameters
+    ----------
+    spec : path-like
+        The ``--dataset`` argument.
+
+    Returns
+    -------
+    str
+    """
+    path = Path(str(spec))
+    if any(c in path.name for c in "*?["):
+        return f"{path.parent.resolve().name}/{path.name}"
+    return path.resolve().name or str(spec)
+
+
 def load_pool_dataset(config: BenchConfig) -> Dataset:
     """A pool source as a benchmark's dataset, its features never loaded whole.
 
@@ -242,7 +331,24 @@ def load_pool_dataset(config: BenchConfig) -> Dataset:
     held in memory; ``X`` is :class:`ralif.loop.StreamedFeatures` over the pool rows,
     so the loop reads only the labeled rows and streams every query. Picks index the
     pool rows.
+
+    Parameters
+    ----------
+    config : BenchConfig
+        Its ``dataset`` a pool source (:func:`is_pool_dataset`), with ``labels`` and
+        ``test_size``.
+
+    Returns
+    -------
+    Dataset
+        Named by :func:`pool_name`.
     """
+    return _load_pool(config)[0]
+
+
+def _load_pool(config: BenchConfig) -> tuple[Dataset, dict]:
+    """The dataset of :func:`load_pool_dataset`, and the pool's fingerprint: what makes
+    its split and its rows the same (for :meth:`BenchConfig.identity`)."""
     from ralif.sources import open_pool
 
     source = open_pool(config.dataset)
@@ -250,13 +356,77 @@ def load_pool_dataset(config: BenchConfig) -> Dataset:
     pool, test = pool_split(
         source.n_rows, config.test_size, config.pool_size, y_all, config.imbalance
     )
+    X_test = source.take(test)
     X = StreamedFeatures(
         source,
         pool,
         max_candidates=config.max_candidates,
-        device="cpu" if config.device == "auto" else config.device,
+        device=_stream_device(config.device),
     )
-    return Dataset(Path(str(config.dataset)).name, X, y_all[pool], source.take(test), y_all[test])
+    fingerprint = {
+        "rows": int(source.n_rows),
+        "features": int(source.n_features),
+        "labels_sha256": _sha256(np.ascontiguousarray(y_all, dtype=np.int64)),
+        # The test rows' values stand for the features: other shards of the same shape
+        # give other test rows.
+        "test_rows_sha256": _sha256(np.ascontiguousarray(X_test, dtype=np.float64)),
+    }
+    data = Dataset(pool_name(config.dataset), X, y_all[pool], X_test, y_all[test])
+    return data, fingerprint
+
+
+def _sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(memoryview(a).cast("B")).hexdigest()
+
+
+_FINGERPRINT = {
+    "rows": "rows",
+    "features": "features per row",
+    "labels_sha256": "labels",
+    "test_rows_sha256": "features of the test rows",
+}
+
+
+def _stored_identity(out: str | os.PathLike) -> dict | None:
+    """The identity stored in the results folder ``out``, if it holds one."""
+    if not (Path(out) / "results.sqlite").is_file():
+        return None
+    try:
+        store = ResultStore(out, read_only=True)
+    except RalifInputError:
+        return None  # opening it to write reports the problem
+    try:
+        return store.config
+    finally:
+        store.close()
+
+
+def _pool_identity(config: BenchConfig, fingerprint: dict, out: str | os.PathLike) -> dict:
+    """The identity of a benchmark on a pool source; a changed pool is refused here.
+
+    A folder from before the fingerprint was stored keeps its identity (the paths as
+    given) when the paths and the other fields are unchanged.
+    """
+    identity = config.identity(fingerprint)
+    stored = _stored_identity(out)
+    if not isinstance(stored, dict):
+        return identity
+    if "pool" not in stored:
+        return stored if stored == config.identity() else identity
+    old = stored["pool"] if isinstance(stored["pool"], dict) else {}
+    changed = [
+        f"{what} ({old.get(k)} then, {fingerprint[k]} now)" if k in ("rows", "features") else what
+        for k, what in _FINGERPRINT.items()
+        if old.get(k) != fingerprint[k]
+    ]
+    if changed:
+        raise RalifInputError(
+            f"{out} holds results of a benchmark on another pool: its {', '.join(changed)} "
+            "differ from those of --dataset and --labels; the stored picks index the rows "
+            "it was run on, so they cannot go on here: give that pool and labels, or "
+            "another --out folder"
+        )
+    return identity
 
 
 def _progress(total: int, initial: int, quiet: bool):
@@ -294,15 +464,18 @@ def run_benchmark(
     config.check()
     deep = config.scenario.startswith("scratch")
     rank = _init_distributed(config.device) if deep else 0
+    pooled = is_pool_dataset(config.dataset)
+    identity = config.identity()
+    if pooled:  # its identity holds what makes its split the same, read from the pool
+        loaded, fingerprint = _load_pool(config)
+        data = data or loaded
+        identity = _pool_identity(config, fingerprint, out)
     # Under torchrun every process runs the same rounds (training is data-parallel);
     # only rank 0 reads and writes the store, and tells the others what is done.
-    store = ResultStore(out, config.identity()) if rank == 0 else None
-    pooled = is_pool_dataset(config.dataset)
+    store = ResultStore(out, identity) if rank == 0 else None
     if deep:
         data = data or load_image_data(config)
-    elif pooled:
-        data = data or load_pool_dataset(config)
-    else:
+    elif not pooled:
         data = _subsample(
             data or load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance), config
         )
@@ -315,7 +488,9 @@ def run_benchmark(
     done = _broadcast(done)
     total = len(runs) * (config.rounds + 1)
     finished = sum(min(len(v), config.rounds + 1) for v in done.values())
-    with _cluster(config.dask) as client, _progress(total, finished, quiet or rank != 0) as bar:
+    left = any(len(v) <= config.rounds for v in done.values())
+    cluster = _cluster(config.dask if left else None)
+    with cluster as client, _progress(total, finished, quiet or rank != 0) as bar:
         if isinstance(data.X, StreamedFeatures):
             data.X.client = client
         for seed, name in runs:
