@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ralif._validation import RalifInputError
+
+if TYPE_CHECKING:
+    import distributed
+    import numpy as np
+
+    from ralif.sources import PoolSource
 
 _LOCAL = re.compile(r"^local(?::(\d+))?$")
 
@@ -165,14 +172,49 @@ def _run_block(chunk, local, fn, args, layout, start, check):
 
 
 def gather_in_order(
-    client, run_partition, source, tasks, fn, args, window: int = 256, check: bool = True
-):
+    client: distributed.Client,
+    run_partition: Callable[..., object],
+    source: PoolSource,
+    tasks: Sequence[tuple[int, int, np.ndarray | None]],
+    fn: Callable[..., object],
+    args: tuple,
+    window: int = 256,
+    check: bool = True,
+) -> Iterator[object]:
     """Results of ``fn`` over every task's block, computed on the workers, in task order.
 
     At most ``window`` tasks are in flight, so the client never holds more than that
     many results. ``check`` as in ``PoolSource.read``: whether each block is scanned for
     NaN, inf and values too large before ``fn`` (non-finite results are always traced
     back to the block's rows).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A connected client (:func:`dask_client`).
+    run_partition : callable
+        ``run_partition(source, start, stop, local, fn, args, check)``, run on a worker
+        for a source read from files: reads the block and returns ``fn(block, *args)``.
+    source : PoolSource
+        The pool; a :class:`ralif.sources.DaskArrayPool` has each block computed from
+        its dask array's chunk instead.
+    tasks : sequence of (start, stop, local)
+        The blocks: source rows ``start:stop``, and the block's rows to keep
+        (``local``, indices into the block) or None for all of them. For a dask array
+        each ``start`` is that of one of its chunks.
+    fn : callable
+        ``fn(block, *args)``, run on a worker; its result must be picklable.
+    args : tuple
+        Sent to every worker once (scattered), not with each task.
+    window : int, default=256
+        Tasks in flight at most.
+    check : bool, default=True
+        Scan each block for values that are not finite or too large before ``fn``.
+
+    Returns
+    -------
+    iterator
+        ``fn``'s result of each task, in the order of ``tasks``.
     """
     import dask
 

@@ -87,15 +87,43 @@ class StreamedFeatures:
         return len(self.rows)
 
     def take(self, items: np.ndarray) -> np.ndarray:
-        """Features of the items ``items`` (indices or a boolean mask), read by index."""
+        """Features of the items ``items``, read by index from the source.
+
+        Parameters
+        ----------
+        items : ndarray of int or bool
+            Indices of the loop's items, or a boolean mask over them (``len(self)``).
+
+        Returns
+        -------
+        ndarray, shape (n_items, n_features)
+            Rows ``rows[items]`` of the source, in the order of ``items``.
+        """
         items = np.asarray(items)
         if items.dtype == bool:
             items = np.flatnonzero(items)
         return self.source.take(self.rows[items])
 
     def select(self, strategy: Strategy, y: np.ndarray, budget: int, model: object) -> np.ndarray:
-        """A streamed query of ``strategy`` (seeded) over the items; ``y`` and the picks are
-        the loop's (``-1`` for an unlabeled item)."""
+        """A streamed query of ``strategy`` (seeded) over the items.
+
+        Parameters
+        ----------
+        strategy : Strategy
+            A streamable strategy (:func:`ralif.streaming.check_streamable`), seeded.
+        y : ndarray of int, shape (len(self),)
+            The loop's labels of its items, ``-1`` for an unlabeled item.
+        budget : int
+            Items to pick.
+        model : object
+            The model fitted on the labeled items (:func:`fit_model`).
+
+        Returns
+        -------
+        ndarray of int
+            The picked items, indices of the loop's items (not of the source's rows),
+            in the order picked.
+        """
         from ralif.streaming import DEFAULT_MAX_CANDIDATES, streamed_select
 
         y_rows = np.full(self.source.n_rows, -1, dtype=np.int64)
@@ -115,7 +143,19 @@ class StreamedFeatures:
 
 
 def labeled_features(X: np.ndarray | StreamedFeatures, labeled: np.ndarray) -> np.ndarray:
-    """Features of the items the boolean mask ``labeled`` marks, in item order."""
+    """Features of the items the boolean mask ``labeled`` marks, in item order.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_items, n_features) or StreamedFeatures
+        The items' features, held in memory or rows of a pool source (read by index).
+    labeled : ndarray of bool, shape (n_items,)
+        Which items to take.
+
+    Returns
+    -------
+    ndarray, shape (labeled.sum(), n_features)
+    """
     return X.take(labeled) if isinstance(X, StreamedFeatures) else X[labeled]
 
 

@@ -165,7 +165,24 @@ class FeatureOutput(nn.Module):
 
 
 def make_encoder(name: str, in_channels: int, n_classes: int, **kwargs: object) -> nn.Module:
-    """Build the encoder registered under ``name`` (``"cnn"`` or ``"resnet18"``)."""
+    """Build the encoder registered under ``name`` (``"cnn"`` or ``"resnet18"``).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`ENCODERS`.
+    in_channels : int
+        Channels of the images it takes.
+    n_classes : int
+        Outputs of its classifier.
+    **kwargs
+        Passed to the encoder's constructor (``dropout``).
+
+    Returns
+    -------
+    nn.Module
+        With freshly drawn weights (from torch's global generator).
+    """
     if name not in ENCODERS:
         raise RalifInputError(f"unknown encoder {name!r}; choose from {', '.join(ENCODERS)}")
     return ENCODERS[name](in_channels=in_channels, n_classes=n_classes, **kwargs)
