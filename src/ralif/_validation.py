@@ -54,11 +54,12 @@ def check_features(X: object, name: str = "X", min_rows: int = 0) -> np.ndarray:
     return arr
 
 
-def _check_finite(arr: np.ndarray, name: str) -> None:
+def _check_finite(arr: np.ndarray, name: str, first_row: int | np.ndarray = 0) -> None:
     # Column sums of squares are cheap (no copy) and propagate NaN/inf; they also overflow
     # where the values are finite but too large to square and sum, which every head and
     # distance computed later would do. Only when they flag something do we look row by
-    # row (in chunks, so a large pool never gets a full boolean copy).
+    # row (in chunks, so a large pool never gets a full boolean copy). The rows named are
+    # counted from ``first_row``, or are ``first_row[r]`` when it is an array of row ids.
     with np.errstate(over="ignore", invalid="ignore"):
         energy = np.einsum("ij,ij->j", arr, arr)
     if np.isfinite(energy).all() and energy.max(initial=0.0) <= _ENERGY_LIMIT[arr.dtype]:
@@ -69,11 +70,15 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         rows = np.flatnonzero(~np.isfinite(block).all(axis=1))
         bad.append(rows + start)
     bad_rows = np.concatenate(bad)
+
+    def row_id(r: np.ndarray | int) -> np.ndarray | int:
+        return np.asarray(first_row)[r] if np.ndim(first_row) else r + int(first_row)
+
     if len(bad_rows) == 0:
         row, col = np.unravel_index(np.abs(arr).argmax(), arr.shape)
         raise RalifInputError(
             f"{name} has values too large to compute with (e.g. {arr[row, col]:.3g} in row "
-            f"{row}, column {col}); rescale the features, for example standardize them"
+            f"{row_id(row)}, column {col}); rescale the features, for example standardize them"
         )
     kinds = []
     sub = arr[bad_rows[:1000]]
@@ -81,7 +86,8 @@ def _check_finite(arr: np.ndarray, name: str) -> None:
         kinds.append("NaN")
     if np.isinf(sub).any():
         kinds.append("inf")
-    raise RalifInputError(f"{name} contains {'/'.join(kinds)} in rows {_format_rows(bad_rows)}")
+    rows = _format_rows(row_id(bad_rows))
+    raise RalifInputError(f"{name} contains {'/'.join(kinds)} in rows {rows}")
 
 
 def check_labels(y: object, n_samples: int | None = None, name: str = "y") -> np.ndarray:

@@ -257,51 +257,62 @@ def _initial_d2(X: np.ndarray, X_reference: np.ndarray | None, x_sq: np.ndarray)
     return np.full(X.shape[0], np.inf)
 
 
-class _Euclidean:
-    """Squared Euclidean distances between the rows of ``X`` (``x_sq``: their norms)."""
+class _Distances:
+    """Squared distances between the points of a k-means++ loop, by rows of centers.
 
-    def __init__(self, X: np.ndarray, x_sq: np.ndarray) -> None:
-        self.X, self.x_sq = X, x_sq
+    A subclass gives :meth:`to_point` and :meth:`_block` (the ``(rows, centers)``
+    distances of a slice of the points); :meth:`nearest` runs over the points in blocks.
+    """
+
+    n: int
 
     def to_point(self, centers: np.ndarray, i: int) -> np.ndarray:
-        """``||x_c - x_i||^2`` for each index ``c`` in ``centers``."""
-        X, x_sq = self.X, self.x_sq
-        return x_sq[centers] + x_sq[i] - 2.0 * (X[centers] @ X[i])
+        """Squared distance from point ``i`` to each point indexed by ``centers``."""
+        raise NotImplementedError
+
+    def _block(self, rows: slice, centers: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def nearest(self, centers: np.ndarray) -> np.ndarray:
-        """``min_c ||x_j - x_c||^2`` for every row ``j``: one matrix product, by row blocks."""
-        X, x_sq = self.X, self.x_sq
-        C, c_sq = X[centers], x_sq[centers]
-        out = np.empty(len(x_sq))
+        """``min_c D(x_j, x_c)`` for every point ``j``: matrix products, by row blocks."""
+        out = np.empty(self.n)
         step = max(1, _DISTANCE_BLOCK_ENTRIES // max(1, len(centers)))
-        for a in range(0, len(out), step):
-            D = (x_sq[a : a + step, None] + c_sq) - 2.0 * (X[a : a + step] @ C.T)
-            D.min(axis=1, out=out[a : a + step])
+        for a in range(0, self.n, step):
+            self._block(slice(a, a + step), centers).min(axis=1, out=out[a : a + step])
         return out
 
 
-class _GradientEmbedding:
+class _Euclidean(_Distances):
+    """Squared Euclidean distances between the rows of ``X`` (``x_sq``: their norms)."""
+
+    def __init__(self, X: np.ndarray, x_sq: np.ndarray) -> None:
+        self.X, self.x_sq, self.n = X, x_sq, len(x_sq)
+
+    def to_point(self, centers: np.ndarray, i: int) -> np.ndarray:
+        X, x_sq = self.X, self.x_sq
+        return x_sq[centers] + x_sq[i] - 2.0 * (X[centers] @ X[i])
+
+    def _block(self, rows: slice, centers: np.ndarray) -> np.ndarray:
+        X, x_sq = self.X, self.x_sq
+        return (x_sq[rows, None] + x_sq[centers]) - 2.0 * (X[rows] @ X[centers].T)
+
+
+class _GradientEmbedding(_Distances):
     """Squared distances between gradient embeddings ``r (x) [x, 1]`` (BADGE), never formed:
     ``<g, g'> = <r, r'> (<x, x'> + 1)``; ``g_sq`` holds their squared norms."""
 
     def __init__(self, R: np.ndarray, X: np.ndarray, g_sq: np.ndarray) -> None:
-        self.R, self.X, self.g_sq = R, X, g_sq
+        self.R, self.X, self.g_sq, self.n = R, X, g_sq, len(g_sq)
 
     def to_point(self, centers: np.ndarray, i: int) -> np.ndarray:
         R, X, g_sq = self.R, self.X, self.g_sq
         inner = (R[centers] @ R[i]) * ((X[centers] @ X[i]).astype(np.float64) + 1.0)
         return g_sq[centers] + g_sq[i] - 2.0 * inner
 
-    def nearest(self, centers: np.ndarray) -> np.ndarray:
+    def _block(self, rows: slice, centers: np.ndarray) -> np.ndarray:
         R, X, g_sq = self.R, self.X, self.g_sq
-        Rc, Xc, c_sq = R[centers], X[centers], g_sq[centers]
-        out = np.empty(len(g_sq))
-        step = max(1, _DISTANCE_BLOCK_ENTRIES // max(1, len(centers)))
-        for a in range(0, len(out), step):
-            inner = (R[a : a + step] @ Rc.T) * ((X[a : a + step] @ Xc.T).astype(np.float64) + 1.0)
-            D = (g_sq[a : a + step, None] + c_sq) - 2.0 * inner
-            D.min(axis=1, out=out[a : a + step])
-        return out
+        inner = (R[rows] @ R[centers].T) * ((X[rows] @ X[centers].T).astype(np.float64) + 1.0)
+        return (g_sq[rows, None] + g_sq[centers]) - 2.0 * inner
 
 
 _BATCH = 64
@@ -324,20 +335,22 @@ def _d2_sampling(d2, n_select, dist, first, rng, batch: int = _BATCH) -> np.ndar
     picks = np.empty(n_select, dtype=np.intp)
     chosen = np.zeros(len(d2), dtype=bool)
     pending: list[int] = []
-    state = {"cum": None}
+    cum = None  # cumulative sums of D^2 as last folded (the proposal), None when stale
 
     def fold() -> None:
+        nonlocal cum
         if pending:
             np.minimum(d2, dist.nearest(np.array(pending)), out=d2)
             np.maximum(d2, 0.0, out=d2)
             d2[pending] = 0.0
             pending.clear()
-        state["cum"] = None
+        cum = None
 
     def draw() -> int:
+        nonlocal cum
         rejected = 0
         while True:
-            if state["cum"] is None:
+            if cum is None:
                 w = np.where(chosen, 0.0, d2)
                 if w[np.argmax(w)] == np.inf:  # no reference points
                     if pending:  # D^2 is finite once a pick is folded in
@@ -345,8 +358,7 @@ def _d2_sampling(d2, n_select, dist, first, rng, batch: int = _BATCH) -> np.ndar
                         continue
                     free = np.flatnonzero(np.isinf(w))
                     return int(free[rng.integers(len(free))])
-                state["cum"] = np.cumsum(w, out=w)
-            cum = state["cum"]
+                cum = np.cumsum(w, out=w)
             total = cum[-1]
             if not total > 0:
                 if pending:

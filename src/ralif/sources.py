@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ralif._validation import RalifInputError
+from ralif._validation import RalifInputError, _check_finite
 from ralif.io import _refuse_pickled
 
 DEFAULT_BLOCK_BYTES = 32 << 20
@@ -114,19 +114,8 @@ def checked_block(
         raise RalifInputError(
             f"{where} has rows of shape {arr.shape[1:]} but the pool has {width} features"
         )
-    if not finite:
-        return arr
-    with np.errstate(over="ignore", invalid="ignore"):
-        energy = np.einsum("ij,ij->j", arr, arr)
-    if not np.isfinite(energy).all():
-        rows = np.flatnonzero(~np.isfinite(arr).all(axis=1))
-        if len(rows):
-            ids = np.asarray(first_row)[rows] if np.ndim(first_row) else rows + int(first_row)
-            shown = ", ".join(str(int(r)) for r in ids[:10])
-            more = f", ... ({len(rows)} rows)" if len(rows) > 10 else ""
-            kind = "NaN" if np.isnan(arr[rows[:100]]).any() else "inf"
-            raise RalifInputError(f"{where} contains {kind} in rows [{shown}{more}]")
-        raise RalifInputError(f"{where} has values too large to compute with; rescale the features")
+    if finite:
+        _check_finite(arr, where, first_row)
     return arr
 
 

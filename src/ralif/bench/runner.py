@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ralif._validation import RalifInputError
+from ralif._validation import RalifInputError, _format_rows
 from ralif.bench.store import ResultStore
 from ralif.data import Dataset, load_dataset
 from ralif.loop import StreamedFeatures, initial_labeled_set, run_rounds
@@ -242,18 +242,15 @@ def load_pool_labels(path: str | os.PathLike, n_rows: int) -> np.ndarray:
         # Checked before the cast: values of 2**63 and more would wrap to negative.
         huge = np.flatnonzero(y > np.iinfo(np.int64).max)
         if len(huge):
-            shown = ", ".join(str(int(r)) for r in huge[:10])
-            more = f", ... ({len(huge)} rows)" if len(huge) > 10 else ""
             raise RalifInputError(
-                f"labels ({path}) must be class ids below 2**63; larger in rows [{shown}{more}]"
+                f"labels ({path}) must be class ids below 2**63; larger in rows "
+                f"{_format_rows(huge)}"
             )
     negative = np.flatnonzero(y < 0)
     if len(negative):
-        shown = ", ".join(str(int(r)) for r in negative[:10])
-        more = f", ... ({len(negative)} rows)" if len(negative) > 10 else ""
         raise RalifInputError(
             f"labels ({path}) must label every row with a class >= 0 (the benchmark is the "
-            f"oracle); negative in rows [{shown}{more}]"
+            f"oracle); negative in rows {_format_rows(negative)}"
         )
     return y.astype(np.int64)
 
