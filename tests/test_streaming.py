@@ -338,3 +338,15 @@ def test_results_not_finite_from_finite_features_are_an_error():
     with pytest.raises(RalifInputError, match="X: rows 10 to 19 give scores that are not finite"):
         _checked(({"score": np.array([np.inf])}, {}), lambda: reread.append(1), "X", 10, 20)
     assert reread == [1]
+
+
+def test_labeled_features_handed_in_are_not_read_again(data):
+    X, y = data
+    src = _CountingPool(X)
+    labeled = np.flatnonzero(y >= 0)
+    got = streamed_select(src, y, BUDGET, l2=0.05, random_state=3, X_labeled=X[labeled])
+    want = ralif.select(X, y, BUDGET, l2=0.05, random_state=3)
+    np.testing.assert_array_equal(got.picks, want)
+    assert src.taken == got.n_candidates  # only the candidates, by index
+    with pytest.raises(RalifInputError, match="X_labeled must hold the 80 labeled items"):
+        streamed_select(X, y, BUDGET, l2=0.05, X_labeled=X[labeled[:-1]])

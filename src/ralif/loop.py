@@ -104,7 +104,14 @@ class StreamedFeatures:
             items = np.flatnonzero(items)
         return self.source.take(self.rows[items])
 
-    def select(self, strategy: Strategy, y: np.ndarray, budget: int, model: object) -> np.ndarray:
+    def select(
+        self,
+        strategy: Strategy,
+        y: np.ndarray,
+        budget: int,
+        model: object,
+        X_labeled: np.ndarray | None = None,
+    ) -> np.ndarray:
         """A streamed query of ``strategy`` (seeded) over the items.
 
         Parameters
@@ -117,6 +124,9 @@ class StreamedFeatures:
             Items to pick.
         model : object
             The model fitted on the labeled items (:func:`fit_model`).
+        X_labeled : ndarray, optional
+            The labeled items' features in item order, where already read (the model
+            was fitted on them); read again otherwise.
 
         Returns
         -------
@@ -138,6 +148,7 @@ class StreamedFeatures:
             max_candidates=self.max_candidates or DEFAULT_MAX_CANDIDATES,
             device=self.device,
             client=self.client,
+            X_labeled=X_labeled,
         )
         return np.searchsorted(self.rows, query.picks)
 
@@ -323,10 +334,11 @@ def run_rounds(
         labeled[picks] = True
     start = len(done)
     y = np.where(labeled, y_true, -1)
-    feats = fitted = None
+    feats = fitted = X_fit = None
     if start > 0:  # resumed: the model of the last finished round
         feats = scenario.features(start - 1, labeled)
-        fitted = clone(template).fit(labeled_features(feats.X, labeled), y_true[labeled])
+        X_fit = labeled_features(feats.X, labeled)
+        fitted = clone(template).fit(X_fit, y_true[labeled])
     for r in range(start, n_rounds + 1):
         select_s = 0.0
         picks = np.empty(0, dtype=np.intp)
@@ -341,7 +353,8 @@ def run_rounds(
             t = time.perf_counter()
             given = fitted if shared else None
             if isinstance(feats.X, StreamedFeatures):
-                picks = feats.X.select(strat, y, budget, model=given)
+                # The rows the model was fitted on are those labeled now: not read again.
+                picks = feats.X.select(strat, y, budget, model=given, X_labeled=X_fit)
             else:
                 picks = strat.select(feats.X, y, budget, model=given, network=feats.network)
             select_s = time.perf_counter() - t
@@ -351,7 +364,8 @@ def run_rounds(
             on_phase("fit")
         feats = scenario.features(r, labeled)
         t = time.perf_counter()
-        fitted = clone(template).fit(labeled_features(feats.X, labeled), y_true[labeled])
+        X_fit = labeled_features(feats.X, labeled)
+        fitted = clone(template).fit(X_fit, y_true[labeled])
         fit_s = time.perf_counter() - t
         fit_s += sum(v for v in (feats.train_seconds, feats.extract_seconds) if not math.isnan(v))
         acc, f1 = evaluate(fitted, feats.X_test, y_test)

@@ -405,6 +405,7 @@ def streamed_select(
     block_rows: int | None = None,
     device: str = "cpu",
     client: object = None,
+    X_labeled: np.ndarray | None = None,
     **params: object,
 ) -> StreamedQuery:
     """Choose the next items to label from a pool read in blocks, never whole.
@@ -436,6 +437,9 @@ def streamed_select(
         Where the block products run (a GPU needs torch).
     client : dask.distributed.Client, optional
         Run the passes on its workers (see :mod:`ralif.cluster`).
+    X_labeled : ndarray of shape (n_labeled, d), optional
+        The labeled items' features, in row order, where the caller has already read
+        them (a benchmark round fits its model on them); by default they are read.
     **params
         Parameters of the strategy.
 
@@ -477,7 +481,13 @@ def streamed_select(
         raise RalifInputError(f"block_rows must be a positive integer, got {block_rows!r}")
     rng = check_random_state(getattr(strat, "random_state", None))
     runner = _Runner(source, pool, int(block_rows), client)
-    X_labeled = source.take(labeled)
+    if X_labeled is None:
+        X_labeled = source.take(labeled)
+    elif np.shape(X_labeled) != (len(labeled), source.n_features):
+        raise RalifInputError(
+            f"X_labeled must hold the {len(labeled)} labeled items' {source.n_features} "
+            f"features, got shape {np.shape(X_labeled)}"
+        )
     y_labeled = y[labeled]
     query = _Query(strat, source, runner, pool, X_labeled, y_labeled, budget, rng, device)
     query.max_candidates = max(int(max_candidates), budget)
