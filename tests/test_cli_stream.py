@@ -78,11 +78,11 @@ def test_select_says_when_the_candidate_cap_applied(files, capsys):
             "--budget",
             "6",
             "--max-candidates",
-            "20",
+            "10",
         ]
     )
     assert code == 0
-    assert "read 20 candidates" in capsys.readouterr().err
+    assert "read 10 candidates" in capsys.readouterr().err  # of the default 12
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def test_picks_are_distinct_unlabeled_candidates(problem):
     assert (y[picks] == -1).all()
     cand_items = set(strat.pool_index_[strat.candidates_].tolist())
     assert set(picks.tolist()) <= cand_items
-    assert len(strat.candidates_) == int(np.ceil(0.1 * (y == -1).sum()))
+    assert len(strat.candidates_) == 2 * 30  # the default: two budgets of candidates
 
 
 @pytest.mark.parametrize("candidates", ["influence", "influence+margin"])
@@ -43,7 +43,7 @@ def test_first_pick_is_the_best_candidate(problem, candidates):
 
 def test_influence_margin_candidates_are_the_best_scores_among_the_most_uncertain(problem):
     X, y = problem
-    strat = RALIF(l2=0.05, candidate_fraction=0.1, random_state=0)
+    strat = RALIF(l2=0.05, candidate_fraction=0.1, candidate_multiple=None, random_state=0)
     strat.select(X, y, 10)
     n_pool = len(strat.pool_index_)
     m = margin(strat.influence_.proba)
@@ -84,7 +84,7 @@ def test_without_diversity_takes_the_top_scores(problem):
 
 def test_candidate_set_never_smaller_than_budget(problem):
     X, y = problem
-    strat = RALIF(l2=0.05, candidate_fraction=0.01, random_state=0)
+    strat = RALIF(l2=0.05, candidate_fraction=0.01, candidate_multiple=None, random_state=0)
     picks = strat.select(X, y, 100)
     assert len(strat.candidates_) == 100
     assert len(strat.candidates_) == 100
@@ -125,13 +125,12 @@ def test_fewer_than_two_classes_falls_back_to_diversity_with_a_warning(digits):
 def test_target_and_damping_reach_the_influence_computation(problem, target, damping):
     X, y = problem
     lab, pool = y >= 0, y < 0
-    strat = RALIF(l2=0.05, target=target, damping=damping, random_state=0)
+    strat = RALIF(l2=0.05, target=target, damping=damping, score="spread", random_state=0)
     strat.select(X, y, 5)
     # The influence of a head fitted here, with the same target and damping.
     head = LinearHead(l2=0.05).fit(X[lab], y[lab])
     delta = influence_matrix(head, X[lab], y[lab], X[pool], target=target, damping=damping)
-    # The default score: the spread of the predicted change under the head's label
-    # distribution, computed here by hand.
+    # The spread of the predicted change under the head's label distribution, by hand.
     p = head.predict_proba(X[pool])
     want = -np.sqrt((p * delta**2).sum(axis=1))
     np.testing.assert_allclose(strat.scores_, want, rtol=1e-6, atol=1e-12)
@@ -182,10 +181,36 @@ def test_unknown_strategy_and_parameter_errors(problem):
         ralif.select(X, y, 5, strategy="oracle")
     with pytest.raises(RalifInputError, match="unexpected keyword argument 'bogus'"):
         ralif.select(X, y, 5, bogus=1)
-    with pytest.raises(RalifInputError, match="candidate_fraction must be in"):
+    with pytest.raises(RalifInputError, match=r"candidate_fraction must be .*in \(0.0, 1.0\]"):
         ralif.select(X, y, 5, candidate_fraction=0.0)
     with pytest.raises(RalifInputError, match="score must be one of"):
         ralif.select(X, y, 5, score="best")
+
+
+@pytest.mark.parametrize(
+    ("fraction", "multiple", "given"), [(0.2, 2.0, "both"), (None, None, "neither")]
+)
+def test_one_candidate_size_is_given_or_the_query_is_refused(problem, fraction, multiple, given):
+    X, y = problem
+    strat = RALIF(l2=0.1, candidate_fraction=fraction, candidate_multiple=multiple)
+    with pytest.raises(RalifInputError, match=f"exactly one candidate size.*got {given}"):
+        strat.select(X, y, 5)
+    with pytest.raises(RalifInputError, match="exactly one candidate size"):
+        ralif.select(X, y, 5, candidate_fraction=0.2)  # the default multiple is set too
+
+
+def test_the_default_is_the_confirmed_rule_and_the_former_default_is_one_name_away():
+    from ralif.strategies import make_strategy
+
+    default = RALIF().get_params()
+    assert default["score"] == "expected" and default["candidate_multiple"] == 2.0
+    assert default["candidate_fraction"] is None and default["candidates"] == "influence+margin"
+    assert make_strategy("ralif_m2").get_params() == default
+    former = make_strategy("ralif_spread").get_params()
+    assert former["score"] == "spread" and former["candidate_fraction"] == 0.1
+    assert former["candidate_multiple"] is None
+    paper = make_strategy("ralif_influence").get_params()
+    assert paper["candidates"] == "influence" and paper["candidate_fraction"] == 0.1
 
 
 def test_candidate_multiple_sizes_the_candidate_set_in_budgets(problem):
@@ -218,3 +243,23 @@ def test_l2_scale_fits_the_influence_head_with_a_larger_ridge(problem):
     assert strat.head_.l2_ == pytest.approx(0.5)
     with pytest.raises(RalifInputError, match="l2_scale"):
         RALIF(l2_scale=0.0).select(X, y, 5)
+
+
+def test_readme_parameter_table_states_ralifs_own_defaults():
+    import inspect
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("| parameter | default | meaning |") :].split("\n\n")[0]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    defaults = {k: v.default for k, v in inspect.signature(RALIF).parameters.items()}
+    assert len(rows) >= 10
+    for name, shown in ((n.strip(" `"), d.strip(" `")) for n, d in rows):
+        assert name in defaults, name
+        want = defaults[name]
+        if isinstance(want, str):
+            assert shown == f'"{want}"', (name, shown, want)
+        elif want is None or isinstance(want, bool):
+            assert shown == str(want), (name, shown, want)
+        else:
+            assert float(shown) == want, (name, shown, want)

@@ -92,8 +92,7 @@ def test_the_pool_is_read_in_blocks_and_only_candidates_by_index(data):
     src = _CountingPool(X)
     q = streamed_select(src, y, BUDGET, l2=0.05, random_state=0, block_rows=200)
     assert src.largest == 200
-    n_pool = int((y < 0).sum())
-    assert q.n_candidates == int(np.ceil(0.1 * n_pool))
+    assert q.n_candidates == 2 * BUDGET  # the default: two budgets of candidates
     assert src.taken == 80 + q.n_candidates  # the labeled items, then the candidates
 
 
@@ -107,10 +106,11 @@ def test_rows_restrict_the_query_as_if_the_pool_were_those_rows(data):
 
 def test_cap_keeps_the_best_candidates_by_score(data):
     X, y = data
-    cap = 2 * BUDGET
-    q = streamed_select(X, y, BUDGET, l2=0.05, random_state=0, max_candidates=cap)
-    ref = RALIF(l2=0.05, random_state=0)
+    cap, tenth = 2 * BUDGET, {"candidate_fraction": 0.1, "candidate_multiple": None}
+    q = streamed_select(X, y, BUDGET, l2=0.05, random_state=0, max_candidates=cap, **tenth)
+    ref = RALIF(l2=0.05, random_state=0, **tenth)
     ref.select(X, y, BUDGET)
+    assert len(ref.candidates_) > cap
     assert q.capped and q.n_candidates == cap
     np.testing.assert_array_equal(q.strategy.candidates_, ref.candidates_[:cap])
     assert set(q.picks) <= set(ref.pool_index_[ref.candidates_[:cap]])

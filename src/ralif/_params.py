@@ -171,3 +171,7 @@ def validate_params(estimator: object) -> None:
             check_param(getattr(estimator, name), name, constraint)
         except RalifInputError as exc:
             raise RalifInputError(f"{cls.__name__}: {exc}") from None
+    # Parameters that are each valid may still contradict one another.
+    combination = getattr(estimator, "_check_param_combination", None)
+    if combination is not None:
+        combination()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError, check_features, check_labels
+from ralif.bench.report import METRICS
 from ralif.io import (
     check_output,
     feature_rows,
@@ -61,44 +62,49 @@ _STRATEGY_HELP = (
 )
 
 
+_RALIF_OPTION_HELP = {
+    "l2": "ridge strength of the head, a number or 'auto' (cross-validated)",
+    "tau": "truncation of the expected score: keep labels with p > tau/C",
+    "candidate_fraction": "size the candidates as this share of the pool (instead of "
+    "--candidate-multiple)",
+    "candidate_multiple": "size the candidates as this many budgets",
+    "score": "scoring rule",
+    "target": "target set of the loss",
+    "damping": "damping added to the Hessian",
+    "candidates": "candidate rule (influence+margin: the most uncertain items compete on influence)",
+}
+"""The RALIF parameters the command line sets, with what each means; the choices and
+defaults shown come from :class:`~ralif.RALIF` itself."""
+
+
+def _option_choices(name: str) -> tuple[str, ...] | None:
+    """The string choices of a RALIF parameter, from its constraint table (None if open)."""
+    from ralif._params import Either, Options
+    from ralif.strategies import RALIF
+
+    constraint = RALIF._parameter_constraints[name]
+    parts = constraint.constraints if isinstance(constraint, Either) else (constraint,)
+    for part in parts:
+        if isinstance(part, Options) and all(isinstance(c, str) for c in part.choices):
+            return None if name == "l2" else tuple(part.choices)
+    return None
+
+
 def _add_ralif_options(p: argparse.ArgumentParser) -> None:
+    from ralif.strategies import RALIF
+
+    defaults = {k: v.default for k, v in inspect.signature(RALIF).parameters.items()}
     g = p.add_argument_group("RALIF options")
-    g.add_argument(
-        "--l2",
-        type=_l2_arg,
-        default=None,
-        help="ridge strength of the head, or 'auto' (default: auto)",
-    )
-    g.add_argument(
-        "--tau", type=float, default=None, help="truncation: keep labels with p > tau/C (default 4)"
-    )
-    g.add_argument(
-        "--candidate-fraction",
-        type=float,
-        default=None,
-        help="fraction of the pool kept as candidates (default 0.1)",
-    )
-    g.add_argument(
-        "--score",
-        choices=("expected", "authors"),
-        default=None,
-        help="scoring rule (default: expected)",
-    )
-    g.add_argument(
-        "--target",
-        choices=("pool", "all"),
-        default=None,
-        help="target set of the loss (default: pool)",
-    )
-    g.add_argument(
-        "--damping", type=float, default=None, help="damping added to the Hessian (default 0)"
-    )
-    g.add_argument(
-        "--candidates",
-        choices=("influence+margin", "influence"),
-        default=None,
-        help="candidate rule (default influence+margin: the most uncertain items compete on influence)",
-    )
+    for name, text in _RALIF_OPTION_HELP.items():
+        choices = _option_choices(name)
+        kind = _l2_arg if name == "l2" else None if choices else float
+        g.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            choices=choices,
+            default=None,
+            help=f"{text} (default: {defaults[name]})",
+        )
 
 
 def _add_stream_options(p: argparse.ArgumentParser) -> None:
@@ -422,11 +428,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "dir", help="a folder written by ralif bench (or by ralif bench --suite: one per dataset)"
     )
+    report.add_argument(
+        "--metric",
+        choices=tuple(METRICS),
+        default=None,
+        help="what the paired differences, rounds below random and win/tie/loss of a benchmark "
+        "folder judge by (default: accuracy; a suite judges each data set by its own metric)",
+    )
     report.add_argument("--quiet", action="store_true", help="print only the paths")
     return parser
 
 
-_STRATEGY_OPTIONS = ("l2", "tau", "candidate_fraction", "score", "target", "damping", "candidates")
+_STRATEGY_OPTIONS = tuple(_RALIF_OPTION_HELP)
 """Strategy parameters the command line sets (``--candidate-fraction`` for ``candidate_fraction``)."""
 
 
@@ -440,6 +453,11 @@ def _strategy_params(args: argparse.Namespace, strategy: str = "ralif") -> dict[
     given = {k: getattr(args, k) for k in _STRATEGY_OPTIONS if getattr(args, k, None) is not None}
     takes = set(inspect.signature(strategy_class(strategy)[0]).parameters)
     foreign = sorted(set(given) - takes)
+    sizes = {"candidate_fraction", "candidate_multiple"}
+    if not foreign and sizes <= takes and len(sizes & set(given)) == 1:
+        # One flag sizes the candidates and replaces the other size, the default's or a
+        # preset's (both flags together are refused by RALIF's own check).
+        given.setdefault(next(iter(sizes - set(given))), None)
     if foreign:
         shown = ", ".join("--" + k.replace("_", "-") for k in foreign)
         verb = "does" if len(foreign) == 1 else "do"
@@ -772,8 +790,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from ralif.bench.suite_report import is_suite_folder, make_suite_report
 
     suite = is_suite_folder(args.dir)
+    if suite and args.metric:
+        raise RalifInputError(
+            "--metric applies to one benchmark; a suite judges each set by its own"
+        )
     try:
-        out = make_suite_report(args.dir) if suite else make_report(args.dir)
+        out = (
+            make_suite_report(args.dir)
+            if suite
+            else make_report(args.dir, args.metric or "accuracy")
+        )
     except ValueError as exc:
         raise RalifInputError(f"{args.dir}: {exc}") from None
     if suite:
