@@ -1,4 +1,5 @@
-"""``ralif report``: learning curves, AUBC, win/tie/loss and "at least random" per round."""
+"""``ralif report``: learning curves, AUBC, win/tie/loss, and per round whether a strategy
+is significantly below random (paired by seed; see :mod:`ralif.bench.stats`)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,15 @@ import numpy as np
 from scipy.stats import wilcoxon
 
 from ralif._validation import RalifInputError
+from ralif.bench.stats import CONFIDENCE, bootstrap_interval, paired_below
 from ralif.bench.store import open_results
 from ralif.io import open_output, write_text
 
 TIE_TOLERANCE = 1e-3
 """Accuracy differences below this (0.1 point) count as ties in the win/tie/loss matrix."""
 
-RANDOM_TOLERANCE = 0.3
-"""A round is "at or above random" when the mean over seeds is at least random's mean
-minus this many points: the benchmark protocol's allowance for seed noise."""
+ALPHA = 1 - CONFIDENCE
+"""A round is below random when a one-sided paired t-test over seeds says so at this level."""
 
 
 @dataclass
@@ -102,14 +103,28 @@ def _pm(x: np.ndarray, scale: float = 100.0) -> str:
     return f"{x.mean() * scale:.1f} ± {x.std() * scale:.1f}"
 
 
-def markdown(c: Curves, title: str) -> tuple[str, str]:
-    """(the whole report, the AUBC table alone) as markdown."""
-    aubc_table = _aubc_table(c)
+METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
+"""Metrics a report can judge by: the name in the results, and as shown."""
+
+
+def metric_values(c: Curves, metric: str) -> dict[str, np.ndarray]:
+    """The (seeds x rounds) values of ``metric`` per strategy."""
+    if metric not in METRICS:
+        raise RalifInputError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    return c.accuracy if metric == "accuracy" else c.macro_f1
+
+
+def markdown(c: Curves, title: str, metric: str = "accuracy") -> tuple[str, str]:
+    """(the whole report, the AUBC table alone) as markdown; the paired differences,
+    rounds below random and win/tie/loss judge by ``metric``."""
+    values = metric_values(c, metric)
+    aubc_table = _aubc_table(c, values)
     lines = [f"# {title}", "", _intro(c), ""]
     lines += ["## Area under the learning curve", "", aubc_table, ""]
+    lines += _aubc_difference_section(c, values, METRICS[metric])
     if "random" in c.strategies:
-        lines += _per_round_section(c)
-    lines += _win_tie_loss_section(c)
+        lines += _per_round_section(c, values, METRICS[metric])
+    lines += _win_tie_loss_section(c, values, METRICS[metric])
     return "\n".join(lines), aubc_table
 
 
@@ -128,21 +143,25 @@ def _intro(c: Curves) -> str:
     )
 
 
-def _rounds_at_least_random(c: Curves, s: str) -> str:
-    """``k/R``: rounds after the first where ``s`` is at or above random (— for random)."""
+def rounds_below(values: dict[str, np.ndarray], rounds: np.ndarray, s: str, base: str = "random"):
+    """The paired test of ``s`` against ``base`` on the rounds after the first."""
+    after = rounds >= 1
+    return paired_below(values[s][:, after], values[base][:, after])
+
+
+def _rounds_below_random(c: Curves, s: str, values: dict[str, np.ndarray]) -> str:
+    """``k/R``: rounds after the first where ``s`` is significantly below random."""
     if "random" not in c.strategies or s == "random":
         return "—"
-    after = c.rounds >= 1
-    rand = c.accuracy["random"].mean(axis=0)
-    ok = c.accuracy[s].mean(axis=0)[after] >= rand[after] - RANDOM_TOLERANCE / 100
-    return f"{int(ok.sum())}/{int(after.sum())}"
+    test = rounds_below(values, c.rounds, s)
+    return f"{int(test.significant(ALPHA).sum())}/{len(test.p)}"
 
 
-def _aubc_row(c: Curves, s: str) -> str:
+def _aubc_row(c: Curves, s: str, values: dict[str, np.ndarray]) -> str:
     """One strategy's AUBC row: accuracy, macro-F1, rounds at or above random, timings."""
     after = c.rounds >= 1
     acc, f1 = aubc(c.accuracy[s], c.rounds), aubc(c.macro_f1[s], c.rounds)
-    ge = _rounds_at_least_random(c, s)
+    ge = _rounds_below_random(c, s, values)
     sel = c.select_seconds[s][:, after].mean() if after.any() else 0.0
     if c.net_accuracy is not None:
         net = aubc(c.net_accuracy[s], c.rounds)
@@ -152,30 +171,33 @@ def _aubc_row(c: Curves, s: str) -> str:
     return f"| {s} | {_pm(acc)} | {_pm(f1)} | {ge} | {sel:.3f} | {fit:.3f} |"
 
 
-def _aubc_table(c: Curves) -> str:
+def _aubc_table(c: Curves, values: dict[str, np.ndarray]) -> str:
     """The AUBC table: one row per strategy (head and network columns for a deep run)."""
     if c.net_accuracy is not None:
         table = [
-            "| strategy | AUBC head accuracy | AUBC network accuracy | AUBC macro-F1 | rounds ≥ random "
+            "| strategy | AUBC head accuracy | AUBC network accuracy | AUBC macro-F1 | rounds below random "
             "| select s/round | train s/round | extract s/round |",
             "|---|---|---|---|---|---|---|---|",
         ]
     else:
         table = [
-            "| strategy | AUBC accuracy | AUBC macro-F1 | rounds ≥ random | select s/round | fit s/round |",
+            "| strategy | AUBC accuracy | AUBC macro-F1 | rounds below random | select s/round | fit s/round |",
             "|---|---|---|---|---|---|",
         ]
-    table += [_aubc_row(c, s) for s in c.strategies]
+    table += [_aubc_row(c, s, values) for s in c.strategies]
     return "\n".join(table)
 
 
-def _per_round_section(c: Curves) -> list[str]:
-    """Each strategy's mean accuracy minus random's per round after the first (needs random)."""
+def _per_round_section(c: Curves, values: dict[str, np.ndarray], shown: str) -> list[str]:
+    """Each strategy's paired difference to random per round, with its one-sided bound."""
     after = c.rounds >= 1
-    rand = c.accuracy["random"].mean(axis=0)
+    level = f"{CONFIDENCE * 100:g} %"
     lines = [
-        "## Per round: mean accuracy minus random's (points); "
-        f"✓ where ≥ random − {RANDOM_TOLERANCE:g}",
+        f"## Per round: mean {shown} minus random's (points)",
+        "",
+        f"Paired by seed; in brackets the one-sided {level} upper bound of the mean "
+        f"difference (t over {len(c.seeds)} seeds). ✗: significantly below random (the bound "
+        f"is under zero, p < {ALPHA:g}); ✓: not.",
         "",
     ]
     head = (
@@ -189,19 +211,58 @@ def _per_round_section(c: Curves) -> list[str]:
     for s in c.strategies:
         if s == "random":
             continue
-        diff = (c.accuracy[s].mean(axis=0) - rand)[after] * 100
-        cells = [f"{d:+.1f} {'✓' if d >= -RANDOM_TOLERANCE else '✗'}" for d in diff]
+        test = rounds_below(values, c.rounds, s)
+        cells = [
+            f"{m * 100:+.1f} (≤ {u * 100:+.1f}) {'✗' if below else '✓'}"
+            for m, u, below in zip(test.mean, test.upper, test.significant(ALPHA), strict=True)
+        ]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
 
 
-def _win_tie_loss_section(c: Curves) -> list[str]:
+def aubc_difference(values: dict[str, np.ndarray], rounds: np.ndarray, s: str, base: str):
+    """Mean AUBC of ``s`` minus ``base``'s over paired seeds, with its bootstrap interval,
+    in points: ``(mean, low, high)``."""
+    d = (aubc(values[s], rounds) - aubc(values[base], rounds)) * 100
+    low, high = bootstrap_interval(d)
+    return float(d.mean()), low, high
+
+
+def _aubc_difference_section(c: Curves, values: dict[str, np.ndarray], shown: str) -> list[str]:
+    """AUBC against random and against margin, with bootstrap intervals over seeds."""
+    bases = [b for b in ("random", "margin") if b in c.strategies]
+    if not bases:
+        return []
+    lines = [
+        f"## AUBC {shown} minus " + " and ".join(f"{b}'s" for b in bases) + " (points)",
+        "",
+        f"Paired by seed; in brackets the {CONFIDENCE * 100:g} % percentile bootstrap interval "
+        f"of the mean difference over the {len(c.seeds)} seeds.",
+        "",
+        "| strategy | " + " | ".join(f"− {b}" for b in bases) + " |",
+        "|---|" + "---|" * len(bases),
+    ]
+    for s in c.strategies:
+        cells = []
+        for b in bases:
+            if s == b:
+                cells.append("—")
+                continue
+            m, lo, hi = aubc_difference(values, c.rounds, s, b)
+            cells.append(f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _win_tie_loss_section(c: Curves, values: dict[str, np.ndarray], shown: str) -> list[str]:
     """Every pair of strategies: wins, ties and losses over (seed, round) pairs, with p."""
     lines = [
         "## Win / tie / loss (row vs column) over (seed, round) pairs",
         "",
-        f"Accuracy differences under {TIE_TOLERANCE * 100:g} point are ties; p: two-sided Wilcoxon "
+        f"{shown[0].upper()}{shown[1:]} differences under {TIE_TOLERANCE * 100:g} point are ties; "
+        "p: two-sided Wilcoxon "
         "signed-rank test on the paired differences.",
         "",
         "| | " + " | ".join(c.strategies) + " |",
@@ -213,7 +274,7 @@ def _win_tie_loss_section(c: Curves) -> list[str]:
             if a == b:
                 cells.append("—")
                 continue
-            w, t, lo, p = win_tie_loss(c.accuracy[a], c.accuracy[b], c.rounds)
+            w, t, lo, p = win_tie_loss(values[a], values[b], c.rounds)
             cells.append(f"{w}/{t}/{lo} (p={p:.2g})")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     lines.append("")
@@ -273,8 +334,15 @@ def plot(c: Curves, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def make_report(folder: str | os.PathLike) -> dict[str, object]:
+def make_report(folder: str | os.PathLike, metric: str = "accuracy") -> dict[str, object]:
     """Write ``curves.png`` and ``report.md`` into ``folder``.
+
+    Parameters
+    ----------
+    folder : path-like
+        A folder written by ``ralif bench``.
+    metric : {"accuracy", "macro_f1"}
+        What the paired differences, the rounds below random and win/tie/loss judge by.
 
     Returns
     -------
@@ -286,7 +354,7 @@ def make_report(folder: str | os.PathLike) -> dict[str, object]:
         rows, config, names = store.rows(), store.config or {}, store.class_names
     c = load_curves(rows)
     title = _title(config)
-    md, aubc_table = markdown(c, title)
+    md, aubc_table = markdown(c, title, metric)
     if names:
         first, rest = md.split("\n", 1)
         md = f"{first}\n\n{_classes_line(names)}\n{rest}"

@@ -3,8 +3,11 @@
 A claim about a strategy is a claim across data sets, so the suite report ranks the
 strategies on every data set by AUBC (of the set's own metric), averages the ranks, and
 tests them with Friedman's test and the Nemenyi critical difference (Demšar, JMLR 2006);
-beside it, per data set, the AUBC table, the rounds at or above random, and win/tie/loss
-counts over data sets. Sets of the suite's *tune* and *confirm* halves are reported
+beside it, per data set, the AUBC table, the rounds significantly below random (a
+one-sided paired t-test over seeds, :mod:`ralif.bench.stats`), bootstrap intervals of the
+AUBC differences to random and to margin, and win/tie/loss counts over data sets. A
+second stream of random (``random#2``) shows the noise floor: how often random is
+"below random" by chance. Sets of the suite's *tune* and *confirm* halves are reported
 apart: only the confirm half is an honest estimate of how a default tuned on the other
 half does on new data.
 """
@@ -12,13 +15,14 @@ half does on new data.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import friedmanchisquare, rankdata, studentized_range
 
-from ralif.bench.report import RANDOM_TOLERANCE, Curves, aubc, load_curves
+from ralif.bench.report import ALPHA, Curves, aubc, aubc_difference, load_curves, rounds_below
+from ralif.bench.stats import CONFIDENCE, holm
 from ralif.bench.store import open_results
 from ralif.io import open_output, write_text
 
@@ -29,9 +33,26 @@ MARGIN_SLACK = 0.5
 """The reliability goal: never more than this many points of AUBC below margin."""
 
 
+NOISE_FLOOR = "random#2"
+"""Random under a second stream of draws: its record against random is the noise floor."""
+
+
 @dataclass
 class SetResult:
-    """One data set's summary: AUBC (in points) and rounds at or above random per strategy."""
+    """One data set's summary, on its metric, in points.
+
+    Attributes
+    ----------
+    aubc : dict
+        Mean AUBC over seeds per strategy.
+    below : dict
+        Rounds (after the first) significantly below random per strategy (one-sided
+        paired t-test, p < ``ALPHA``); empty without random.
+    below_holm : dict
+        The same after Holm's adjustment over the set's rounds.
+    vs_random, vs_margin : dict
+        ``(mean, low, high)``: the AUBC difference and its bootstrap interval.
+    """
 
     name: str
     half: str
@@ -39,26 +60,32 @@ class SetResult:
     n_seeds: int
     n_rounds: int
     aubc: dict[str, float]
-    rounds_ok: dict[str, int]
+    below: dict[str, int] = field(default_factory=dict)
+    below_holm: dict[str, int] = field(default_factory=dict)
+    vs_random: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    vs_margin: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
 def summarize(name: str, curves: Curves) -> SetResult:
-    """AUBC (mean over seeds, points) and rounds at or above random, on the set's metric."""
+    """AUBC, rounds significantly below random and AUBC differences, on the set's metric."""
     from ralif.data.suite import SUITE
 
     spec = SUITE.get(name)
     metric = spec.metric if spec else "accuracy"
     half = spec.half if spec else "extra"
     values = curves.macro_f1 if metric == "macro_f1" else curves.accuracy
-    after = curves.rounds >= 1
-    scores = {s: float(aubc(values[s], curves.rounds).mean() * 100) for s in curves.strategies}
-    ok: dict[str, int] = {}
-    if "random" in values:
-        rand = values["random"].mean(axis=0)[after] * 100
-        for s in curves.strategies:
-            mean = values[s].mean(axis=0)[after] * 100
-            ok[s] = int((mean >= rand - RANDOM_TOLERANCE).sum())
-    return SetResult(name, half, metric, len(curves.seeds), int(after.sum()), scores, ok)
+    rounds = curves.rounds
+    scores = {s: float(aubc(values[s], rounds).mean() * 100) for s in curves.strategies}
+    out = SetResult(name, half, metric, len(curves.seeds), int((rounds >= 1).sum()), scores)
+    for s in curves.strategies:
+        if "random" in values and s != "random":
+            test = rounds_below(values, rounds, s)
+            out.below[s] = int(test.significant(ALPHA).sum())
+            out.below_holm[s] = int((np.nan_to_num(holm(test.p), nan=1.0) < ALPHA).sum())
+        for base, into in (("random", out.vs_random), ("margin", out.vs_margin)):
+            if base in values and s != base:
+                into[s] = aubc_difference(values, rounds, s, base)
+    return out
 
 
 def load_suite(folder: str | os.PathLike) -> list[SetResult]:
@@ -116,21 +143,105 @@ def win_tie_loss_sets(sets: list[SetResult], a: str, b: str) -> tuple[int, int, 
 
 
 def reliability(sets: list[SetResult], strategy: str) -> dict[str, object]:
-    """The goal's terms for one strategy: every round at or above random on every set,
-    AUBC at least margin's (within the tie tolerance) on 3/4 of the sets, never more than
-    :data:`MARGIN_SLACK` below it."""
-    all_rounds = sum(r.rounds_ok.get(strategy, 0) == r.n_rounds for r in sets)
-    out: dict[str, object] = {"sets_all_rounds_ok": all_rounds, "n_sets": len(sets)}
+    """The goal's terms for one strategy over ``sets``.
+
+    The goal: no round of any set significantly below random; an AUBC at least margin's
+    (within :data:`AUBC_TIE`) on 3/4 of the sets, and never more than
+    :data:`MARGIN_SLACK` below it.
+    """
+    n = len(sets)
+    below = [r.below.get(strategy, 0) for r in sets]
+    out: dict[str, object] = {
+        "n_sets": n,
+        "sets_never_below": sum(b == 0 for b in below),
+        "rounds_below": sum(below),
+        "rounds_below_holm": sum(r.below_holm.get(strategy, 0) for r in sets),
+        "n_rounds": sum(r.n_rounds for r in sets),
+    }
+    if strategy != "random" and all(strategy in r.vs_random for r in sets):
+        out["mean_vs_random"] = float(np.mean([r.vs_random[strategy][0] for r in sets]))
     if all("margin" in r.aubc for r in sets):
         gaps = np.array([r.aubc[strategy] - r.aubc["margin"] for r in sets])
         out["sets_at_least_margin"] = int((gaps >= -AUBC_TIE).sum())
         out["worst_gap_to_margin"] = float(gaps.min())
+        out["sets_significantly_below_margin"] = sum(
+            r.vs_margin[strategy][2] < 0 for r in sets if strategy in r.vs_margin
+        )
         out["meets_goal"] = bool(
-            all_rounds == len(sets)
-            and out["sets_at_least_margin"] >= 0.75 * len(sets)
+            strategy != "random"
+            and out["sets_never_below"] == n
+            and out["sets_at_least_margin"] >= 0.75 * n
             and gaps.min() >= -MARGIN_SLACK
         )
     return out
+
+
+def _interval_table(sets: list[SetResult], strategies: list[str], base: str) -> list[str]:
+    """AUBC minus ``base``'s per set, with bootstrap intervals."""
+    attr = "vs_random" if base == "random" else "vs_margin"
+    lines = [
+        "| data set | " + " | ".join(s for s in strategies if s != base) + " |",
+        "|---|" + "---|" * (len(strategies) - 1),
+    ]
+    for r in sets:
+        cells = []
+        for s in strategies:
+            if s == base:
+                continue
+            m, lo, hi = getattr(r, attr)[s]
+            cells.append(f"{m:+.1f} [{lo:+.1f}, {hi:+.1f}]")
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _summary_rows(sets: list[SetResult], strategies: list[str], mean: np.ndarray) -> list[str]:
+    """One row per strategy, best mean rank first: the goal's terms."""
+    n = len(sets)
+    lines = [
+        "| strategy | mean rank | sets never below random | rounds below random "
+        "| after Holm | mean AUBC − random | sets AUBC ≥ margin | sets significantly below "
+        "margin | worst AUBC − margin | goal |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for i in np.argsort(mean, kind="stable"):
+        s = strategies[i]
+        rel = reliability(sets, s)
+        if s == "random":
+            cells = ["—", "—", "—", "—"]
+        else:
+            cells = [
+                f"{rel['sets_never_below']}/{n}",
+                f"{rel['rounds_below']}/{rel['n_rounds']}",
+                f"{rel['rounds_below_holm']}",
+                f"{rel.get('mean_vs_random', float('nan')):+.1f}",
+            ]
+        if "sets_at_least_margin" in rel:
+            cells += [
+                f"{rel['sets_at_least_margin']}/{n}",
+                f"{rel['sets_significantly_below_margin']}/{n}" if s != "margin" else "—",
+                f"{rel['worst_gap_to_margin']:+.1f}",
+                "yes" if rel["meets_goal"] else "no",
+            ]
+        else:
+            cells += ["—"] * 4
+        lines.append(f"| {s} | {mean[i]:.2f} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _noise_floor(sets: list[SetResult]) -> list[str]:
+    """What random against itself (a second stream) shows, if it was run."""
+    if not all(NOISE_FLOOR in r.below for r in sets):
+        return []
+    rel = reliability(sets, NOISE_FLOOR)
+    width = max(abs(r.vs_random[NOISE_FLOOR][2] - r.vs_random[NOISE_FLOOR][1]) for r in sets)
+    return [
+        f"Noise floor: `{NOISE_FLOOR}` is random under a second stream of draws. It is "
+        f"significantly below random in {rel['rounds_below']} of {rel['n_rounds']} rounds "
+        f"({rel['rounds_below_holm']} after Holm) and on "
+        f"{rel['n_sets'] - rel['sets_never_below']} of {rel['n_sets']} sets, by chance "
+        f"alone; its widest AUBC interval against random spans {width:.1f} points.",
+        "",
+    ]
 
 
 def markdown(sets: list[SetResult], title: str, strategies: list[str] | None = None) -> str:
@@ -138,12 +249,14 @@ def markdown(sets: list[SetResult], title: str, strategies: list[str] | None = N
     strategies = strategies or common_strategies(sets)
     ranks, mean = mean_ranks(sets, strategies)
     p, cd = friedman_nemenyi(ranks)
+    level = f"{CONFIDENCE * 100:g} %"
     lines = [f"## {title}", ""]
     lines.append(
         f"{len(sets)} data sets, {len(strategies)} strategies. AUBC: mean over rounds 1–R of "
         "the set's metric (accuracy, or macro-F1 where classes are unbalanced), in %, mean "
-        f"over seeds. A round is at or above random when the mean over seeds is at least "
-        f"random's mean − {RANDOM_TOLERANCE:g} points."
+        "over seeds. Seeds are paired: every strategy starts a seed from the same labeled set. "
+        f"A round is below random when a one-sided paired t-test over the seeds says so "
+        f"(p < {ALPHA:g}); intervals are {level} percentile bootstraps over seeds."
     )
     lines.append("")
     head = "| data set (metric, seeds) | " + " | ".join(strategies) + " |"
@@ -157,33 +270,32 @@ def markdown(sets: list[SetResult], title: str, strategies: list[str] | None = N
         lines.append(f"| {r.name} ({r.metric}, {r.n_seeds}) | " + " | ".join(cells) + " |")
     lines.append("| **mean rank** | " + " | ".join(f"{m:.2f}" for m in mean) + " |")
     lines.append("")
-    lines += ["### Rounds at or above random", ""]
-    lines += [head.replace("(metric, seeds)", "(rounds)"), "|---|" + "---|" * len(strategies)]
-    for r in sets:
-        cells = [f"{r.rounds_ok.get(s, 0)}" if s != "random" else "—" for s in strategies]
-        lines.append(f"| {r.name} ({r.n_rounds}) | " + " | ".join(cells) + " |")
-    lines.append("")
+    has_random = all("random" in r.aubc for r in sets)
+    if has_random:
+        lines += ["### Rounds significantly below random (after Holm over the set's rounds)", ""]
+        lines += [head.replace("(metric, seeds)", "(rounds)"), "|---|" + "---|" * len(strategies)]
+        for r in sets:
+            cells = [
+                f"{r.below[s]} ({r.below_holm[s]})" if s != "random" else "—" for s in strategies
+            ]
+            lines.append(f"| {r.name} ({r.n_rounds}) | " + " | ".join(cells) + " |")
+        lines.append("")
+        lines += _noise_floor(sets)
+        lines += [f"### AUBC minus random's (points, {level} bootstrap interval)", ""]
+        lines += _interval_table(sets, strategies, "random")
+    if all("margin" in r.aubc for r in sets):
+        lines += [f"### AUBC minus margin's (points, {level} bootstrap interval)", ""]
+        lines += _interval_table(sets, strategies, "margin")
     lines += [
-        "### Mean rank (Friedman, Nemenyi)",
+        "### Mean rank (Friedman, Nemenyi) and the reliability goal",
         "",
         f"Friedman p = {p:.2g}; Nemenyi critical difference at α = 0.05: {cd:.2f} "
-        "(mean ranks closer than this are not told apart).",
+        "(mean ranks closer than this are not told apart). Goal: no round of any set "
+        f"significantly below random, AUBC at least margin's (within {AUBC_TIE:g}) on 3/4 of "
+        f"the sets and never more than {MARGIN_SLACK:g} below it.",
         "",
-        "| strategy | mean rank | sets all rounds ≥ random | sets AUBC ≥ margin | worst AUBC − margin | goal |",
-        "|---|---|---|---|---|---|",
     ]
-    for i in np.argsort(mean, kind="stable"):
-        s = strategies[i]
-        rel = reliability(sets, s)
-        at_least = rel.get("sets_at_least_margin")
-        worst = rel.get("worst_gap_to_margin")
-        goal = rel.get("meets_goal")
-        lines.append(
-            f"| {s} | {mean[i]:.2f} | {rel['sets_all_rounds_ok']}/{len(sets)} | "
-            + (f"{at_least}/{len(sets)} | {worst:+.1f} | {'yes' if goal else 'no'} |"
-               if at_least is not None else "— | — | — |")
-        )  # fmt: skip
-    lines.append("")
+    lines += _summary_rows(sets, strategies, mean)
     lines += [
         "### Win / tie / loss over data sets (row vs column, AUBC)",
         "",
