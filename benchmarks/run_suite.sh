@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark suite behind benchmarks/results/suite-*.md: every strategy and RALIF
-# variant on the tune half, then the same on the confirm half (5 seeds each).
+# The benchmark suite behind benchmarks/results/suite-*.md: every strategy and mechanism of
+# benchmarks/suite_strategies.txt on the tune half, then the same on the confirm half
+# (10 seeds each; SEEDS=5 for a quicker run). random#2 is random under a second stream
+# of draws: the noise floor.
 # Usage: bash benchmarks/run_suite.sh [OUT] [HALF ...]   (halves: tune confirm; default both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +14,7 @@ HALVES=("$@")
 [ "${#HALVES[@]}" -gt 0 ] || HALVES=(tune confirm)
 STRATEGIES=$(tr -d ' \n' < benchmarks/suite_strategies.txt)
 for half in "${HALVES[@]}"; do
-    .venv/bin/ralif bench --suite "$half" --seeds 5 --strategies "$STRATEGIES" --out "$OUT/$half" --quiet
+    .venv/bin/ralif bench --suite "$half" --seeds "${SEEDS:-10}" --strategies "$STRATEGIES" --out "$OUT/$half" --quiet
     .venv/bin/ralif report "$OUT/$half" --quiet
     cp "$OUT/$half/suite-report.md" "benchmarks/results/suite-$half.md"
     cp "$OUT/$half/cd-$half.png" "benchmarks/results/suite-$half-cd.png"

@@ -330,9 +330,14 @@ def run_rounds(
     shared = "l2" not in params
     labeled = np.zeros(len(y_true), dtype=bool)
     labeled[initial] = True
-    for picks in done[1:]:
+    # A strategy that learns across rounds is one object for the whole run; resumed, it
+    # selects its finished rounds again (checked against the stored picks) to rebuild
+    # what it learned, and only later rounds are yielded.
+    stateful, kept = cls.stateful, None
+    replay = list(done) if stateful else []
+    for picks in [] if stateful else done[1:]:
         labeled[picks] = True
-    start = len(done)
+    start = 0 if stateful else len(done)
     y = np.where(labeled, y_true, -1)
     feats = fitted = X_fit = None
     if start > 0:  # resumed: the model of the last finished round
@@ -349,7 +354,13 @@ def run_rounds(
                 )
             if on_phase:
                 on_phase("select")
-            strat = make_strategy(strategy, random_state=round_seed(seed, r, label), **params)
+            seed_r = round_seed(seed, r, label)
+            if stateful:
+                if kept is None:
+                    kept = make_strategy(strategy, **params)
+                strat = kept.set_params(random_state=seed_r)
+            else:
+                strat = make_strategy(strategy, random_state=seed_r, **params)
             t = time.perf_counter()
             given = fitted if shared else None
             if isinstance(feats.X, StreamedFeatures):
@@ -358,6 +369,11 @@ def run_rounds(
             else:
                 picks = strat.select(feats.X, y, budget, model=given, network=feats.network)
             select_s = time.perf_counter() - t
+            if r < len(replay) and not np.array_equal(np.sort(picks), np.sort(replay[r])):
+                raise RalifInputError(
+                    f"{label}: replaying round {r} to resume gave other picks than the stored "
+                    "ones; the results folder was written by other code or data"
+                )
             labeled[picks] = True
             y[picks] = y_true[picks]
         if on_phase:
@@ -368,6 +384,8 @@ def run_rounds(
         fitted = clone(template).fit(X_fit, y_true[labeled])
         fit_s = time.perf_counter() - t
         fit_s += sum(v for v in (feats.train_seconds, feats.extract_seconds) if not math.isnan(v))
+        if r < len(replay):
+            continue  # replayed to rebuild a stateful strategy: already stored
         acc, f1 = evaluate(fitted, feats.X_test, y_test)
         yield RoundResult(
             r,

@@ -64,6 +64,10 @@ class Strategy(BaseEstimator):
     needs_network : bool
         The strategy samples from the network that produced the features, which only the
         scenarios that train one provide (``network=`` of :meth:`select`).
+    stateful : bool
+        The strategy learns from one call to the next on the same object (a bandit):
+        a benchmark keeps one object for all rounds of a run instead of a fresh one per
+        round.
     score_direction : {"higher", "lower"} or None
         Which end of ``scores_`` the strategy wants first; None when the score does not
         rank the picks (random, diversity-only strategies).
@@ -92,6 +96,7 @@ class Strategy(BaseEstimator):
     needs_model: ClassVar[bool] = False
     needs_influence: ClassVar[bool] = False
     needs_network: ClassVar[bool] = False
+    stateful: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {"random_state": RandomState()}
 
     def __init__(self, random_state: object = None) -> None:
