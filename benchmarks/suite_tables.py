@@ -70,8 +70,47 @@ def tables(folder: str) -> str:
     return "\n".join(lines)
 
 
+MECHANISMS = (
+    "ralif_macro", "ralif_random10", "ralif_random25", "ralif_random50", "typiclust_ralif5",
+    "typiclust_ralif10", "albl",
+)  # fmt: skip
+
+
+def decision(tune: str, confirm: str, default: str = "ralif") -> str:
+    """The rule of benchmarks/results/suite-rule.md: a mechanism replaces the default only
+    with no more rounds significantly below random and a better mean rank on both halves."""
+    halves = {"tune": load_suite(tune), "confirm": load_suite(confirm)}
+    terms = {}
+    for half, sets in halves.items():
+        every = [s for s in sets[0].aubc if all(s in r.aubc for r in sets)]
+        _, mean = mean_ranks(sets, every)
+        rank = dict(zip(every, mean, strict=True))
+        terms[half] = {s: (reliability(sets, s)["rounds_below"], rank[s]) for s in every}
+    lines = [
+        f"| mechanism | tune: rounds below, rank (`{default}`: {{}}) | confirm: rounds below, rank "
+        f"(`{default}`: {{}}) | beats `{default}` on both halves |",
+        "|---|---|---|---|",
+    ]
+    lines[0] = lines[0].format(
+        *(f"{terms[h][default][0]}, {terms[h][default][1]:.2f}" for h in halves)
+    )
+    for m in MECHANISMS:
+        if not all(m in terms[h] for h in halves):
+            continue
+        beats = all(
+            terms[h][m][0] <= terms[h][default][0] and terms[h][m][1] < terms[h][default][1]
+            for h in halves
+        )
+        cells = [f"{terms[h][m][0]}, {terms[h][m][1]:.2f}" for h in halves]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {'yes' if beats else 'no'} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for folder in sys.argv[1:]:
         print(f"## {folder}\n")
         print(tables(folder))
         print()
+    if len(sys.argv) == 3:
+        print("## The rule for changing the default (benchmarks/results/suite-rule.md)\n")
+        print(decision(*sys.argv[1:]))

@@ -112,6 +112,14 @@ def _label_first(s, y, n):
     s.import_labels([(i, int(y[i])) for i in range(n)], who="seed")
 
 
+def test_next_refuses_a_strategy_that_learns_across_batches(session):
+    s, y = session
+    _label_first(s, y, 30)
+    with pytest.raises(RalifInputError, match="albl learns from one batch to the next"):
+        wf.next_batch(s, 10, "albl")
+    assert s.current_batch() == (None, []) and wf.status(s)["rounds"] == 0
+
+
 def test_next_records_the_batch_and_skips_held_out_and_pending(session):
     s, y = session
     _label_first(s, y, 30)

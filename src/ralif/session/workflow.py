@@ -113,6 +113,11 @@ def next_batch(
         budget = check_budget(budget, int((y[rows] < 0).sum()))
         round_seed = n_rounds if seed is None else seed
         strat = make_strategy(strategy, random_state=round_seed, **params)
+        if strat.stateful:
+            raise RalifInputError(
+                f"{strategy} learns from one batch to the next on one object, while a session "
+                "picks each batch afresh; use it in ralif bench or from Python"
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if streamed:
