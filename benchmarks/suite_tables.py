@@ -14,7 +14,13 @@ import sys
 
 import numpy as np
 
-from ralif.bench.suite_report import friedman_nemenyi, load_suite, mean_ranks, reliability
+from ralif.bench.suite_report import (
+    common_strategies,
+    friedman_nemenyi,
+    load_suite,
+    mean_ranks,
+    reliability,
+)
 
 MAIN = (
     "random", "margin", "typiclust", "badge", "margin_kmeans", "ralif_influence",
@@ -25,7 +31,7 @@ MAIN = (
 def tables(folder: str) -> str:
     sets = load_suite(folder)
     shown = [s for s in MAIN if all(s in r.aubc for r in sets)]
-    every = [s for s in sets[0].aubc if all(s in r.aubc for r in sets)]
+    every = common_strategies(sets)
     lines = [
         "| data set (metric) | " + " | ".join(shown) + " | `ralif` rounds below random |",
         "|---|" + "---|" * (len(shown) + 1),
@@ -48,9 +54,9 @@ def tables(folder: str) -> str:
         f"{len(sets)} sets, {len(every)} strategies, {sets[0].n_seeds} seeds; Friedman "
         f"p = {p:.2g}, Nemenyi critical difference {cd:.2f}.",
         "",
-        f"| strategy | mean rank (of {len(every)}) | sets never below random | rounds below "
-        "random (after Holm) | mean AUBC − random | sets AUBC ≥ margin | worst AUBC − margin "
-        "| goal |",
+        f"| strategy | mean rank (of {len(every)}) | sets never below random (Holm) | rounds "
+        "below random (Holm) | mean AUBC − random | sets AUBC ≥ margin | worst AUBC − margin "
+        "| goal (Holm) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in sorted(every, key=lambda s: rank[s]):
@@ -58,14 +64,15 @@ def tables(folder: str) -> str:
         if s == "random":
             rounds, never, gain = "—", "—", "—"
         else:
-            never = f"{rel['sets_never_below']}/{len(sets)}"
+            never = f"{rel['sets_never_below']}/{len(sets)} ({rel['sets_never_below_holm']})"
             rounds = f"{rel['rounds_below']}/{rel['n_rounds']} ({rel['rounds_below_holm']})"
             gain = f"{rel['mean_vs_random']:+.1f}"
         lines.append(
             f"| {s} | {rank[s]:.2f} | {never} | {rounds} | {gain} | "
             f"{rel.get('sets_at_least_margin', '—')}/{len(sets)} | "
             f"{rel.get('worst_gap_to_margin', np.nan):+.1f} | "
-            f"{'yes' if rel.get('meets_goal') else 'no'} |"
+            f"{'yes' if rel.get('meets_goal_raw') else 'no'} "
+            f"({'yes' if rel.get('meets_goal') else 'no'}) |"
         )
     return "\n".join(lines)
 
@@ -82,7 +89,7 @@ def decision(tune: str, confirm: str, default: str = "ralif") -> str:
     halves = {"tune": load_suite(tune), "confirm": load_suite(confirm)}
     terms = {}
     for half, sets in halves.items():
-        every = [s for s in sets[0].aubc if all(s in r.aubc for r in sets)]
+        every = common_strategies(sets)
         _, mean = mean_ranks(sets, every)
         rank = dict(zip(every, mean, strict=True))
         terms[half] = {s: (reliability(sets, s)["rounds_below"], rank[s]) for s in every}

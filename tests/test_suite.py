@@ -16,6 +16,7 @@ from ralif import RalifInputError
 from ralif.bench.runner import BenchConfig, run_suite, suite_configs
 from ralif.bench.suite_report import (
     SetResult,
+    common_strategies,
     friedman_nemenyi,
     make_suite_report,
     mean_ranks,
@@ -159,17 +160,33 @@ def test_mean_ranks_share_ties():
 
 
 def test_reliability_goal_needs_no_round_below_random_and_margin():
+    p_none = {"r": np.full(6, 0.5)}
     sets = [
-        SetResult(str(i), "tune", "accuracy", 5, 6, {"r": 80.0 + d, "margin": 80.0}, {"r": 0})
+        SetResult(
+            str(i), "tune", "accuracy", 5, 6, {"r": 80.0 + d, "margin": 80.0, "random": 79.0},
+            {"r": 0}, dict(p_none), {"r": (1.0, 0.0, 2.0)},
+        )
         for i, d in enumerate([0.5, 0.0, 1.0, -0.4])
-    ]
+    ]  # fmt: skip
     assert reliability(sets, "r")["meets_goal"]  # 3 of 4 at least margin, worst -0.4
     sets[3].aubc["r"] = 79.4  # 0.6 below margin
     assert not reliability(sets, "r")["meets_goal"]
     sets[3].aubc["r"] = 80.0
-    sets[0].below["r"] = 1  # one round significantly below random
+    # One round significantly below random by its own test, but not after Holm's
+    # adjustment over the 24 rounds (0.01 * 24 > 0.05): the raw goal fails, Holm's holds.
+    sets[0].below["r"], sets[0].p_below["r"] = 1, np.r_[0.01, np.full(5, 0.5)]
     rel = reliability(sets, "r")
-    assert not rel["meets_goal"] and rel["sets_never_below"] == 3 and rel["rounds_below"] == 1
+    assert not rel["meets_goal_raw"] and rel["meets_goal"]
+    assert rel["sets_never_below"] == 3 and rel["rounds_below"] == 1
+    assert rel["rounds_below_holm"] == 0 and rel["sets_never_below_holm"] == 4
+    sets[0].p_below["r"] = np.r_[0.001, np.full(5, 0.5)]  # 0.001 * 24 < 0.05
+    assert not reliability(sets, "r")["meets_goal"]
+
+
+def test_without_random_nothing_is_judged_below_it():
+    sets = [SetResult("a", "tune", "accuracy", 5, 6, {"r": 80.0, "margin": 79.0})]
+    rel = reliability(sets, "r")
+    assert "rounds_below" not in rel and not rel["meets_goal"] and not rel["meets_goal_raw"]
 
 
 def test_suite_run_and_report_across_data_sets(tmp_path):
@@ -226,3 +243,6 @@ def test_suite_report_counts_rounds_significantly_below_random_and_the_noise_flo
     text = markdown([a, b], "confirm half")
     assert "Noise floor: `random#2`" in text
     assert "| wine (3) | " in text and "bootstrap interval" in text
+    # The noise floor is shown against random but is no contender in the ranks.
+    assert common_strategies([a, b]) == ["margin", "x", "random"]
+    assert "| random#2 | " not in text.split("### Mean rank")[1]

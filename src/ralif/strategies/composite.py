@@ -26,18 +26,23 @@ def _seed(rng: np.random.Generator) -> int:
 
 
 def _part(strategy: object, default: type[Strategy], what: str) -> Strategy:
-    """A fresh copy of a part (its default when None), refused unless a Strategy."""
+    """A fresh copy of a part (its default when None), refused unless a Strategy without
+    state of its own (a copy would forget what it learned)."""
     if strategy is None:
         return default()
     if not isinstance(strategy, Strategy):
         raise RalifInputError(f"{what} must be a ralif Strategy, got {type(strategy).__name__}")
+    if strategy.stateful:
+        raise RalifInputError(
+            f"{what} must be a strategy without state of its own, got {type(strategy).__name__}"
+        )
     return clone(strategy)
 
 
-def _run(part: Strategy, X, y, budget: int, model, rng) -> tuple[np.ndarray, np.ndarray]:
+def _run(part: Strategy, X, y, budget: int, model, rng, network=None):
     """A part's picks and scores (over the pool, in pool order), seeded from ``rng``."""
     part.set_params(random_state=_seed(rng))
-    picks = part.select(X, y, budget, model=model if part.needs_model else None)
+    picks = part.select(X, y, budget, model=model if part.needs_model else None, network=network)
     return picks, part.scores_
 
 
@@ -107,7 +112,7 @@ class RandomShare(_Composite):
         chosen = np.empty(0, dtype=np.intp)
         scores = np.full(len(pool), np.nan)
         if n_random < budget:
-            chosen, scores = _run(part, X, y, budget - n_random, model, rng)
+            chosen, scores = _run(part, X, y, budget - n_random, model, rng, self.network_)
         rest = np.setdiff1d(pool, chosen, assume_unique=True)
         drawn = rest[rng.choice(len(rest), n_random, replace=False)]
         self.random_picks_ = drawn
@@ -186,7 +191,7 @@ class BudgetSwitch(_Composite):
             _part(self.low, TypiClust, "low") if few else _part(self.high, _default_ralif(), "high")
         )
         self._part_used = part
-        return _run(part, X, y, budget, model, rng)
+        return _run(part, X, y, budget, model, rng, self.network_)
 
 
 class ALBL(_Composite):
@@ -203,8 +208,9 @@ class ALBL(_Composite):
 
     The bandit learns across calls on the same object: run it round after round on one
     instance (``ralif bench`` does; it replays finished rounds to rebuild the state when
-    resumed). A fresh object, as one ``ralif select`` call makes, starts from equal
-    probabilities.
+    resumed, which needs rounds that replay identically, so not a network trained with
+    nondeterministic kernels). A fresh object, as one ``ralif select`` call makes, starts
+    from equal probabilities.
 
     Parameters
     ----------
@@ -265,10 +271,9 @@ class ALBL(_Composite):
         from ralif.strategies.baselines import Margin, Random, TypiClust
 
         if self.arms is None:
-            return [_default_ralif()(), Margin(), TypiClust(), Random()]
-        arms = [_part(a, Random, "each arm") for a in self.arms]
-        if any(a.stateful for a in arms):
-            raise RalifInputError("ALBL's arms must be strategies without state of their own")
+            arms = [_default_ralif()(), Margin(), TypiClust(), Random()]
+        else:
+            arms = [_part(a, Random, "each arm") for a in self.arms]
         if not any(isinstance(a, Random) for a in arms) or len(arms) < 2:
             raise RalifInputError("ALBL needs at least two arms, one of them Random")
         if self.p_min * len(arms) > 1:
@@ -284,7 +289,7 @@ class ALBL(_Composite):
         fit_ok = len(np.unique(y[y >= 0])) >= 2
         live = np.array([fit_ok or not a.needs_model for a in arms])
         batches = [
-            _run(a, X, y, budget, model, rng)[0] if ok else None
+            _run(a, X, y, budget, model, rng, self.network_)[0] if ok else None
             for a, ok in zip(arms, live, strict=True)
         ]
         if getattr(self, "log_weights_", np.empty(0)).shape != (k,):
@@ -317,6 +322,8 @@ class ALBL(_Composite):
         if model is None:  # no arm fits a model: nothing to score the picks with
             return
         known = y[self._queried] >= 0
+        if not known.any():  # none of its picks labeled yet: nothing to learn from
+            return
         items, weights = self._queried[known], self._weights[known]
         pred = np.asarray(model.classes_)[model.predict_proba(X[items]).argmax(axis=1)]
         reward = float(np.sum(weights * (pred == y[items])) / np.sum(weights))
