@@ -86,6 +86,9 @@ STRATEGIES.update(
         # weights rare predicted classes as macro-F1 does, a random share of each batch,
         # and typicality while labels per class are few.
         "ralif_macro": (RALIF, {"balanced_target": True}),
+        # The influence head at ten times the cross-validated ridge, where influence agrees
+        # better with refitting (benchmarks/results/fidelity.md).
+        "ralif_l2x10": (RALIF, {"l2_scale": 10.0}),
         "ralif_random10": (RandomShare, {"share": 0.1}),
         "ralif_random25": (RandomShare, {"share": 0.25}),
         "ralif_random50": (RandomShare, {"share": 0.5}),
