@@ -24,7 +24,7 @@ from ralif.bench.suite_report import (
 
 MAIN = (
     "random", "margin", "typiclust", "badge", "margin_kmeans", "ralif_influence",
-    "ralif_spread", "ralif",
+    "ralif_spread", "typiclust_ralif5", "ralif",
 )  # fmt: skip
 
 
@@ -92,7 +92,9 @@ def decision(tune: str, confirm: str, default: str = "ralif") -> str:
         every = common_strategies(sets)
         _, mean = mean_ranks(sets, every)
         rank = dict(zip(every, mean, strict=True))
-        terms[half] = {s: (reliability(sets, s)["rounds_below"], rank[s]) for s in every}
+        terms[half] = {
+            s: (reliability(sets, s)["rounds_below"], rank[s]) for s in every if s != "random"
+        }
     lines = [
         f"| mechanism | tune: rounds below, rank (`{default}`: {{}}) | confirm: rounds below, rank "
         f"(`{default}`: {{}}) | beats `{default}` on both halves |",
@@ -113,11 +115,53 @@ def decision(tune: str, confirm: str, default: str = "ralif") -> str:
     return "\n".join(lines)
 
 
+def both_halves(tune: str, confirm: str) -> str:
+    """One row per strategy: each half's mean rank, sets and rounds below random (after
+    Holm in brackets), mean AUBC gain over random, sets at least margin's, worst gap."""
+    halves = [load_suite(tune), load_suite(confirm)]
+    ranks = []
+    for sets in halves:
+        every = common_strategies(sets)
+        _, mean = mean_ranks(sets, every)
+        ranks.append(dict(zip(every, mean, strict=True)))
+    order = sorted(ranks[0], key=lambda s: ranks[0][s])
+    lines = [
+        "| strategy | tune: rank · sets with a round below random · rounds below · gain · ≥ margin "
+        "· worst | confirm: the same |",
+        "|---|---|---|",
+    ]
+    for s in order:
+        cells = []
+        for sets, rank in zip(halves, ranks, strict=True):
+            if s not in rank:
+                cells.append("not run")
+                continue
+            rel = reliability(sets, s)
+            n = len(sets)
+            if s == "random":
+                below = "— · — · —"
+            else:
+                below = (
+                    f"{n - rel['sets_never_below']} ({n - rel['sets_never_below_holm']}) · "
+                    f"{rel['rounds_below']} ({rel['rounds_below_holm']}) · "
+                    f"{rel['mean_vs_random']:+.1f}"
+                )
+            cells.append(
+                f"{rank[s]:.1f} · {below} · {rel['sets_at_least_margin']}/{n} · "
+                f"{rel['worst_gap_to_margin']:+.1f}"
+            )
+        lines.append(f"| `{s}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     for folder in sys.argv[1:]:
         print(f"## {folder}\n")
         print(tables(folder))
         print()
     if len(sys.argv) == 3:
+        print("## Both halves\n")
+        print(both_halves(*sys.argv[1:]))
+        print()
         print("## The rule for changing the default (benchmarks/results/suite-rule.md)\n")
         print(decision(*sys.argv[1:]))

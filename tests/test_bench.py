@@ -145,6 +145,29 @@ def test_report_writes_plot_and_tables(tmp_path, small):
     assert "| margin |" in out["aubc_table"]
 
 
+def test_report_judges_by_the_metric_asked_for(tmp_path):
+    from ralif.bench.report import markdown
+
+    rows = []
+    # x equals random in accuracy but is 3-5 points below it in macro-F1 in round 1.
+    for s, f1_shift in (("random", [0, 0, 0]), ("x", [-0.03, -0.05, -0.04])):
+        for seed in range(3):
+            for k in range(2):
+                f1 = 0.6 + 0.1 * k + (f1_shift[seed] if k == 1 else 0.0)
+                rows.append(dict(strategy=s, seed=seed, round=k, n_labeled=10 * (k + 1),
+                                 accuracy=0.6 + 0.1 * k + 0.001 * seed, macro_f1=f1,
+                                 select_seconds=0.0, fit_seconds=0.0))  # fmt: skip
+    c = load_curves(rows)
+    by_accuracy, table = markdown(c, "t")
+    by_f1, f1_table = markdown(c, "t", "macro_f1")
+    assert "| x | 70.1 ± 0.1 | 66.0 ± 0.8 | 0/1 |" in table
+    assert "rounds below random (macro-F1)" in f1_table and "| 1/1 |" in f1_table
+    assert "## Per round: mean macro-F1 minus random's" in by_f1
+    assert "## Per round: mean accuracy minus random's" in by_accuracy
+    with pytest.raises(RalifInputError, match="unknown metric 'f2'"):
+        markdown(c, "t", "f2")
+
+
 def test_report_aubc_and_rounds_significantly_below_random_by_hand():
     # Three seeds; x is 4-6 points below random in round 1 and level in round 2.
     rows = []
@@ -418,3 +441,12 @@ def test_initial_set_holds_two_classes_and_is_unchanged_when_the_first_draw_does
         assert len(np.unique(y[drawn])) == 2
         if len(np.unique(y[plain])) == 2:
             assert np.array_equal(plain, drawn)
+
+
+def test_report_refuses_a_metric_for_a_suite_folder(tmp_path, capsys):
+    from ralif.cli import main
+
+    (tmp_path / "wine").mkdir()
+    (tmp_path / "wine" / "results.sqlite").write_bytes(b"")
+    assert main(["report", str(tmp_path), "--metric", "macro_f1"]) == 2
+    assert "a suite judges each set by its own" in capsys.readouterr().err

@@ -118,7 +118,7 @@ def markdown(c: Curves, title: str, metric: str = "accuracy") -> tuple[str, str]
     """(the whole report, the AUBC table alone) as markdown; the paired differences,
     rounds below random and win/tie/loss judge by ``metric``."""
     values = metric_values(c, metric)
-    aubc_table = _aubc_table(c, values)
+    aubc_table = _aubc_table(c, values, "" if metric == "accuracy" else f" ({METRICS[metric]})")
     lines = [f"# {title}", "", _intro(c), ""]
     lines += ["## Area under the learning curve", "", aubc_table, ""]
     lines += _aubc_difference_section(c, values, METRICS[metric])
@@ -171,17 +171,18 @@ def _aubc_row(c: Curves, s: str, values: dict[str, np.ndarray]) -> str:
     return f"| {s} | {_pm(acc)} | {_pm(f1)} | {ge} | {sel:.3f} | {fit:.3f} |"
 
 
-def _aubc_table(c: Curves, values: dict[str, np.ndarray]) -> str:
+def _aubc_table(c: Curves, values: dict[str, np.ndarray], judged_by: str = "") -> str:
     """The AUBC table: one row per strategy (head and network columns for a deep run)."""
     if c.net_accuracy is not None:
         table = [
-            "| strategy | AUBC head accuracy | AUBC network accuracy | AUBC macro-F1 | rounds below random "
-            "| select s/round | train s/round | extract s/round |",
+            "| strategy | AUBC head accuracy | AUBC network accuracy | AUBC macro-F1 | rounds below "
+            f"random{judged_by} | select s/round | train s/round | extract s/round |",
             "|---|---|---|---|---|---|---|---|",
         ]
     else:
         table = [
-            "| strategy | AUBC accuracy | AUBC macro-F1 | rounds below random | select s/round | fit s/round |",
+            f"| strategy | AUBC accuracy | AUBC macro-F1 | rounds below random{judged_by} "
+            "| select s/round | fit s/round |",
             "|---|---|---|---|---|---|",
         ]
     table += [_aubc_row(c, s, values) for s in c.strategies]
