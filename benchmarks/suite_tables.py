@@ -147,7 +147,7 @@ def both_halves(tune: str, confirm: str) -> str:
                     f"{rel['mean_vs_random']:+.1f}"
                 )
             cells.append(
-                f"{rank[s]:.1f} · {below} · {rel['sets_at_least_margin']}/{n} · "
+                f"{rank[s]:.2f} · {below} · {rel['sets_at_least_margin']}/{n} · "
                 f"{rel['worst_gap_to_margin']:+.1f}"
             )
         lines.append(f"| `{s}` | " + " | ".join(cells) + " |")
