@@ -255,6 +255,33 @@ def strategy_label(strategy: str | Strategy) -> str:
     return strategy.name or type(strategy).__qualname__
 
 
+def _round_strategies(
+    strategy: str | Strategy, params: dict, seed: int, label: str, stateful: bool
+) -> Callable[[int], Strategy]:
+    """The strategy that picks in round ``r``: a fresh one seeded for the round, or, for a
+    strategy that learns across rounds, one object for the whole run, reseeded each round."""
+    kept: list[Strategy] = []
+
+    def for_round(r: int) -> Strategy:
+        seed_r = round_seed(seed, r, label)
+        if not stateful:
+            return make_strategy(strategy, random_state=seed_r, **params)
+        if not kept:
+            kept.append(make_strategy(strategy, **params))
+        return kept[0].set_params(random_state=seed_r)
+
+    return for_round
+
+
+def _check_replay(label: str, r: int, picks: np.ndarray, stored: np.ndarray) -> None:
+    """Refuse a replayed round whose picks differ from the stored ones."""
+    if not np.array_equal(np.sort(picks), np.sort(stored)):
+        raise RalifInputError(
+            f"{label}: replaying round {r} to resume gave other picks than the stored ones; "
+            "the results folder was written by other code or data"
+        )
+
+
 def run_rounds(
     X: np.ndarray,
     y_true: np.ndarray,
@@ -333,8 +360,9 @@ def run_rounds(
     # A strategy that learns across rounds is one object for the whole run; resumed, it
     # selects its finished rounds again (checked against the stored picks) to rebuild
     # what it learned, and only later rounds are yielded.
-    stateful, kept = cls.stateful, None
+    stateful = cls.stateful
     replay = list(done) if stateful else []
+    strategy_for = _round_strategies(strategy, params, seed, label, stateful)
     for picks in [] if stateful else done[1:]:
         labeled[picks] = True
     start = 0 if stateful else len(done)
@@ -354,13 +382,7 @@ def run_rounds(
                 )
             if on_phase:
                 on_phase("select")
-            seed_r = round_seed(seed, r, label)
-            if stateful:
-                if kept is None:
-                    kept = make_strategy(strategy, **params)
-                strat = kept.set_params(random_state=seed_r)
-            else:
-                strat = make_strategy(strategy, random_state=seed_r, **params)
+            strat = strategy_for(r)
             t = time.perf_counter()
             given = fitted if shared else None
             if isinstance(feats.X, StreamedFeatures):
@@ -369,11 +391,8 @@ def run_rounds(
             else:
                 picks = strat.select(feats.X, y, budget, model=given, network=feats.network)
             select_s = time.perf_counter() - t
-            if r < len(replay) and not np.array_equal(np.sort(picks), np.sort(replay[r])):
-                raise RalifInputError(
-                    f"{label}: replaying round {r} to resume gave other picks than the stored "
-                    "ones; the results folder was written by other code or data"
-                )
+            if r < len(replay):
+                _check_replay(label, r, picks, replay[r])
             labeled[picks] = True
             y[picks] = y_true[picks]
         if on_phase:
