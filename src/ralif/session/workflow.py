@@ -113,7 +113,7 @@ def next_batch(
         budget = check_budget(budget, int((y[rows] < 0).sum()))
         round_seed = n_rounds if seed is None else seed
         strat = make_strategy(strategy, random_state=round_seed, **params)
-        if strat.stateful:
+        if getattr(strat, "stateful", False):
             raise RalifInputError(
                 f"{strategy} learns from one batch to the next on one object, while a session "
                 "picks each batch afresh; use it in ralif bench or from Python"
