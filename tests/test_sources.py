@@ -247,3 +247,58 @@ def test_rows_read_by_index_with_nan_are_named_by_their_own_row(tmp_path, pool_X
     pq.write_table(pa.table(cols), tmp_path / "p.parquet", row_group_size=16)
     with pytest.raises(RalifInputError, match=r"p\.parquet contains NaN in rows \[42\]"):
         open_pool(tmp_path / "p.parquet").take(np.array([1, 42, 60]))
+
+
+def _write_unpadded(folder, n, suffix=".npy"):
+    """Shards ``part-0`` ... ``part-{n-1}``, unpadded, each one row holding its number."""
+    folder.mkdir(exist_ok=True)
+    for k in range(n):
+        np.save(folder / f"part-{k}{suffix}", np.full((1, 3), float(k)))
+
+
+@pytest.mark.parametrize("spec", ["folder", "glob"])
+def test_unpadded_shard_numbers_are_read_in_number_order(tmp_path, spec):
+    _write_unpadded(tmp_path / "s", 12)  # text order would be 0, 1, 10, 11, 2, ...
+    pool = open_pool(tmp_path / "s" if spec == "folder" else str(tmp_path / "s" / "*.npy"))
+    rows = np.concatenate([b for _, b in pool.blocks(5)])[:, 0]
+    np.testing.assert_array_equal(rows, np.arange(12))
+    np.testing.assert_array_equal(pool.take(np.array([10, 2]))[:, 0], [10, 2])
+
+
+def test_a_number_written_two_ways_is_refused_as_ambiguous(tmp_path):
+    _write_unpadded(tmp_path / "s", 3)
+    np.save(tmp_path / "s" / "part-01.npy", np.zeros((1, 3)))
+    with pytest.raises(RalifInputError, match=r"part-1\.npy and .*part-01\.npy carry the same"):
+        open_pool(tmp_path / "s")
+
+
+def test_a_gap_in_unpadded_numbering_names_the_missing_shard(tmp_path):
+    _write_unpadded(tmp_path / "s", 12)
+    os.remove(tmp_path / "s" / "part-9.npy")
+    with pytest.raises(RalifInputError, match=r"part-9\.npy is missing"):
+        open_pool(tmp_path / "s")
+
+
+def test_parquet_files_of_a_folder_are_read_in_number_order(tmp_path):
+    pa = require("pyarrow")
+    pq = require("pyarrow.parquet")
+    (tmp_path / "p").mkdir()
+    for k in range(11):
+        pq.write_table(
+            pa.table({"a": [float(k)], "b": [0.0]}), tmp_path / "p" / f"part-{k}.parquet"
+        )
+    rows = np.concatenate([b for _, b in open_pool(tmp_path / "p").blocks(4)])[:, 0]
+    np.testing.assert_array_equal(rows, np.arange(11))
+    pq.write_table(pa.table({"a": [0.0], "b": [0.0]}), tmp_path / "p" / "part-03.parquet")
+    with pytest.raises(RalifInputError, match="carry the same number"):
+        open_pool(tmp_path / "p")
+
+
+def test_extract_reads_unpadded_image_shards_in_number_order(tmp_path):
+    from ralif.extract import _image_shards
+
+    (tmp_path / "img").mkdir()
+    for k in range(11):
+        np.save(tmp_path / "img" / f"part-{k}.npy", np.full((1, 4, 4), float(k), np.float32))
+    paths = [p for p, _, _ in _image_shards(str(tmp_path / "img"))]
+    assert [os.path.basename(p) for p in paths] == [f"part-{k}.npy" for k in range(11)]

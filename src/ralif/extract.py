@@ -124,8 +124,8 @@ def extract_features(
     encoder : torch.nn.Module
         Maps a batch of images ``(b, C, H, W)`` to features ``(b, ...)`` (flattened).
     images : path, glob or list of paths
-        ``.npy`` files of images, taken in name order (a numbered series with a gap is
-        refused).
+        ``.npy`` files of images, in series order: numbers in the names count as
+        numbers (``img-2`` before ``img-10``); a numbered series with a gap is refused.
     out : path-like
         Folder for ``part-00000.npy``, ``part-00001.npy``... and ``manifest.json``.
     shard_rows : int, default=50_000

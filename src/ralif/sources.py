@@ -10,7 +10,7 @@ shard's size, modification time and inode with those seen when it was opened.
 Sources
 -------
 * a path to one ``.npy`` file (memory-mapped), a folder of ``.npy`` shards, or a glob
-  such as ``'shards/*.npy'``: shards are taken in name order;
+  such as ``'shards/*.npy'``: shards are taken in series order (part-2 before part-10);
 * a ``.parquet`` file or a folder of them (numeric columns, or one fixed-size list
   column), read through ``pyarrow.dataset``;
 * in Python, any array-like with ``shape``, ``dtype`` and row slicing (``np.memmap``,
@@ -221,7 +221,7 @@ class PoolSource:
 
 
 class NpyShards(PoolSource):
-    """A pool stored as ``.npy`` files with the same width, in name order.
+    """A pool stored as ``.npy`` files with the same width, in series order (:func:`ordered_files`).
 
     Blocks are read with plain file reads into a buffer of the block's size (no memory
     map: the pages of a pool larger than memory never count against the process), and
@@ -396,8 +396,39 @@ def _npy_layout(fh, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
     return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype), fh.tell()
 
 
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural_key(path: str) -> tuple:
+    """A file's place in a series: its folder, then its name with every run of digits
+    compared as a number, so that ``part-2`` comes before ``part-10``."""
+    folder, name = os.path.split(path)
+    pieces = _DIGITS.split(name)  # text, number, text, ..., text
+    return (folder, *(int(x) if i % 2 else x for i, x in enumerate(pieces)))
+
+
+def ordered_files(paths: list[str], what: str) -> list[str]:
+    """``paths`` in series order (:func:`_natural_key`): numbers count as numbers, so
+    unpadded and zero-padded numbering give the same order. Two names that differ only in
+    the width of a number (``part-1``, ``part-01``) leave the order ambiguous and are
+    refused, as is a numbered series with a gap, naming the first missing file.
+    """
+    ordered = sorted(paths, key=_natural_key)
+    for a, b in itertools.pairwise(ordered):
+        if _natural_key(a) == _natural_key(b):
+            raise RalifInputError(
+                f"{what} {a} and {b} carry the same number written two ways, so their order "
+                "is ambiguous; number the files one way"
+            )
+    gap = _numbered_gaps(ordered)
+    if gap is not None:
+        raise RalifInputError(f"{what} {gap} is missing: the files are numbered with a gap")
+    return ordered
+
+
 def _numbered_gaps(paths: list[str]) -> str | None:
-    """The first missing number when every shard is named ``<prefix><number><suffix>``."""
+    """The first missing number when every file is named ``<prefix><number><suffix>``
+    (``paths`` in series order)."""
     pattern = re.compile(r"^(.*?)(\d+)(\D*)$")
     parts = [pattern.match(os.path.basename(p)) for p in paths]
     if len(paths) < 2 or not all(parts):
@@ -405,8 +436,9 @@ def _numbered_gaps(paths: list[str]) -> str | None:
     stems = {(m.group(1), m.group(3)) for m in parts}
     if len(stems) != 1:
         return None
-    numbers = sorted(int(m.group(2)) for m in parts)
-    width = len(parts[0].group(2))
+    numbers = [int(m.group(2)) for m in parts]
+    widths = {len(m.group(2)) for m in parts}
+    width = widths.pop() if len(widths) == 1 else 1  # zero-padded, or not
     for a, b in itertools.pairwise(numbers):
         if b != a + 1:
             prefix, suffix = stems.pop()
@@ -419,7 +451,7 @@ class ParquetPool(PoolSource):
     """A pool in Parquet files read through ``pyarrow.dataset``, one file at a time.
 
     The features are every column (all numeric), or the one column holding fixed-size
-    lists of numbers. Files are taken in name order.
+    lists of numbers. Files are taken in series order (:func:`ordered_files`).
 
     Parameters
     ----------
@@ -438,11 +470,12 @@ class ParquetPool(PoolSource):
         self._pa = pa
         p = Path(path)
         if p.is_dir():
-            files = sorted(str(f) for f in p.glob("*.parquet"))
+            files = [str(f) for f in p.glob("*.parquet")]
         else:
             files = [str(p)]
         if not files:
             raise RalifInputError(f"no .parquet files in {p}")
+        files = ordered_files(files, "Parquet file")
         try:
             dataset = pads.dataset(files, format="parquet")
             schema = dataset.schema
@@ -625,28 +658,24 @@ class DaskArrayPool(ArrayPool):
 
 
 def expand_shards(spec: str) -> list[str]:
-    """The ``.npy`` shard paths a folder or glob names, in name order.
+    """The ``.npy`` shard paths a folder or glob names, in series order.
 
-    A numbered series with a gap (``part-0``, ``part-2``) is refused, naming the first
-    missing shard.
+    Numbers in the names count as numbers (``part-2`` before ``part-10``); a numbered
+    series with a gap (``part-0``, ``part-2``), or a number written two ways
+    (``part-1``, ``part-01``), is refused (:func:`ordered_files`).
     """
     if _GLOB_CHARS.search(spec):
-        paths = sorted(_glob.glob(spec))
+        paths = _glob.glob(spec)
         if not paths:
             raise RalifInputError(f"no files match the pool pattern {spec!r}")
     else:
-        paths = sorted(str(p) for p in Path(spec).glob("*.npy"))
+        paths = [str(p) for p in Path(spec).glob("*.npy")]
         if not paths:
             raise RalifInputError(f"no .npy shards in the folder {spec}")
     for p in paths:
         if not Path(p).is_file():
             raise RalifInputError(f"pool shard {p} is not a regular file")
-    gap = _numbered_gaps(paths)
-    if gap is not None:
-        raise RalifInputError(
-            f"pool shard {gap} is missing: the shards matching {spec!r} are numbered with a gap"
-        )
-    return paths
+    return ordered_files(paths, "pool shard")
 
 
 def is_pool_spec(spec: object) -> bool:
