@@ -78,16 +78,16 @@ defaults shown come from :class:`~ralif.RALIF` itself."""
 
 
 def _option_choices(name: str) -> tuple[str, ...] | None:
-    """The string choices of a RALIF parameter, from its constraint table (None if open)."""
+    """The string choices of a RALIF parameter, from its constraint table; None when it
+    also takes open values (a number), as ``l2`` takes ``"auto"`` or a ridge."""
     from ralif._params import Either, Options
     from ralif.strategies import RALIF
 
     constraint = RALIF._parameter_constraints[name]
     parts = constraint.constraints if isinstance(constraint, Either) else (constraint,)
-    for part in parts:
-        if isinstance(part, Options) and all(isinstance(c, str) for c in part.choices):
-            return None if name == "l2" else tuple(part.choices)
-    return None
+    if not all(isinstance(part, Options) for part in parts):
+        return None
+    return tuple(c for part in parts for c in part.choices if isinstance(c, str)) or None
 
 
 def _add_ralif_options(p: argparse.ArgumentParser) -> None:
