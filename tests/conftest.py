@@ -102,3 +102,20 @@ def partial_labels(y: np.ndarray, n_labeled: int, seed: int = 0) -> np.ndarray:
     idx = rng.choice(len(y), n_labeled, replace=False)
     out[idx] = y[idx]
     return out
+
+
+# Property-based tests (tests/test_fuzz_*.py) run a small profile in CI; the fuzz
+# benchmark (benchmarks/fuzz.py) selects the long one with --hypothesis-profile=fuzz.
+try:
+    from hypothesis import HealthCheck, settings
+
+    _FUZZ_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    settings.register_profile(
+        "ci", max_examples=40, deadline=None, derandomize=True, suppress_health_check=_FUZZ_CHECKS
+    )
+    settings.register_profile(
+        "fuzz", max_examples=10_000, deadline=None, suppress_health_check=_FUZZ_CHECKS
+    )
+    settings.load_profile(os.environ.get("RALIF_HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # the fuzz tests require it themselves (require("hypothesis"))
+    pass
