@@ -19,7 +19,7 @@ from numpy.lib import format as npy_format
 
 from ralif import RalifInputError
 from ralif.cli import main
-from ralif.io import MAX_ARRAY_BYTES_ENV, load_features, load_labels, write_csv
+from ralif.io import MAX_ARRAY_BYTES_ENV, feature_rows, load_features, load_labels, write_csv
 from tests.conftest import char_device, missing, partial_labels, regular_files, require
 
 
@@ -458,3 +458,13 @@ def test_an_unwritable_out_is_refused_before_selecting(inputs, tmp_path, monkeyp
     out.chmod(0o444)
     assert _select(inputs, str(out)) == 2
     assert calls == [] and "read-only" in capsys.readouterr().err
+
+
+def test_a_parquet_list_column_reads_the_same_in_memory_as_streamed(tmp_path):
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
+    X = np.arange(12, dtype=np.float32).reshape(4, 3)
+    pq.write_table(
+        pa.table({"emb": pa.array(list(X), type=pa.list_(pa.float32(), 3))}), tmp_path / "X.parquet"
+    )
+    np.testing.assert_array_equal(load_features(tmp_path / "X.parquet"), X)
+    assert feature_rows(tmp_path / "X.parquet") == 4

@@ -302,3 +302,74 @@ def test_extract_reads_unpadded_image_shards_in_number_order(tmp_path):
         np.save(tmp_path / "img" / f"part-{k}.npy", np.full((1, 4, 4), float(k), np.float32))
     paths = [p for p, _, _ in _image_shards(str(tmp_path / "img"))]
     assert [os.path.basename(p) for p in paths] == [f"part-{k}.npy" for k in range(11)]
+
+
+def _parquet_folder(tmp_path, tables):
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    for k, cols in enumerate(tables):
+        pq.write_table(pa.table(cols), folder / f"part-{k}.parquet")
+    return folder
+
+
+def _all_rows(pool):
+    return np.concatenate([b for _, b in pool.blocks(3)])
+
+
+def test_parquet_folder_matches_columns_by_name_not_position(tmp_path):
+    first = {"x": [1.0, 2.0], "y": [10.0, 20.0], "z": [100.0, 200.0]}
+    later = {"z": [300.0], "x": [3.0], "y": [30.0]}  # the same columns in another order
+    pool = open_pool(_parquet_folder(tmp_path, [first, later]))
+    np.testing.assert_array_equal(_all_rows(pool), [[1, 10, 100], [2, 20, 200], [3, 30, 300]])
+    np.testing.assert_array_equal(pool.take(np.array([2, 0])), [[3, 30, 300], [1, 10, 100]])
+
+
+def test_parquet_folder_with_renamed_columns_is_refused_naming_the_file(tmp_path):
+    first = {"x": [1.0], "y": [2.0]}
+    with pytest.raises(RalifInputError, match=r"part-1\.parquet has columns \['x', 'w'\]"):
+        open_pool(_parquet_folder(tmp_path, [first, {"x": [1.0], "w": [2.0]}]))
+
+
+@pytest.mark.parametrize(
+    "later, problem",
+    [
+        ({"x": [1.0], "y": ["text"]}, r"column 'y' is not numeric \(string\)"),
+        ({"x": [1.0]}, r"has columns \['x'\]"),
+    ],
+)
+def test_a_later_parquet_file_with_another_schema_is_refused(tmp_path, later, problem):
+    folder = _parquet_folder(tmp_path, [{"x": [1.0], "y": [2.0]}, later])
+    with pytest.raises(RalifInputError, match=r"part-1\.parquet.*" + problem):
+        open_pool(folder)
+
+
+def test_a_later_parquet_file_with_another_list_width_is_refused(tmp_path):
+    pa = require("pyarrow")
+    lists = [
+        {"emb": pa.array([[1.0, 2.0]], type=pa.list_(pa.float32(), 2))},
+        {"emb": pa.array([[1.0, 2.0, 3.0]], type=pa.list_(pa.float32(), 3))},
+    ]
+    with pytest.raises(RalifInputError, match=r"part-1\.parquet.*3 values.*first file.*2"):
+        open_pool(_parquet_folder(tmp_path, lists))
+
+
+def test_parquet_integer_and_float_files_share_a_pool(tmp_path):
+    pool = open_pool(_parquet_folder(tmp_path, [{"x": [1.5]}, {"x": [2]}]))
+    np.testing.assert_array_equal(_all_rows(pool), [[1.5], [2.0]])
+
+
+def test_a_parquet_row_group_is_read_in_slices_bounded_by_the_cap(tmp_path, monkeypatch):
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
+    X = np.arange(40_000 * 4, dtype=np.float64).reshape(-1, 4)
+    pq.write_table(
+        pa.table({f"c{i}": X[:, i] for i in range(4)}),
+        tmp_path / "p.parquet",
+        row_group_size=len(X),
+    )
+    monkeypatch.setenv("RALIF_MAX_ARRAY_BYTES", str(64 << 10))
+    pool = open_pool(tmp_path / "p.parquet")
+    assert max(hi - lo for lo, hi in pool.partitions(len(X))) * 32 <= (64 << 10)
+    np.testing.assert_array_equal(_all_rows(pool), X)
+    rows = np.array([39_999, 5, 20_000, 6])
+    np.testing.assert_array_equal(pool.take(rows), X[rows])

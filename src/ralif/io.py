@@ -377,16 +377,6 @@ def _load_feature_csv(p: Path) -> np.ndarray:
     return X
 
 
-def _parquet(p: Path):
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise RalifInputError(
-            "reading .parquet needs pyarrow: pip install 'ralif[parquet]'"
-        ) from None
-    return pq
-
-
 def feature_rows(path: str | os.PathLike) -> int | None:
     """The number of rows of a features file, from its header alone (None for ``.csv``).
 
@@ -405,7 +395,9 @@ def feature_rows(path: str | os.PathLike) -> int | None:
                 shape, dtype, _, _ = z._header(key)
             _refuse_pickled(dtype, f"array {key!r} of {p}")
         elif suffix == ".parquet":
-            return int(_parquet(p).read_metadata(p).num_rows)
+            from ralif.sources import ParquetPool
+
+            return ParquetPool(p).n_rows
         else:
             return None
     except RalifInputError:
@@ -416,32 +408,16 @@ def feature_rows(path: str | os.PathLike) -> int | None:
 
 
 def _load_parquet(p: Path, n_rows: int | None) -> np.ndarray:
-    pq = _parquet(p)
-    try:
-        meta = pq.read_metadata(p)
-    except Exception as exc:  # pyarrow raises several unrelated types for bad files
-        raise RalifInputError(
-            f"cannot read features file {p} (corrupt or not parquet): {exc}"
-        ) from None
+    # One reader for Parquet, in memory and streamed: the pool's, read whole here.
+    from ralif.sources import ParquetPool
+
+    pool = ParquetPool(p)
     # Columns are compressed on disk: judge the size from the metadata, as for .npz.
-    _check_header(
-        (meta.num_rows, meta.num_columns), np.dtype(np.float64), str(p), "features", n_rows, True
-    )
-    try:
-        table = pq.read_table(p)
-    except Exception as exc:
-        raise RalifInputError(
-            f"cannot read features file {p} (corrupt or not parquet): {exc}"
-        ) from None
-    cols = []
-    for name, col in zip(table.column_names, table.columns, strict=True):
-        arr = col.to_numpy(zero_copy_only=False)
-        if arr.dtype.kind not in "fiub":
-            raise RalifInputError(f"{p}: column {name!r} is not numeric ({col.type})")
-        cols.append(arr)
-    if not cols:
-        raise RalifInputError(f"{p} has no columns")
-    return np.column_stack(cols)
+    _check_header(pool.shape, pool.dtype, str(p), "features", n_rows, True)
+    X = np.empty(pool.shape, dtype=pool.dtype)
+    for start, stop in pool.partitions(pool.block_rows_for()):
+        X[start:stop] = pool.read(start, stop, check=False)
+    return X
 
 
 def load_features(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarray:
@@ -452,7 +428,8 @@ def load_features(path: str | os.PathLike, n_rows: int | None = None) -> np.ndar
     path : path-like
         ``.npy``: one 2-D array. ``.npz``: the array named ``X``, ``features`` or
         ``embeddings`` (or the only one). ``.csv``: one row per item, numbers only,
-        an optional header line. ``.parquet``: every column numeric (needs pyarrow).
+        an optional header line. ``.parquet``: every column numeric, or one column of
+        fixed-size lists of numbers (needs pyarrow).
     n_rows : int, optional
         The number of rows expected (one per label); a ``.npy``/``.npz``/``.parquet``
         file with another number is refused from its header, before it is read.

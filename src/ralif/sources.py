@@ -23,6 +23,7 @@ import glob as _glob
 import itertools
 import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -448,21 +449,36 @@ def _numbered_gaps(paths: list[str]) -> str | None:
 
 
 class ParquetPool(PoolSource):
-    """A pool in Parquet files read through ``pyarrow.dataset``, one file at a time.
+    """A pool in Parquet files, read in bounded slices, one file at a time.
 
     The features are every column (all numeric), or the one column holding fixed-size
-    lists of numbers. Files are taken in series order (:func:`ordered_files`).
+    lists of numbers. Files are taken in series order (:func:`ordered_files`). Every
+    file must have the first file's columns: they are matched by name, so a file with
+    the same columns in another order gives the same rows, and a file with another
+    column (renamed, missing, of text, a list of another width) is refused by name.
+    A row group is read in slices of at most :data:`DEFAULT_BLOCK_BYTES` (and of a
+    sixteenth of :func:`ralif.io.max_array_bytes`), never whole.
 
     Parameters
     ----------
     path : path-like
         A ``.parquet`` file or a folder of them.
+
+    Examples
+    --------
+    >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
+    >>> folder = tempfile.mkdtemp()
+    >>> pq.write_table(pa.table({"a": [1.0, 2.0], "b": [3, 4]}), f"{folder}/part-0.parquet")
+    >>> pq.write_table(pa.table({"b": [6], "a": [5.0]}), f"{folder}/part-1.parquet")
+    >>> ParquetPool(folder).take(np.array([2, 0]))
+    array([[5., 6.],
+           [1., 3.]])
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         try:
             import pyarrow as pa
-            import pyarrow.dataset as pads
+            import pyarrow.parquet as pq
         except ImportError:
             raise RalifInputError(
                 "reading .parquet needs pyarrow: pip install 'ralif[parquet]'"
@@ -476,116 +492,208 @@ class ParquetPool(PoolSource):
         if not files:
             raise RalifInputError(f"no .parquet files in {p}")
         files = ordered_files(files, "Parquet file")
-        try:
-            dataset = pads.dataset(files, format="parquet")
-            schema = dataset.schema
-        except Exception as exc:  # pyarrow raises several unrelated types for bad files
-            raise RalifInputError(f"cannot read the Parquet pool {p}: {exc}") from None
-        types = [schema.field(i).type for i in range(len(schema))]
-        if len(types) == 1 and pa.types.is_fixed_size_list(types[0]):
-            self._list_column = schema.names[0]
-            width, value = types[0].list_size, types[0].value_type
-            kinds = [value]
-        else:
-            self._list_column = None
-            width, kinds = len(types), types
-        for name, t in zip(schema.names, kinds, strict=False):
-            if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)):
-                raise RalifInputError(
-                    f"Parquet pool {p}: column {name!r} is not numeric ({t}); the features "
-                    "must be numeric columns or one fixed-size list column"
-                )
-        if width == 0:
-            raise RalifInputError(f"Parquet pool {p} has no feature columns")
-        import pyarrow.parquet as pq
-
-        shards, groups, start = [], [], 0
+        shards, slices, start, kinds = [], [], 0, []
         for f in files:
+            if not Path(f).is_file():
+                raise RalifInputError(f"Parquet file {f} is not a regular file")
             try:
                 meta = pq.read_metadata(f)
-            except Exception as exc:
+                schema = meta.schema.to_arrow_schema()
+            except Exception as exc:  # pyarrow raises several unrelated types for bad files
                 raise RalifInputError(f"cannot read Parquet file {f} (corrupt): {exc}") from None
+            if not shards:
+                self._columns, width, list_column = _parquet_layout(schema, f)
+                self._list_column = list_column
+            kinds.append(
+                _parquet_check_schema(schema, f, self._columns, width, list_column, files[0])
+            )
             first = start
             for g in range(meta.num_row_groups):
                 n = meta.row_group(g).num_rows
                 if n:
-                    groups.append((start, start + n, len(shards), g))
+                    slices.append((start, start + n, len(shards), g))
                 start += n
             shards.append(Shard(f, first, start, _stamp(f)))
         self.shards = shards
-        # Blocks never cross a row group, the unit Parquet reads: each is read once.
-        self._groups = groups
-        self._group_starts = np.array([g[0] for g in groups], dtype=np.int64)
-        self._cached: tuple[int, object] | None = None
         self.n_rows = start
         self.n_features = int(width)
-        all_f32 = all(pa.types.is_float32(t) for t in kinds)
+        all_f32 = all(pa.types.is_float32(t) for ts in kinds for t in ts)
         self.dtype = np.dtype(np.float32 if all_f32 else np.float64)
         self.name = str(p)
         if self.n_rows == 0:
             raise RalifInputError(f"the Parquet pool {p} has no rows")
+        # A row group is read in slices no larger than a block (and a sixteenth of the
+        # memory cap): blocks never cross a slice, and each slice is read once.
+        from ralif.io import max_array_bytes
+
+        budget = DEFAULT_BLOCK_BYTES
+        cap = max_array_bytes()
+        if cap is not None:
+            budget = min(budget, cap // 16)
+        self._slice_rows = max(1, budget // (self.n_features * self.dtype.itemsize))
+        self._slices = [
+            (s, min(hi, s + self._slice_rows), k, g, s - lo)
+            for lo, hi, k, g in slices
+            for s in range(lo, hi, self._slice_rows)
+        ]
+        self._slice_starts = np.array([s[0] for s in self._slices], dtype=np.int64)
+        self._local = threading.local()
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_pa", "_cached")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_pa", "_local")}
 
     def __setstate__(self, state: dict) -> None:
         import pyarrow as pa
 
         self.__dict__.update(state)
         self._pa = pa
-        self._cached = None
+        self._local = threading.local()
 
     def _pieces(self) -> list[tuple[int, int]]:
-        return [(lo, hi) for lo, hi, _, _ in self._groups]
+        return [(lo, hi) for lo, hi, _, _, _ in self._slices]
 
-    def _group(self, row: int) -> tuple[int, object, Shard]:
-        """``(first row, table, shard)`` of the row group holding pool row ``row``."""
-        i = int(np.searchsorted(self._group_starts, row, side="right") - 1)
-        lo, _, k, g = self._groups[i]
+    def _slice(self, row: int) -> tuple[int, np.ndarray, Shard]:
+        """``(first row, rows, shard)`` of the slice holding pool row ``row``, unchecked.
+
+        Each thread reads a row group front to back through its own batch iterator,
+        restarting it only to go back.
+        """
+        i = int(np.searchsorted(self._slice_starts, row, side="right") - 1)
+        lo, hi, k, g, offset = self._slices[i]
         shard = self.shards[k]
-        cached = self._cached  # one read of the attribute: another thread may replace it
-        if cached is None or cached[0] != i:
-            import pyarrow.parquet as pq
-
+        state = self._local
+        cached = getattr(state, "slice", None)
+        if cached is not None and cached[0] == i:
+            return lo, cached[1], shard
+        state.slice = None  # the slice read before is let go before this one is read
+        stream = getattr(state, "stream", None)
+        if stream is None or stream[0] != (k, g) or stream[2] > offset:
             check_shard_unchanged(shard)
             try:
-                table = pq.ParquetFile(shard.path).read_row_group(g)
+                import pyarrow.parquet as pq
+
+                # Buffered: a column chunk is read a page at a time, not whole.
+                reader = pq.ParquetFile(shard.path, buffer_size=1 << 20, pre_buffer=False)
+                batches = reader.iter_batches(
+                    batch_size=self._slice_rows, row_groups=[g], columns=self._columns
+                )
             except Exception as exc:  # pyarrow raises several unrelated types
                 raise RalifInputError(f"cannot read Parquet file {shard.path}: {exc}") from None
-            self._cached = (i, table)
-            return lo, table, shard
-        return lo, cached[1], shard
+            stream = [(k, g), batches, 0, None]  # rows passed, the batch being read
+        state.stream = None  # a failure below leaves no half-read iterator behind
+        _, batches, pos, pending = stream  # rows of the group before ``pending``
+        parts, at, need = [], offset, hi - lo
+        try:
+            while need:
+                if pending is None or pending.num_rows == 0:
+                    pending = next(batches)
+                if pos + pending.num_rows <= at:  # wholly before the slice: passed over
+                    pos, pending = pos + pending.num_rows, None
+                    continue
+                skip = at - pos
+                take = min(pending.num_rows - skip, need)
+                parts.append(pending.slice(skip, take))
+                pos, pending = pos + skip + take, pending.slice(skip + take)
+                if pending.num_rows == 0:
+                    pending = None  # its buffers are let go before the next batch
+                at, need = at + take, need - take
+        except StopIteration:
+            raise RalifInputError(
+                f"Parquet file {shard.path} has fewer rows than its metadata says"
+            ) from None
+        except RalifInputError:
+            raise
+        except Exception as exc:  # pyarrow raises several unrelated types
+            raise RalifInputError(f"cannot read Parquet file {shard.path}: {exc}") from None
+        state.stream = [(k, g), batches, pos, pending]
+        arr = self._to_numpy(parts, shard)
+        state.slice = (i, arr)
+        return lo, arr, shard
 
-    def _to_numpy(self, table, shard: Shard) -> np.ndarray:
+    def _to_numpy(self, batches: list, shard: Shard) -> np.ndarray:
         where = f"Parquet file {shard.path}"
-        if self._list_column is not None:
-            col = table.column(0).combine_chunks()
-            if col.null_count:
-                raise RalifInputError(f"{where} has missing feature lists")
-            flat = col.flatten().to_numpy(zero_copy_only=False)
-            return flat.reshape(len(col), self.n_features)
-        cols = [c.to_numpy(zero_copy_only=False) for c in table.columns]
-        dt = self.dtype
-        return np.column_stack([np.asarray(c, dtype=dt) for c in cols])
+        n = sum(b.num_rows for b in batches)
+        out = np.empty((n, self.n_features), dtype=self.dtype)
+        at = 0
+        for b in batches:
+            m = b.num_rows
+            if self._list_column is not None:
+                col = b.column(0)
+                if col.null_count:
+                    raise RalifInputError(f"{where} has missing feature lists")
+                flat = col.flatten().to_numpy(zero_copy_only=False)
+                out[at : at + m] = flat.reshape(m, self.n_features)
+            else:
+                for j, name in enumerate(self._columns):
+                    out[at : at + m, j] = b.column(name).to_numpy(zero_copy_only=False)
+            at += m
+        return out
 
     def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
-        lo, table, shard = self._group(start)
-        arr = self._to_numpy(table.slice(start - lo, stop - start), shard)
+        lo, arr, shard = self._slice(start)
         where = f"Parquet file {shard.path}"
-        first = start - shard.start
-        arr = checked_block(arr, where, first, self.n_features, finite=check)
-        return arr.astype(self.dtype, copy=False)
+        block = arr[start - lo : stop - lo]
+        return checked_block(block, where, start - shard.start, self.n_features, finite=check)
 
     def _take_piece(self, lo: int, hi: int, rows: np.ndarray) -> np.ndarray:
-        first, table, shard = self._group(lo)
-        local = rows - shard.start
-        arr = self._to_numpy(table.take(self._pa.array(rows - first)), shard)
+        first, arr, shard = self._slice(lo)
         where = f"Parquet file {shard.path}"
-        return checked_block(arr, where, local, self.n_features).astype(self.dtype, copy=False)
+        return checked_block(arr[rows - first], where, rows - shard.start, self.n_features)
 
     def check_unchanged(self) -> None:
         for shard in self.shards:
             check_shard_unchanged(shard)
+
+
+def _numeric_arrow(pa, t) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+
+def _parquet_layout(schema, where: str) -> tuple[list[str], int, str | None]:
+    """``(columns, width, list column)`` of a pool's first Parquet file."""
+    import pyarrow as pa
+
+    names = list(schema.names)
+    if len(names) != len(set(names)):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise RalifInputError(f"Parquet file {where} has columns named twice: {dup}")
+    if len(names) == 1 and pa.types.is_fixed_size_list(schema.field(0).type):
+        return names, int(schema.field(0).type.list_size), names[0]
+    return names, len(names), None
+
+
+def _parquet_check_schema(
+    schema, where: str, columns: list[str], width: int, list_column: str | None, first: str
+) -> list:
+    """The value types of one Parquet file, refused unless it has the pool's columns."""
+    import pyarrow as pa
+
+    names = list(schema.names)
+    if sorted(names) != sorted(columns) or len(set(names)) != len(names):
+        raise RalifInputError(
+            f"Parquet file {where} has columns {names} but the first file {first} has "
+            f"{columns}: the files of a pool must have the same columns (matched by name)"
+        )
+    if list_column is not None:
+        t = schema.field(list_column).type
+        if not pa.types.is_fixed_size_list(t) or t.list_size != width:
+            got = f"lists of {t.list_size} values" if pa.types.is_fixed_size_list(t) else str(t)
+            raise RalifInputError(
+                f"Parquet file {where}: column {list_column!r} holds {got}, but the first "
+                f"file {first} holds lists of {width}"
+            )
+        kinds = [(list_column, t.value_type)]
+    else:
+        kinds = [(n, schema.field(n).type) for n in columns]
+    for name, t in kinds:
+        if not _numeric_arrow(pa, t):
+            raise RalifInputError(
+                f"Parquet file {where}: column {name!r} is not numeric ({t}); the features "
+                "must be numeric columns or one fixed-size list column"
+            )
+    if width == 0:
+        raise RalifInputError(f"Parquet file {where} has no feature columns")
+    return [t for _, t in kinds]
 
 
 class ArrayPool(PoolSource):
