@@ -6,6 +6,7 @@ import csv
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -519,6 +520,43 @@ def test_real_browser_shows_the_item_an_undo_gave_back(server, browser):
     assert browser.find_element(By.ID, "item").get_attribute("data-item") == str(items[0])
     assert browser.find_element(By.ID, "last").text == f"undone: item {items[0]} is now dog"
     assert s.current_labels()[items[0]] == (1, False)
+
+
+def _labeler_of(s, item: int) -> str:
+    return s.db.execute(
+        "SELECT who FROM label_events WHERE item_id = ? ORDER BY id DESC LIMIT 1", (item,)
+    ).fetchone()[0]
+
+
+def test_real_browser_keeps_its_labeler_across_reloads_and_undoes_only_its_own(server, browser):
+    from selenium.webdriver.common.by import By
+
+    s, c = server
+    _, items = s.current_batch()
+    wait = _open_page(browser, c, "0 of 12")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("2")  # items[0]: dog
+    wait.until(_status("1 of 12"))
+    ann = browser.execute_script("return localStorage.getItem('ralif-labeler')")
+    assert re.fullmatch(r"web-[0-9a-f]{12}", ann) and _labeler_of(s, items[0]) == ann
+    assert browser.find_element(By.ID, "labeler").text == f"You label as {ann}."
+    wait = _open_page(browser, c, "1 of 12")  # a reload keeps the identity
+    browser.find_element(By.TAG_NAME, "body").send_keys("3")  # items[1]: bird
+    wait.until(_status("2 of 12"))
+    assert _labeler_of(s, items[1]) == ann
+    browser.execute_script("localStorage.clear()")  # another browser: another labeler
+    wait = _open_page(browser, c, "2 of 12")
+    browser.find_element(By.TAG_NAME, "body").send_keys("1")  # items[2]: cat
+    wait.until(_status("3 of 12"))
+    bob = browser.execute_script("return localStorage.getItem('ralif-labeler')")
+    assert bob != ann and _labeler_of(s, items[2]) == bob
+    browser.execute_script(f"localStorage.setItem('ralif-labeler', '{ann}')")
+    wait = _open_page(browser, c, "3 of 12")
+    browser.find_element(By.TAG_NAME, "body").send_keys("u")  # ann's undo: her bird, not bob's cat
+    wait.until(_status("2 of 12"))
+    labels = s.current_labels()
+    assert items[1] not in labels and labels[items[2]] == (0, False)
+    assert labels[items[0]] == (1, False)
 
 
 # ------------------------------------------------------------------- concurrency and files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -127,6 +128,115 @@ def test_concurrent_undos_each_take_back_a_different_label(server):
     assert [i for i in items if i in labels] == items[:5]  # the five latest were taken back
     undone = [r[0] for r in s.db.execute("SELECT undoes FROM label_events WHERE source='undo'")]
     assert len(undone) == 5 and len(set(undone)) == 5
+
+
+# ------------------------------------------------------------------------- who labels
+def _undo(c: Client, who: str | None = None, **extra):
+    body = {} if who is None else {"who": who}
+    code, raw = c.call("/api/undo", {**body, **extra})
+    return code, json.loads(raw)
+
+
+def _whos(s, item: int) -> list[tuple]:
+    return s.db.execute(
+        "SELECT class_id, who, source FROM label_events WHERE item_id = ? ORDER BY id", (item,)
+    ).fetchall()
+
+
+def test_undo_takes_back_the_callers_own_label_not_another_labelers(server):
+    s, c = server
+    a, b = _batch(s)[:2]
+    assert c.call("/api/label", {"item": a, "label": 0, "who": "ann-1"})[0] == 200
+    assert c.call("/api/label", {"item": b, "label": 2, "who": "bob-2"})[0] == 200
+    code, state = _undo(c, "ann-1")
+    assert code == 200 and state["undone"]["item"] == a
+    assert a not in s.current_labels() and s.current_labels()[b] == (2, False)
+    code, state = _undo(c, "ann-1")  # ann has nothing left to take back; bob's label stays
+    assert code == 200 and state["undone"] is None and s.current_labels()[b] == (2, False)
+
+
+def test_undo_of_a_label_another_labeler_changed_since_keeps_the_later_label(server):
+    s, c = server
+    a = _batch(s)[0]
+    c.call("/api/label", {"item": a, "label": 0, "who": "ann"})
+    c.call("/api/label", {"item": a, "label": 1, "who": "bob"})
+    code, state = _undo(c, "ann")
+    assert code == 200 and (state["undone"]["item"], state["undone"]["label"]) == (a, 1)
+    assert s.current_labels()[a] == (1, False)  # bob's label still stands
+    _undo(c, "bob")  # ann's label was taken back: nothing is left under bob's
+    assert a not in s.current_labels()
+
+
+def test_an_anonymous_undo_takes_back_only_anonymous_labels(server):
+    s, c = server
+    a, b = _batch(s)[:2]
+    c.call("/api/label", {"item": a, "label": 0})
+    c.call("/api/label", {"item": b, "label": 1, "who": "bob"})
+    _undo(c)
+    assert a not in s.current_labels() and s.current_labels()[b] == (1, False)
+
+
+def test_export_names_who_gave_each_label(server, tmp_path):
+    s, c = server
+    a, b = _batch(s)[:2]
+    c.call("/api/label", {"item": a, "label": 0, "who": "ann"})
+    c.call("/api/label", {"item": b, "label": 2, "who": "bob"})
+    c.call("/api/label", {"item": b, "label": 1, "who": "ann"})
+    _undo(c, "ann")  # b is bob's "bird" again, though ann took it back
+    wf.export(s, tmp_path / "l.csv")
+    rows = {int(r["item"]): r for r in csv.DictReader(open(tmp_path / "l.csv"))}
+    assert (rows[a]["class_name"], rows[a]["who"]) == ("cat", "ann")
+    assert (rows[b]["class_name"], rows[b]["who"]) == ("bird", "bob")
+
+
+@pytest.mark.parametrize(
+    "who",
+    ["", " ", "a" * 65, "ann smith", "<script>", "é", "a\nb", 5, None, ["ann"], {"x": 1}, True],
+    ids=repr,
+)
+def test_a_bad_labeler_id_is_refused_and_changes_nothing(server, who):
+    s, c = server
+    a = _batch(s)[0]
+    c.call("/api/label", {"item": a, "label": 0, "who": "ann"})
+    before = s.db.execute("SELECT * FROM label_events").fetchall()
+    code, body = c.call("/api/label", {"item": a, "label": 1, "who": who})
+    assert code == 400 and b"'who'" in body
+    code, body = c.call("/api/undo", {"who": who})
+    assert code == 400 and b"'who'" in body
+    assert s.db.execute("SELECT * FROM label_events").fetchall() == before
+
+
+def test_a_retried_undo_is_taken_back_once(server):
+    s, c = server
+    a, b = _batch(s)[:2]
+    c.call("/api/label", {"item": a, "label": 0, "who": "ann"})
+    c.call("/api/label", {"item": b, "label": 1, "who": "ann"})
+    first = _undo(c, "ann", request_id="undo-1")
+    again = _undo(c, "ann", request_id="undo-1")  # the answer was lost: sent again
+    assert first[0] == again[0] == 200 and first[1]["undone"] == again[1]["undone"]
+    assert s.current_labels()[a] == (0, False) and b not in s.current_labels()
+    code, body = c.call("/api/undo", {"who": "bob", "request_id": "undo-1"})
+    assert code == 400 and b"already used" in body
+    code, body = c.call("/api/label", {"item": a, "label": 0, "who": "ann", "request_id": "undo-1"})
+    assert code == 400 and b"already used" in body
+    assert s.current_labels()[a] == (0, False)
+
+
+def test_a_label_request_id_reused_by_another_labeler_is_refused(server):
+    s, c = server
+    a = _batch(s)[0]
+    assert c.call("/api/label", {"item": a, "label": 0, "who": "ann", "request_id": "r"})[0] == 200
+    code, body = c.call("/api/label", {"item": a, "label": 0, "who": "bob", "request_id": "r"})
+    assert code == 400 and b"already used" in body
+    assert _whos(s, a) == [(0, "ann", "web")]
+
+
+def test_the_undo_answer_names_the_label_taken_back(server):
+    s, c = server
+    a = _batch(s)[0]
+    c.call("/api/label", {"item": a, "label": 2, "who": "ann", "request_id": "lab-1"})
+    code, state = _undo(c, "ann")
+    assert code == 200 and state["undone"] == {"item": a, "label": None, "request_id": "lab-1"}
 
 
 # ------------------------------------------------------------------- what the server sends

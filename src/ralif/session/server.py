@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 from ralif._validation import RalifInputError
-from ralif.session.store import SessionStore, open_session
+from ralif.session.store import SessionStore, check_labeler, open_session
 
 # A label is a few dozen bytes; nothing the page sends comes near this.
 MAX_BODY = 8 * 1024
@@ -63,6 +63,7 @@ PAGE = """<!doctype html>
 </p>
 <p id="last"></p>
 <p id="error" role="alert"></p>
+<p id="labeler"></p>
 <div id="nextbox" hidden>
  <label>Next batch of <input id="budget" type="number" min="1" step="1"> items</label>
  <button id="next">Pick the next batch</button>
@@ -90,7 +91,7 @@ aside li .waiting { color: #777; } aside li .unsure { color: #a60; }
 #item img { max-width: 100%; max-height: 24rem; image-rendering: pixelated; min-width: 12rem; }
 .classes button, .actions button { font-size: 1rem; margin: .25rem; padding: .5rem .9rem; cursor: pointer; }
 kbd { color: #777; margin-right: .4rem; }
-#status, #last { color: #555; } #error { color: #b00; }
+#status, #last { color: #555; } #error { color: #b00; } #labeler { color: #777; font-size: .85rem; }
 """
 
 # Everything the page shows from the session goes through textContent: a class name or a
@@ -108,6 +109,19 @@ function requestId() {
   crypto.getRandomValues(bytes);
   return Array.from(bytes, b => b.toString(16).padStart(2, "0")).join("");
 }
+// This browser's labeler identity, kept across reloads: sent with every label and undo, so
+// that undo takes back this labeler's labels only, and the export says who gave each one.
+const LABELER_KEY = "ralif-labeler";
+function labelerId() {
+  let id = null;
+  try { id = localStorage.getItem(LABELER_KEY); } catch (e) { id = null; }
+  if (!id || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
+    id = "web-" + requestId().slice(0, 12);
+    try { localStorage.setItem(LABELER_KEY, id); } catch (e) { /* no storage: this visit only */ }
+  }
+  return id;
+}
+const WHO = labelerId();
 async function api(path, body) {
   const opts = {headers: {"X-Ralif-Token": TOKEN}};
   if (body !== undefined) {
@@ -189,9 +203,34 @@ function show() {
     box.appendChild(note);
   }
 }
-function fail(e) { $("error").textContent = e.message; }
+function showClasses() {
+  // Built again whenever the classes change (a class added or renamed while the page is open).
+  const div = $("classes");
+  const names = JSON.stringify(state.classes);
+  if (div.dataset.names === names) return;
+  div.dataset.names = names;
+  div.replaceChildren();
+  state.classes.forEach((name, k) => {
+    const b = document.createElement("button");
+    if (k < 9) {
+      const key = document.createElement("kbd");
+      key.textContent = String(k + 1);
+      b.appendChild(key);
+    }
+    b.appendChild(document.createTextNode(name));
+    b.dataset.class = k;
+    b.onclick = () => label(k);
+    div.appendChild(b);
+  });
+}
+function fail(e) {
+  $("error").textContent = e.message;
+  // The refusal may come from a change made elsewhere (a class renamed): show it.
+  api("/api/state").then(s => { state = s; showClasses(); show(); }).catch(() => {});
+}
 function done(s, message) {
   state = s;
+  showClasses();
   chosen = null;
   $("error").textContent = "";
   if (message !== undefined) $("last").textContent = message;
@@ -201,15 +240,16 @@ async function send(body, message) {
   const it = current();
   if (!it) return;
   try {
-    done(await api("/api/label", {item: it.id, request_id: requestId(), ...body}),
+    done(await api("/api/label", {item: it.id, request_id: requestId(), who: WHO, ...body}),
          `item ${it.id}: ${message}`);
   } catch (e) { fail(e); }
 }
-function label(k) { return send({label: k}, state.classes[k]); }
+// By name: a class renamed or removed meanwhile is refused, never taken for another.
+function label(k) { return send({label: state.classes[k]}, state.classes[k]); }
 function unsure() { return send({unsure: true}, "unsure"); }
 async function undo() {
   try {
-    const r = await api("/api/undo", {});
+    const r = await api("/api/undo", {who: WHO, request_id: requestId()});
     done(r, r.undone === null ? "nothing to undo" :
          `undone: item ${r.undone.item} is now ${r.undone.label === null ? "unlabeled" : state.classes[r.undone.label]}`);
     if (r.undone !== null) { chosen = r.undone.item; show(); }  // ready to be labeled again
@@ -231,21 +271,10 @@ document.addEventListener("keydown", ev => {
   const k = "123456789".indexOf(ev.key);
   if (k >= 0 && state && k < state.classes.length) label(k);
 });
+$("labeler").textContent = `You label as ${WHO}.`;
 api("/api/state").then(s => {
   state = s;
-  const div = $("classes");
-  s.classes.forEach((name, k) => {
-    const b = document.createElement("button");
-    if (k < 9) {
-      const key = document.createElement("kbd");
-      key.textContent = String(k + 1);
-      b.appendChild(key);
-    }
-    b.appendChild(document.createTextNode(name));
-    b.dataset.class = k;
-    b.onclick = () => label(k);
-    div.appendChild(b);
-  });
+  showClasses();
   show();
 }).catch(e => { $("status").textContent = e.message; });
 """
@@ -376,11 +405,13 @@ def _label_request(body: dict, who: str) -> tuple[object, object, str, object, b
         raise RalifInputError("a label needs 'item' and either 'label' or 'unsure': true")
     if not unsure and body["label"] is None:
         raise RalifInputError("'label' must be a class (use undo to take a label back)")
-    giver = body.get("who", who)
-    if not isinstance(giver, str) or not giver.strip():
-        raise RalifInputError("'who' must be a non-empty text")
     label = None if unsure else body["label"]
-    return body["item"], label, giver, body.get("request_id"), unsure
+    return body["item"], label, _labeler(body, who), body.get("request_id"), unsure
+
+
+def _labeler(body: dict, who: str) -> str:
+    """The labeler a request speaks for: its ``who`` (checked), else the server's default."""
+    return check_labeler(body["who"]) if "who" in body else who
 
 
 def _add_error_handlers(app) -> None:
@@ -480,10 +511,16 @@ def _add_api_routes(app, session: _Session) -> None:
 
     @app.post("/api/undo")
     def post_undo():
-        _json_body()
-        undone = session.store().undo_last(session.who)
+        body = _json_body()
+        undone = session.store().undo_last(
+            _labeler(body, session.who), request_id=body.get("request_id")
+        )
         out = session.state()
-        out["undone"] = None if undone is None else {"item": undone.item, "label": undone.class_id}
+        out["undone"] = (
+            None
+            if undone is None
+            else {"item": undone.item, "label": undone.class_id, "request_id": undone.took_back}
+        )
         return jsonify(out)
 
     @app.post("/api/next")
@@ -527,7 +564,9 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
     db_path : path-like
         The session database.
     who : str
-        Recorded as the giver of every label made on the page.
+        The labeler a request speaks for when it names none: each page sends its own
+        identity (``who``, made by the browser and kept in its local storage), so that
+        each labeler's undo takes back only that labeler's labels.
 
     Returns
     -------

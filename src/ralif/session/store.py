@@ -34,6 +34,8 @@ TABLES = ("meta", "items", "classes", "rounds", "round_items", "label_events")
 OWNER_ONLY = 0o600
 MAX_NAME = 100
 REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# A labeler's identity as the page sends it (made by the browser, so hostile until checked).
+LABELER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # SQLite integers are signed 64-bit; anything larger must be refused before it reaches SQLite.
 MAX_SQL_INT = 2**63 - 1
 
@@ -152,14 +154,59 @@ def check_class_names(names: Sequence[str], first_position: int = 0) -> list[str
     return out
 
 
+def check_labeler(who: object) -> str:
+    """A labeler's identity from the labeling page: 1 to 64 letters, digits, ``-`` or ``_``.
+
+    The page makes one per browser and sends it with every label and undo; it comes from
+    the client, so anything else is refused rather than stored.
+
+    Parameters
+    ----------
+    who : object
+        The identity as received.
+
+    Returns
+    -------
+    str
+        ``who``, checked.
+
+    Examples
+    --------
+    >>> check_labeler("web-3f9a0c2e")
+    'web-3f9a0c2e'
+    >>> check_labeler("ann smith")
+    Traceback (most recent call last):
+    ...
+    ralif._validation.RalifInputError: 'who' must be 1 to 64 letters, digits, '-' or '_', got 'ann smith'
+    """
+    if not isinstance(who, str) or not LABELER.fullmatch(who):
+        raise RalifInputError(
+            f"'who' must be 1 to 64 letters, digits, '-' or '_', got {_short(who)}"
+        )
+    return who
+
+
+def _check_request_id(request_id: object) -> str:
+    if not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
+        raise RalifInputError(
+            f"request_id must be 1 to 64 letters, digits, '-' or '_', got {_short(request_id)}"
+        )
+    return request_id
+
+
 @dataclass
 class LabelResult:
-    """What a label write changed."""
+    """What a label write changed.
+
+    ``class_id`` is the item's label after the write (None: unlabeled); for an undo,
+    ``took_back`` is the request id of the label taken back.
+    """
 
     event_id: int
     item: int
     class_id: int | None
     duplicate: bool = False
+    took_back: str | None = None
 
 
 class SessionStore:
@@ -339,14 +386,10 @@ class SessionStore:
         if unsure and label is not None:
             raise RalifInputError("an item is either labeled or marked unsure, not both")
         class_id = None if label is None else self._class_id(label)
-        if request_id is None:
-            request_id = uuid.uuid4().hex
-        elif not isinstance(request_id, str) or not REQUEST_ID.fullmatch(request_id):
-            raise RalifInputError(
-                f"request_id must be 1 to 64 letters, digits, '-' or '_', got {_short(request_id)}"
-            )
+        request_id = uuid.uuid4().hex if request_id is None else _check_request_id(request_id)
         if not isinstance(who, str):
             raise RalifInputError(f"who must be text, got {_short(who)}")
+        who = who[:MAX_NAME]
         try:
             cur = self.db.execute(
                 "INSERT INTO label_events "
@@ -355,7 +398,7 @@ class SessionStore:
                 (
                     item,
                     class_id,
-                    who[:MAX_NAME],
+                    who,
                     _now(),
                     int(held_out),
                     source,
@@ -365,12 +408,19 @@ class SessionStore:
             )
         except sqlite3.IntegrityError:
             row = self.db.execute(
-                "SELECT id, item_id, class_id, unsure FROM label_events WHERE request_id = ?",
+                "SELECT id, item_id, class_id, unsure, who, source FROM label_events "
+                "WHERE request_id = ?",
                 (request_id,),
             ).fetchone()
             if row is None:
                 raise
-            if (row[1], row[2], bool(row[3])) != (item, class_id, unsure):
+            if (row[1], row[2], bool(row[3]), row[4], row[5]) != (
+                item,
+                class_id,
+                unsure,
+                who,
+                source,
+            ):
                 raise RalifInputError(
                     f"request_id {request_id} was already used for another label "
                     f"(item {row[1]}); send a new id for a new label"
@@ -389,9 +439,10 @@ class SessionStore:
     ) -> LabelResult:
         """A label given on the labeling page: only items of the served batches, never held out.
 
-        The check and the write are one transaction, so a batch closed meanwhile cannot be
-        written into.
+        ``who`` is the labeler's identity (see :func:`check_labeler`). The check and the
+        write are one transaction, so a batch closed meanwhile cannot be written into.
         """
+        who = check_labeler(who)
         with self.writing():
             item = self.check_item(item)
             if item not in self.served_items():
@@ -410,45 +461,70 @@ class SessionStore:
             )
         return result
 
-    def undo_last(self, who: str) -> LabelResult | None:
-        """Take back the latest standing page label in the served batches; None if there is none.
+    def undo_last(self, who: str, request_id: str | None = None) -> LabelResult | None:
+        """Take back ``who``'s latest standing page label in the served batches; None if none.
 
-        The item gets back the label it had before (its previous standing event), so undoing
-        a correction restores the original, and repeated undos walk back one event at a time.
-        One transaction: concurrent undos each take back a different label.
+        Only the caller's own labels are taken back, never another labeler's. The label
+        leaves the item's history: the item gets back its latest label still standing, so
+        undoing a correction restores the original, repeated undos walk back one label at a
+        time, and a label someone else gave since stays. One transaction: concurrent undos
+        each take back a different label. A ``request_id`` makes a retry safe: the same
+        undo sent twice takes back one label.
         """
+        who = check_labeler(who)
         with self.writing():
+            if request_id is not None:
+                request_id = _check_request_id(request_id)
+                done = self._undo_done(request_id, who)
+                if done is not None:
+                    return done
             items = sorted(self.served_items())
             if not items:
                 return None
             marks = ",".join("?" * len(items))
-            # The latest page event that is still its item's last standing event.
             row = self.db.execute(
-                "SELECT e.id, e.item_id FROM label_events e "
-                f"WHERE e.source = 'web' AND e.item_id IN ({marks}) AND "
+                "SELECT e.id, e.item_id, e.request_id FROM label_events e "
+                f"WHERE e.source = 'web' AND e.who = ? AND e.item_id IN ({marks}) AND "
                 + _STANDING.format(e="e")
-                + " AND NOT EXISTS (SELECT 1 FROM label_events l WHERE l.item_id = e.item_id "
-                "AND l.id > e.id AND " + _STANDING.format(e="l") + ") "
-                "ORDER BY e.id DESC LIMIT 1",
-                items,
+                + " ORDER BY e.id DESC LIMIT 1",
+                [who, *items],
             ).fetchone()
             if row is None:
                 return None
-            target, item = int(row[0]), int(row[1])
-            before = self.db.execute(
+            target, item, took_back = int(row[0]), int(row[1]), row[2]
+            # What the item is once the target leaves its history: its latest other standing
+            # event (a later label by someone else, or the one before).
+            rest = self.db.execute(
                 "SELECT p.class_id, p.held_out, p.unsure FROM label_events p "
-                "WHERE p.item_id = ? AND p.id < ? AND " + _STANDING.format(e="p") + " "
+                "WHERE p.item_id = ? AND p.id != ? AND " + _STANDING.format(e="p") + " "
                 "ORDER BY p.id DESC LIMIT 1",
                 (item, target),
             ).fetchone()
-            class_id, held, unsure = before if before is not None else (None, 0, 0)
+            class_id, held, unsure = rest if rest is not None else (None, 0, 0)
             cur = self.db.execute(
                 "INSERT INTO label_events "
                 "(item_id, class_id, who, at, held_out, source, request_id, unsure, undoes) "
                 "VALUES (?, ?, ?, ?, ?, 'undo', ?, ?, ?)",
-                (item, class_id, who[:MAX_NAME], _now(), held, uuid.uuid4().hex, unsure, target),
+                (item, class_id, who, _now(), held, request_id or uuid.uuid4().hex, unsure, target),
             )
-        return LabelResult(int(cur.lastrowid), item, class_id)
+        return LabelResult(int(cur.lastrowid), item, class_id, took_back=took_back)
+
+    def _undo_done(self, request_id: str, who: str) -> LabelResult | None:
+        """The undo already recorded under ``request_id``; an error if the id names another event."""
+        row = self.db.execute(
+            "SELECT u.id, u.item_id, u.who, u.source, t.request_id, u.class_id "
+            "FROM label_events u LEFT JOIN label_events t ON t.id = u.undoes "
+            "WHERE u.request_id = ?",
+            (request_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[3] != "undo" or row[2] != who:
+            raise RalifInputError(
+                f"request_id {request_id} was already used for another request; "
+                "send a new id for a new undo"
+            )
+        return LabelResult(int(row[0]), int(row[1]), row[5], duplicate=True, took_back=row[4])
 
     def import_labels(
         self, rows: Sequence[tuple[int, object]], who: str, held_out: bool = False
@@ -464,15 +540,20 @@ class SessionStore:
         """Column names and one row per labeled item: ``item, label, class_name, held_out,
         who, at`` (and the item's ``path, text`` with ``with_items``).
 
+        ``who`` and ``at`` say who gave the label and when (the page's labeler identity,
+        or the ``--who`` of an import), even where an undo since gave the label back.
         Read in one transaction, so the rows are a complete picture of one moment even
         while the session is being labeled.
         """
         extra = ", i.path, i.text" if with_items else ""
         with self.reading():
             rows = self.db.execute(
-                f"SELECT e.item_id, e.class_id, c.name, e.held_out, e.who, e.at{extra} "
+                "SELECT e.item_id, e.class_id, c.name, e.held_out, "
+                f"COALESCE(g.who, e.who), COALESCE(g.at, e.at){extra} "
                 "FROM label_events e JOIN classes c ON c.id = e.class_id "
                 "JOIN items i ON i.id = e.item_id "
+                "LEFT JOIN label_events g ON g.id = (SELECT MAX(s.id) FROM label_events s "
+                "WHERE s.item_id = e.item_id AND " + _STANDING.format(e="s") + ") "
                 "WHERE e.id = (SELECT MAX(id) FROM label_events WHERE item_id = e.item_id) "
                 "ORDER BY e.item_id"
             ).fetchall()
