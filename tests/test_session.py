@@ -559,6 +559,24 @@ def test_real_browser_keeps_its_labeler_across_reloads_and_undoes_only_its_own(s
     assert labels[items[0]] == (1, False)
 
 
+def test_real_browser_shows_a_class_renamed_while_the_page_is_open(server, browser):
+    from selenium.webdriver.common.by import By
+
+    s, c = server
+    _, items = s.current_batch()
+    wait = _open_page(browser, c, "0 of 12")
+    s.rename_class("dog", "hound")
+    browser.find_elements(By.CSS_SELECTOR, "#classes button")[1].click()  # still reads "dog"
+    wait.until(lambda d: "unknown class 'dog'" in d.find_element(By.ID, "error").text)
+    buttons = lambda d: [b.text for b in d.find_elements(By.CSS_SELECTOR, "#classes button")]  # noqa: E731
+    wait.until(lambda d: buttons(d) == ["1cat", "2hound", "3bird"])
+    assert items[0] not in s.current_labels()  # refused, not taken for another class
+    browser.find_elements(By.CSS_SELECTOR, "#classes button")[1].click()
+    wait.until(_status("1 of 12"))
+    assert s.current_labels()[items[0]] == (1, False)
+    assert browser.find_element(By.ID, "last").text == f"item {items[0]}: hound"
+
+
 # ------------------------------------------------------------------- concurrency and files
 def test_two_next_at_once_never_record_the_same_items(session, monkeypatch):
     from ralif.session import store as store_mod
@@ -813,6 +831,130 @@ def test_a_number_as_class_name_must_name_its_own_position(session):
     with pytest.raises(RalifInputError, match="numbers name positions"):
         s.add_classes(["0"])
     assert s.add_classes(["3"]) == [*CLASSES, "3"]
+
+
+def test_add_class_splits_a_comma_list_as_init_does(session, capsys):
+    from ralif.cli import main
+
+    s, _ = session
+    assert main(["session", "add-class", "owl,cat2", "--db", str(s.path)]) == 0
+    assert main(["session", "add-class", " emu , yak", "fox", "--db", str(s.path)]) == 0
+    assert s.classes() == [*CLASSES, "owl", "cat2", "emu", "yak", "fox"]
+    assert main(["session", "add-class", ",", "--db", str(s.path)]) == 2
+    assert "no class names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["owl,cat2", "owl,", ",owl"])
+def test_a_comma_in_a_class_name_is_refused_everywhere(session, tmp_path, name):
+    s, _ = session
+    with pytest.raises(RalifInputError, match="comma"):
+        s.add_classes([name])
+    with pytest.raises(RalifInputError, match="comma"):
+        s.rename_class("dog", name)
+    with pytest.raises(RalifInputError, match="comma"):
+        create_session(tmp_path / "new.db", tmp_path / "X.npy", 3, ["a", name])
+    assert s.classes() == CLASSES and not (tmp_path / "new.db").exists()
+
+
+def test_rename_class_keeps_every_label_and_shows_in_export_and_on_the_page(
+    session, tmp_path, capsys
+):
+    from ralif.cli import main
+    from ralif.session.server import page_state
+
+    s, y = session
+    _label_first(s, y, 30)
+    _, items = wf.next_batch(s, 5, "random")
+    s.label_from_page(items[0], "dog", who="ann")
+    before = s.current_labels()
+    assert main(["session", "rename-class", "dog", "hound", "--db", str(s.path)]) == 0
+    assert "cat, hound, bird" in capsys.readouterr().out
+    assert s.classes() == ["cat", "hound", "bird"] and s.current_labels() == before
+    wf.export(s, tmp_path / "l.csv")
+    names = {int(r["item"]): r["class_name"] for r in csv.DictReader(open(tmp_path / "l.csv"))}
+    assert {i for i, n in names.items() if n == "hound"} == {
+        i for i, (c, _) in before.items() if c == 1
+    }
+    assert "dog" not in names.values()
+    state = page_state(s, None)
+    assert state["classes"] == ["cat", "hound", "bird"]
+    row = next(r for r in state["items"] if r["id"] == items[0])
+    assert state["classes"][row["label"]] == "hound"
+    s.add_label(3, "hound")  # the new name labels; the old one no longer does
+    with pytest.raises(RalifInputError, match="unknown class 'dog'"):
+        s.add_label(3, "dog")
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("fish", "owl", "unknown class 'fish'"),
+        ("dog", "cat", "already has a class cat"),
+        ("dog", "dog", "already called dog"),
+        ("dog", "", "non-empty"),
+        ("dog", "2", "numbers name positions"),
+        ("dog", "x" * 101, "at most 100"),
+    ],
+)
+def test_rename_class_refuses_what_would_be_ambiguous(session, capsys, old, new, message):
+    from ralif.cli import main
+
+    s, _ = session
+    s.add_label(4, "dog")
+    assert main(["session", "rename-class", old, new, "--db", str(s.path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert s.classes() == CLASSES and s.current_labels() == {4: (1, False)}
+
+
+def test_a_class_renamed_by_its_number_and_a_number_name_at_its_own_position(session):
+    s, _ = session
+    assert s.rename_class("1", "1") == ["cat", "1", "bird"]
+    assert s.rename_class(1, "hound") == ["cat", "hound", "bird"]
+
+
+def test_remove_class_removes_a_class_never_given(session, capsys):
+    from ralif.cli import main
+
+    s, _ = session
+    s.add_classes(["owlcat2", "fish"])  # a mistake, then a real class
+    s.add_label(3, "fish")
+    s.add_label(6, "bird")
+    assert main(["session", "remove-class", "owlcat2", "--db", str(s.path)]) == 0
+    assert "cat, dog, bird, fish" in capsys.readouterr().out
+    assert s.classes() == [*CLASSES, "fish"]
+    assert s.current_labels() == {3: (3, False), 6: (2, False)}  # fish is still fish
+    assert [h["class_id"] for h in s.history(3)] == [3]
+    assert s.db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_remove_class_refuses_a_class_labels_have_used(session, capsys):
+    from ralif.cli import main
+
+    s, _ = session
+    s.add_label(5, "bird")
+    s.add_label(6, "bird")
+    s.add_label(6, "cat")  # relabeled: bird stays in item 6's history
+    before = s.db.execute("SELECT * FROM label_events").fetchall()
+    assert main(["session", "remove-class", "bird", "--db", str(s.path)]) == 2
+    err = capsys.readouterr().err
+    assert "1 item has it now" in err and "2 labels in all" in err and "rename-class" in err
+    s.add_label(5, "dog")  # no item has it now; the history still names it
+    assert main(["session", "remove-class", "bird", "--db", str(s.path)]) == 2
+    assert "no item has it now" in capsys.readouterr().err
+    assert s.classes() == CLASSES
+    assert s.db.execute("SELECT * FROM label_events").fetchall()[: len(before)] == before
+
+
+def test_remove_class_refuses_to_move_a_number_name_off_its_position(session):
+    s, _ = session
+    s.add_classes(["owl", "4"])
+    with pytest.raises(RalifInputError, match="'4' would move to position 3"):
+        s.remove_class("owl")
+    with pytest.raises(RalifInputError, match="unknown class 'emu'"):
+        s.remove_class("emu")
+    assert s.classes() == [*CLASSES, "owl", "4"]
+    assert s.remove_class("4") == [*CLASSES, "owl"]
 
 
 # ------------------------------------------------------------------ what the labeler sees

@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     session = sub.add_parser(
         "session",
         help="a durable labeling session (init, next, import-labels, status, export, backup, "
-        "close, reopen, add-class)",
+        "close, reopen, add-class, rename-class, remove-class)",
     )
     ssub = session.add_subparsers(dest="session_command", required=True)
     s_init = ssub.add_parser("init", help="create a session database over a features file")
@@ -410,7 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
         s_round = ssub.add_parser(name, help=text, parents=[db])
         s_round.add_argument("round", type=int, help="the round number (see session status)")
     s_cls = ssub.add_parser("add-class", help="add classes to a session", parents=[db])
-    s_cls.add_argument("names", nargs="+", help="the new class names")
+    s_cls.add_argument(
+        "names", nargs="+", help="the new class names (a comma separates names, as in init)"
+    )
+    s_ren = ssub.add_parser(
+        "rename-class", help="rename a class; its labels follow the new name", parents=[db]
+    )
+    s_ren.add_argument("old", help="the class's name or number")
+    s_ren.add_argument("new", help="its new name")
+    s_rem = ssub.add_parser("remove-class", help="remove a class no label has used", parents=[db])
+    s_rem.add_argument("name", help="the class's name or number")
 
     serve = sub.add_parser(
         "serve", help="a local web page for labeling the current batch", parents=[db]
@@ -716,9 +725,10 @@ def _session_command(args: argparse.Namespace) -> int:
 
     from ralif.session import open_session
     from ralif.session import workflow as wf
+    from ralif.session.store import split_class_names
 
     if args.session_command == "init":
-        classes = [c.strip() for c in args.classes.split(",") if c.strip()]
+        classes = split_class_names([args.classes])
         with wf.init_session(args.db, args.features, classes, args.items) as s:
             print(f"created {args.db}: {s.n_items()} items, classes {', '.join(s.classes())}")
         return 0
@@ -768,8 +778,16 @@ def _session_command(args: argparse.Namespace) -> int:
         elif args.session_command == "reopen":
             n = s.reopen_round(args.round)
             print(f"reopened round {args.round}: {n} items waiting")
-        elif args.session_command == "add-class":
-            names = s.add_classes(args.names)
+        elif args.session_command in ("add-class", "rename-class", "remove-class"):
+            if args.session_command == "add-class":
+                new = split_class_names(args.names)
+                if not new:
+                    raise RalifInputError("no class names given (names are separated by commas)")
+                names = s.add_classes(new)
+            elif args.session_command == "rename-class":
+                names = s.rename_class(args.old, args.new)
+            else:
+                names = s.remove_class(args.name)
             print(f"classes of {args.db}: {', '.join(names)}")
         else:
             n = wf.export(s, args.out, args.format, with_items=args.with_items)
