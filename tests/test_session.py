@@ -808,6 +808,50 @@ def test_an_unknown_round_cannot_be_closed(session):
         s.close_round(7)
 
 
+def test_closing_a_closed_batch_is_refused(session, capsys):
+    from ralif.cli import main
+
+    s, y = session
+    _label_first(s, y, 30)
+    rid, _ = wf.next_batch(s, 5, "random")
+    assert main(["session", "close", str(rid), "--db", str(s.path)]) == 0
+    closed_at = s.rounds()[-1]["closed_at"]
+    capsys.readouterr()
+    assert main(["session", "close", str(rid), "--db", str(s.path)]) == 2
+    err = capsys.readouterr().err
+    assert f"round {rid} is already closed" in err and "Traceback" not in err
+    assert s.rounds()[-1]["closed_at"] == closed_at
+    assert main(["session", "close", "9", "--db", str(s.path)]) == 2
+    assert "unknown round 9" in capsys.readouterr().err
+
+
+def test_reopening_a_batch_that_is_not_closed_is_refused(session, capsys):
+    from ralif.cli import main
+
+    s, y = session
+    _label_first(s, y, 30)
+    rid, items = wf.next_batch(s, 5, "random")
+    assert main(["session", "reopen", str(rid), "--db", str(s.path)]) == 2
+    assert f"round {rid} is not closed" in capsys.readouterr().err
+    s.close_round(rid)
+    assert main(["session", "reopen", str(rid), "--db", str(s.path)]) == 0
+    assert s.rounds()[-1]["closed_at"] is None and set(items) <= s.pending_items()
+    with pytest.raises(RalifInputError, match="unknown round 8"):
+        s.reopen_round(8)
+
+
+def test_a_closed_batch_takes_no_page_label_and_no_page_undo(session):
+    s, y = session
+    _label_first(s, y, 30)
+    rid, items = wf.next_batch(s, 5, "random")
+    s.label_from_page(items[0], "dog", who="ann")
+    s.close_round(rid)
+    with pytest.raises(RalifInputError, match="not in a batch being labeled"):
+        s.label_from_page(items[1], "cat", who="ann")
+    assert s.undo_last("ann") is None
+    assert s.current_labels()[items[0]] == (1, False) and items[1] not in s.current_labels()
+
+
 # --------------------------------------------------------------------------------- classes
 def test_a_session_needs_classes(tmp_path, blobs):
     X, _ = blobs

@@ -918,22 +918,37 @@ class SessionStore:
             )
         return rid
 
+    def _closed_at(self, rid: int) -> str | None:
+        return self.db.execute("SELECT closed_at FROM rounds WHERE id = ?", (rid,)).fetchone()[0]
+
     def close_round(self, round_id: int) -> int:
-        """Close a batch: its waiting items go back to the pool; returns how many were waiting."""
+        """Close a batch: its waiting items go back to the pool; returns how many were waiting.
+
+        An unknown batch, or one already closed, is refused (nothing changes).
+        """
         with self.writing():
             rid = self._check_round(round_id)
+            closed_at = self._closed_at(rid)
+            if closed_at is not None:
+                raise RalifInputError(
+                    f"round {rid} is already closed (since {closed_at}); "
+                    f"reopen it with ralif session reopen {rid}"
+                )
             waiting = len(self.waiting_by_round().get(rid, []))
-            self.db.execute(
-                "UPDATE rounds SET closed_at = ? WHERE id = ? AND closed_at IS NULL", (_now(), rid)
-            )
+            self.db.execute("UPDATE rounds SET closed_at = ? WHERE id = ?", (_now(), rid))
         return waiting
 
     def reopen_round(self, round_id: int) -> int:
-        """Reopen a closed batch; returns how many of its items wait for a label again."""
+        """Reopen a closed batch; returns how many of its items wait for a label again.
+
+        An unknown batch, or one that is not closed, is refused (nothing changes).
+        """
         with self.writing():
             rid = self._check_round(round_id)
+            if self._closed_at(rid) is None:
+                raise RalifInputError(f"round {rid} is not closed, so there is nothing to reopen")
             self.db.execute("UPDATE rounds SET closed_at = NULL WHERE id = ?", (rid,))
-        return len(self.waiting_by_round().get(rid, []))
+            return len(self.waiting_by_round().get(rid, []))
 
     def close(self) -> None:
         """Close the connection."""
