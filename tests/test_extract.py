@@ -145,3 +145,143 @@ def test_progress_counts_images_from_where_a_run_resumes(tmp_path, capsys):
     extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50)
     err = capsys.readouterr().err
     assert "100/120" in err and "120/120" in err
+
+
+class _FailsAt(torch.nn.Module):
+    """The encoder of :func:`_encoder`, raising on batch ``at`` (counted from 1)."""
+
+    def __init__(self, at, seed=0):
+        super().__init__()
+        self.inner, self.at, self.calls = _encoder(seed), at, 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls == self.at:
+            raise RuntimeError("out of memory")
+        return self.inner(x)
+
+
+def _fresh(pattern, tmp_path):
+    extract_features(_encoder(), pattern, tmp_path / "fresh", shard_rows=50, quiet=True)
+    return open_pool(tmp_path / "fresh").take(np.arange(120))
+
+
+def test_a_run_failed_before_any_shard_does_not_block_another_encoder(tmp_path):
+    pattern = _images(tmp_path / "img")
+    bad = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(10, 5))  # not 64 inputs
+    with pytest.raises(RalifInputError, match="failed on the images"):
+        extract_features(bad, pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    np.testing.assert_array_equal(
+        open_pool(tmp_path / "f").take(np.arange(120)), _fresh(pattern, tmp_path)
+    )
+
+
+def test_a_run_failed_midway_is_replaced_by_a_run_with_other_inputs(tmp_path):
+    pattern = _images(tmp_path / "img")
+    with pytest.raises(RalifInputError, match="out of memory"):
+        extract_features(
+            _FailsAt(5, seed=1), pattern, tmp_path / "f", shard_rows=50, batch_size=16, quiet=True
+        )
+    assert (tmp_path / "f" / "part-00000.npy").exists()  # shard 0 (batches 1-4) was written
+    extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    np.testing.assert_array_equal(
+        open_pool(tmp_path / "f").take(np.arange(120)), _fresh(pattern, tmp_path)
+    )
+
+
+def test_a_run_failed_on_bad_images_is_replaced_once_they_are_mended(tmp_path):
+    pattern = _images(tmp_path / "img")
+    for k in range(3):  # as floats, as images holding NaN are
+        np.save(tmp_path / "img" / f"img-{k}.npy", np.load(tmp_path / "img" / f"img-{k}.npy") / 255)
+    good = np.load(tmp_path / "img" / "img-2.npy")
+    bad = good.copy()
+    bad[7, 1, 1] = np.nan
+    np.save(tmp_path / "img" / "img-2.npy", bad)
+    with pytest.raises(RalifInputError, match="NaN"):
+        extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    assert (tmp_path / "f" / "part-00000.npy").exists()  # image 87 is in shard 1
+    np.save(tmp_path / "img" / "img-2.npy", good)
+    extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    np.testing.assert_array_equal(
+        open_pool(tmp_path / "f").take(np.arange(120)), _fresh(pattern, tmp_path)
+    )
+
+
+def test_a_run_failed_midway_resumes_with_the_same_inputs(tmp_path):
+    pattern = _images(tmp_path / "img")
+    with pytest.raises(RalifInputError, match="out of memory"):
+        extract_features(
+            _FailsAt(5), pattern, tmp_path / "f", shard_rows=50, batch_size=16, quiet=True
+        )
+    again = _FailsAt(0)  # the same class and weights: the same encoder, which now works
+    extract_features(again, pattern, tmp_path / "f", shard_rows=50, batch_size=16, quiet=True)
+    assert again.calls == 4 + 2  # shards 1 and 2 only
+    np.testing.assert_array_equal(
+        open_pool(tmp_path / "f").take(np.arange(120)), _fresh(pattern, tmp_path)
+    )
+
+
+def test_a_stopped_run_of_another_encoder_is_still_refused(tmp_path):
+    """A run that did not fail (killed, or still running) keeps its folder."""
+    pattern = _images(tmp_path / "img")
+
+    class Stop(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = _encoder()
+
+        def forward(self, x):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(Stop(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    with pytest.raises(RalifInputError, match="another encoder"):
+        extract_features(_encoder(1), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+
+
+def test_replacing_a_failed_run_leaves_other_files_alone(tmp_path):
+    pattern = _images(tmp_path / "img")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "README.txt").write_text("notes")
+    with pytest.raises(RalifInputError):
+        extract_features(
+            _FailsAt(2, seed=1), pattern, tmp_path / "f", shard_rows=50, batch_size=16, quiet=True
+        )
+    extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    assert (tmp_path / "f" / "README.txt").read_text() == "notes"
+    assert sorted(p.name for p in (tmp_path / "f").glob("*.npy")) == [
+        "part-00000.npy",
+        "part-00001.npy",
+        "part-00002.npy",
+    ]
+
+
+def test_a_folder_holding_other_npy_files_is_refused(tmp_path):
+    """The folder becomes a pool of all its .npy files: others would be mixed in."""
+    pattern = _images(tmp_path / "img")
+    (tmp_path / "f").mkdir()
+    np.save(tmp_path / "f" / "labels.npy", np.zeros(120))
+    with pytest.raises(RalifInputError, match=r"labels.npy, which is not a feature shard"):
+        extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY garbage", b"not an array at all"])
+def test_a_corrupt_shard_in_the_folder_is_written_again(tmp_path, content):
+    pattern = _images(tmp_path / "img")
+    extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    (tmp_path / "f" / "part-00001.npy").write_bytes(content)
+    extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    np.testing.assert_array_equal(
+        open_pool(tmp_path / "f").take(np.arange(120)), _fresh(pattern, tmp_path)
+    )
+
+
+@pytest.mark.parametrize("content", [b"", b"[" * 100_000, b"\xff\xfe", b"[1, 2]", b'{"state": 1}'])
+def test_a_manifest_that_is_not_one_of_extract_is_refused_in_one_line(tmp_path, content):
+    pattern = _images(tmp_path / "img")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "manifest.json").write_bytes(content)
+    with pytest.raises(RalifInputError, match=r"manifest\.json"):
+        extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    assert (tmp_path / "f" / "manifest.json").read_bytes() == content

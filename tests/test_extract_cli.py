@@ -278,6 +278,10 @@ class _Returns(torch.nn.Module):
             return flat.reshape(1, -1)
         if self.kind == "complex":
             return flat.to(torch.complex64)
+        if self.kind == "none":
+            return flat[:, :0]
+        if self.kind == "widths":  # one more feature on every batch
+            return flat[:, : self.calls]
         out = flat[:, :2].clone()
         if self.calls == 3:  # images 16..23 in batches of 8: image 19 is NaN
             out[3, 1] = float("nan")
@@ -374,3 +378,257 @@ def test_a_module_that_exits_is_one_line(tmp_path, capsys, monkeypatch, source, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
     monkeypatch.delitem(sys.modules, "ralif_test_exits", raising=False)
+
+
+def _write_image_file(path, case):
+    """An image file of the kind ``case`` names, hostile or odd, at ``path``."""
+    good = np.zeros((4, 12, 12), np.uint8)
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "npz":
+        np.savez(path, x=good)
+    elif case == "text":
+        path.write_text("id,pixels\n1,0 0 0\n", encoding="utf-8")
+    elif case in ("truncated data", "truncated header"):
+        np.save(path, good)
+        data = path.read_bytes()
+        path.write_bytes(data[:200] if case == "truncated data" else data[:30])
+    elif case == "object":
+        np.save(path, np.empty((2, 12, 12), dtype=object), allow_pickle=True)
+    elif case == "complex":
+        np.save(path, good.astype(np.complex64))
+    elif case == "structured":
+        np.save(path, np.zeros((2, 12, 12), dtype=[("a", "u1"), ("b", "f4")]))
+    elif case == "no rows":
+        np.save(path, np.zeros((0, 12, 12), np.uint8))
+    elif case == "no pixels":
+        np.save(path, np.zeros((4, 0, 12), np.uint8))
+    elif case == "0-d":
+        np.save(path, np.float32(1.0))
+    elif case == "huge shape":
+        np.save(path, good)
+        data = bytearray(path.read_bytes())
+        header = data[: data.index(b"\n") + 1].decode("latin1")
+        forged = header.replace("(4, 12, 12)", "(4000000000, 12, 12)")
+        forged = forged[:-1].rstrip(" ") + " " * (len(header) - len(forged.rstrip(" \n")) - 1)
+        data[: len(header)] = (forged + "\n").encode("latin1")[: len(header)]
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("case", "name", "message"),
+    [
+        ("empty", "img.npy", r"img.npy is not a \.npy file \(empty"),
+        ("npz", "img.npz", r"img.npz is an \.npz archive: image shards must be \.npy files"),
+        ("text", "img.npy", r"img.npy is not a \.npy file \(corrupt or another format\)"),
+        ("text", "img.csv", r"img.csv is not a \.npy file"),
+        ("truncated data", "img.npy", r"img.npy is truncated: its header announces"),
+        (
+            "truncated header",
+            "img.npy",
+            r"img.npy is not a whole \.npy file \(corrupt or truncated",
+        ),
+        ("object", "img.npy", r"refusing to read image shard .*img.npy: it holds pickled"),
+        ("complex", "img.npy", r"must hold numeric images .*complex64"),
+        ("structured", "img.npy", r"must hold numeric images"),
+        ("no rows", "img.npy", r"the image shards hold no images"),
+        ("no pixels", "img.npy", r"images of shape \(0, 12\) have no pixels"),
+        ("0-d", "img.npy", r"must hold numeric images .*got shape \(\)"),
+        ("huge shape", "img.npy", r"img.npy is truncated: its header announces"),
+    ],
+)
+def test_a_bad_image_file_is_one_line_and_exit_2(tmp_path, capsys, case, name, message):
+    path = tmp_path / name
+    _write_image_file(path, case)
+    argv = ["extract", "--images", str(path), "--out", str(tmp_path / "f")]
+    assert main([*argv, "--encoder", f"{HERE}:COUNTING", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert "pickled" not in err or case == "object", err
+    assert not (tmp_path / "f").exists()
+
+
+@pytest.mark.parametrize("case", ["empty", "text", "truncated data", "object", "no pixels"])
+def test_a_bad_shard_among_good_ones_is_one_line(tmp_path, capsys, case):
+    _images(tmp_path / "img")
+    _write_image_file(tmp_path / "img" / "img-3.npy", case)
+    assert _extract(tmp_path, "--encoder", f"{HERE}:COUNTING") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "img-3.npy" in err, err
+
+
+def test_a_missing_image_path_is_named(tmp_path, capsys):
+    argv = ["extract", "--images", str(tmp_path / "nothing.npy"), "--out", str(tmp_path / "f")]
+    assert main([*argv, "--encoder", f"{HERE}:COUNTING"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "images not found" in err and "nothing.npy" in err, err
+
+
+class _Exits(torch.nn.Module):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(144, 3)
+        self.how = how
+
+    def forward(self, x):
+        if self.how == "exit":
+            sys.exit(3)
+        if self.how == "value":
+            raise ValueError("expected 3 channels\nsecond line")
+        if self.how == "key":
+            raise KeyError("pixel_values")
+        return self.linear(x.flatten(1))
+
+
+def make_exits() -> torch.nn.Module:
+    return _Exits("exit")
+
+
+def make_value_error() -> torch.nn.Module:
+    return _Exits("value")
+
+
+def make_key_error() -> torch.nn.Module:
+    return _Exits("key")
+
+
+@pytest.mark.parametrize(
+    ("attr", "message"),
+    [
+        ("make_exits", r"make_exits failed on the images: it called sys.exit\(3\)"),
+        (
+            "make_value_error",
+            r"make_value_error failed on the images: ValueError: expected 3 channels$",
+        ),
+        ("make_key_error", r"make_key_error failed on the images: KeyError: 'pixel_values'$"),
+    ],
+)
+def test_an_encoder_that_raises_or_exits_is_one_line_and_exit_2(tmp_path, capsys, attr, message):
+    _images(tmp_path / "img")
+    assert _extract(tmp_path, "--encoder", f"{HERE}:{attr}", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err.strip()), err
+
+
+def _float_images(folder, values):
+    """Three shards of 20 float32 (or float64) 12x12 images, ``values[row] = value``."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    imgs = rng.random((60, 12, 12))
+    for row, value in values.items():
+        imgs[row, 3, 4] = value
+    for k in range(3):
+        np.save(folder / f"img-{k}.npy", imgs[20 * k : 20 * (k + 1)])
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_images_holding_nan_or_inf_are_named_and_float16_not_blamed(tmp_path, capsys, value):
+    _float_images(tmp_path / "img", {21: value, 23: value})
+    assert _extract(tmp_path, "--encoder", f"{HERE}:COUNTING", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "float16" not in err, err
+    assert re.search(r"the images hold NaN or infinite values: .*img-1.npy rows \[1, 3\]", err)
+    assert "images [21, 23]" in err, err
+
+
+def test_images_that_overflow_float16_blame_the_cast(tmp_path, capsys):
+    _float_images(tmp_path / "img", {30: 1e6})
+    assert _extract(tmp_path, "--encoder", f"{HERE}:make_half", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "images [30]" in err, err
+    assert re.search(r"exceed the range of torch.float16 .* when cast for the encoder", err), err
+
+
+def test_images_that_overflow_float32_blame_the_conversion(tmp_path, capsys):
+    _float_images(tmp_path / "img", {5: 1e300})
+    assert _extract(tmp_path, "--encoder", f"{HERE}:COUNTING", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "images [5]" in err and "float16" not in err, err
+    assert "exceed the range of float32" in err, err
+
+
+class _Blows(torch.nn.Module):
+    """NaN features from finite images, from an encoder of the dtype it is made in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        out = x.flatten(1)[:, :2] * self.scale
+        out[5, 0] = float("nan")
+        return out
+
+
+def make_blows() -> torch.nn.Module:
+    return _Blows()
+
+
+def make_blows_half() -> torch.nn.Module:
+    return _Blows().to(torch.float16)
+
+
+def test_nan_features_of_a_float32_encoder_do_not_blame_float16(tmp_path, capsys):
+    _images(tmp_path / "img")
+    assert _extract(tmp_path, "--encoder", f"{HERE}:make_blows", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "for images [5]" in err and "float16" not in err, err
+    assert "from finite images" in err, err
+    assert _extract(tmp_path, "--encoder", f"{HERE}:make_blows_half", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a float16 encoder overflows easily" in err, err
+
+
+def make_no_features() -> torch.nn.Module:
+    return _Returns("none")
+
+
+def test_an_encoder_returning_no_features_is_refused(tmp_path, capsys):
+    _images(tmp_path / "img")
+    assert _extract(tmp_path, "--encoder", f"{HERE}:make_no_features", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "returned no features" in err, err
+
+
+def make_widths() -> torch.nn.Module:
+    return _Returns("widths")
+
+
+def test_an_encoder_whose_width_changes_is_refused(tmp_path, capsys):
+    _images(tmp_path / "img")
+    assert _extract(tmp_path, "--encoder", f"{HERE}:make_widths", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert re.search(r"returned 2 features for images 8\.\.15 but 1 before", err), err
+
+
+@pytest.mark.parametrize("first", ["make_small_linear", "make_exits", "make_nan"])
+def test_a_failed_run_does_not_block_the_correct_one(tmp_path, capsys, first):
+    imgs = _images(tmp_path / "img")
+    assert _extract(tmp_path, "--encoder", f"{HERE}:{first}", "--quiet") == 2
+    capsys.readouterr()
+    assert _extract(tmp_path, "--encoder", f"{HERE}:make_counting") == 0
+    assert "wrote 60 feature rows of 3 dimensions in 3 shards" in capsys.readouterr().err
+    weight = np.linspace(-1, 1, 432).reshape(3, 144)
+    want = imgs.reshape(60, 144) / 255.0 @ weight.T + np.array([0.5, -0.5, 0.0])
+    np.testing.assert_allclose(open_pool(tmp_path / "f").take(np.arange(60)), want, rtol=1e-5)
+
+
+def test_a_run_failed_on_a_bad_shard_does_not_block_the_mended_one(tmp_path, capsys):
+    _float_images(tmp_path / "img", {43: np.inf})
+    assert _extract(tmp_path, "--encoder", f"{HERE}:make_counting", "--quiet") == 2
+    assert "img-2.npy rows [3]" in capsys.readouterr().err
+    mended = np.load(tmp_path / "img" / "img-2.npy")
+    mended[3, 3, 4] = 0.5
+    np.save(tmp_path / "img" / "img-2.npy", mended)
+    assert _extract(tmp_path, "--encoder", f"{HERE}:make_counting", "--quiet") == 0
+    assert open_pool(tmp_path / "f").n_rows == 60
+
+
+def test_image_shards_of_integers_and_floats_are_refused(tmp_path, capsys):
+    """Integers are scaled to [0, 1] and floats are not: mixed, a batch would mix both."""
+    imgs = _images(tmp_path / "img")
+    np.save(tmp_path / "img" / "img-1.npy", imgs[20:40] / 255.0)
+    assert _extract(tmp_path, "--encoder", f"{HERE}:COUNTING") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hold integers" in err and "img-1.npy" in err, err

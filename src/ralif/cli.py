@@ -677,7 +677,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise RalifInputError("ralif extract needs torch: pip install 'ralif[torch]'") from None
-    from ralif.extract import extract_features, image_channels, load_encoder
+    from ralif.extract import _EncoderFailure, extract_features, image_channels, load_encoder
 
     encoder = load_encoder(args.encoder, image_channels(args.images), args.weights)
     try:
@@ -690,7 +690,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
             device=args.device,
             quiet=args.quiet,
         )
-    except RuntimeError as exc:  # torch's errors from the encoder's forward
+    except _EncoderFailure as exc:  # raised or exited in its forward: named as given here
+        raise RalifInputError(
+            f"the encoder {args.encoder} failed on the images: {exc.reason}"
+        ) from None
+    except RuntimeError as exc:  # torch's errors outside the forward (moving it to a device)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RalifInputError(f"the encoder {args.encoder} failed on the images: {first}") from None
     if not args.quiet:
