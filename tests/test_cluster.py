@@ -147,3 +147,68 @@ def test_an_integer_dask_array_is_converted_on_the_workers_in_every_pass(client,
         da.from_array(Xi, chunks=(700, -1)), y, 12, random_state=1, l2=0.1, client=client
     )
     np.testing.assert_array_equal(got.picks, want.picks)
+
+
+class _Peer:
+    """A TCP server in a thread: silent like an HTTP server waiting for a request, or
+    answering every connection at once with ``greeting``."""
+
+    def __init__(self, greeting: bytes | None) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.address = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.greeting = greeting
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            if self.greeting is not None:
+                conn.sendall(self.greeting)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+@pytest.mark.parametrize(
+    "greeting",
+    [
+        None,  # an HTTP server (a dashboard port) waits for the request: dask hung here
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",  # read as a 3 EiB frame
+        b"\x05\x00\x00\x00\x00\x00\x00\x00hello",  # a short binary greeting, then silence
+    ],
+)
+def test_an_address_that_is_not_a_dask_scheduler_is_refused_in_one_line(
+    greeting, monkeypatch, tmp_path, capsys
+):
+    require("distributed")
+    from ralif import cluster
+    from ralif.cli import main
+
+    monkeypatch.setattr(cluster, "PROBE_SECONDS", 0.5)
+    peer = _Peer(greeting)
+    try:
+        rng = np.random.default_rng(0)
+        np.save(tmp_path / "X.npy", rng.normal(size=(50, 3)))
+        np.save(tmp_path / "y.npy", np.r_[np.arange(10) % 2, np.full(40, -1)])
+        argv = ["select", "--features", str(tmp_path / "X.npy")]
+        argv += ["--labels", str(tmp_path / "y.npy"), "--budget", "3", "--l2", "0.1"]
+        started = time.monotonic()
+        assert main([*argv, "--dask", peer.address]) == 2
+        assert time.monotonic() - started < 5
+    finally:
+        peer.close()
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1, out.err
+    assert f"{peer.address} is not a dask scheduler" in out.err

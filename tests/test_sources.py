@@ -373,3 +373,15 @@ def test_a_parquet_row_group_is_read_in_slices_bounded_by_the_cap(tmp_path, monk
     np.testing.assert_array_equal(_all_rows(pool), X)
     rows = np.array([39_999, 5, 20_000, 6])
     np.testing.assert_array_equal(pool.take(rows), X[rows])
+
+
+def test_a_dask_array_of_unknown_chunk_sizes_is_measured_then_read(pool_X):
+    da = require("dask.array")
+    X = np.asarray(pool_X)
+    d = da.from_array(X, chunks=(17, X.shape[1]))
+    masked = d[d[:, 0] > -np.inf]  # a filter: dask no longer knows the chunks' sizes
+    assert np.isnan(masked.shape[0])
+    pool = open_pool(masked)
+    assert pool.shape == X.shape
+    np.testing.assert_array_equal(np.concatenate([b for _, b in pool.blocks(5)]), X)
+    np.testing.assert_array_equal(pool.take(np.array([3, 40])), X[[3, 40]])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -124,7 +125,7 @@ def _probe_scheduler(address: str) -> None:
             f"--dask {address!r} names no port: give the scheduler's, e.g. {scheme}://host:8786"
         ) from None
     try:
-        socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+        conn = socket.create_connection((host, port), timeout=PROBE_SECONDS)
     except socket.gaierror as exc:
         raise RalifInputError(
             f"cannot reach the dask scheduler at {address}: host {host!r} is unknown "
@@ -143,6 +144,66 @@ def _probe_scheduler(address: str) -> None:
         raise RalifInputError(
             f"cannot reach the dask scheduler at {address}: {exc.strerror or exc}"
         ) from None
+    with conn:
+        if scheme == "tcp":  # behind tls or ws the greeting is not plain bytes
+            problem = _greeting_problem(conn)
+            if problem:
+                raise RalifInputError(
+                    f"{address} is not a dask scheduler ({problem}); give the scheduler's "
+                    "address (port 8786 unless set otherwise), not its dashboard's"
+                )
+
+
+_GREETING_BYTES = 1 << 16
+"""The most a scheduler's greeting may take; a few dozen bytes in practice."""
+
+
+def _greeting_problem(conn) -> str | None:
+    """What is wrong with the first message on a fresh connection, or None if it is
+    a dask greeting.
+
+    A dask server speaks first: one message of length-prefixed frames (a little-endian
+    uint64 byte count, a frame count, the frame sizes, then a msgpack map naming its
+    Python version and pickle protocol). An HTTP server waits for a request instead,
+    where dask's own client would wait for ever or read ``HTTP/1.1 4`` as the size of
+    a frame of exbibytes; here every read is bounded by :data:`PROBE_SECONDS`.
+    """
+    import struct
+
+    deadline = time.monotonic() + PROBE_SECONDS
+    data = b""
+
+    def read_to(n: int) -> bool:
+        nonlocal data
+        while len(data) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            conn.settimeout(left)
+            try:
+                chunk = conn.recv(n - len(data))
+            except OSError:  # a timeout too
+                return False
+            if not chunk:
+                return False
+            data += chunk
+        return True
+
+    if not read_to(8):
+        if data:
+            return "its first message was cut short"
+        return f"it sent nothing within {PROBE_SECONDS:g} s of connecting, as a web server does"
+    (size,) = struct.unpack("<Q", data[:8])
+    if not 16 <= size <= _GREETING_BYTES:
+        return "its first message is not a dask message"
+    if not read_to(8 + size):
+        return "its first message was cut short"
+    (frames,) = struct.unpack("<Q", data[8:16])
+    if not 1 <= frames <= 16 or 16 + 8 * frames > 8 + size:
+        return "its first message is not a dask message"
+    if b"pickle-protocol" not in data:
+        return "its first message is not a dask greeting"
+    return None
 
 
 def default_client() -> object | None:

@@ -744,6 +744,9 @@ def is_dask_array(obj: object) -> bool:
 class DaskArrayPool(ArrayPool):
     """A ``dask.array`` pool: blocks follow its row chunks.
 
+    An array whose chunk sizes are unknown (after a boolean filter) is measured first,
+    with one pass over it (``compute_chunk_sizes``).
+
     Parameters
     ----------
     array : dask.array.Array of shape (N, d)
@@ -751,6 +754,10 @@ class DaskArrayPool(ArrayPool):
     """
 
     def __init__(self, array: object, name: str = "X") -> None:
+        if any(np.isnan(c) for axis in array.chunks for c in axis):
+            # After a filter dask no longer knows its chunks' sizes: one pass measures
+            # them (each chunk is computed and only its shape kept).
+            array = array.compute_chunk_sizes()
         super().__init__(array, name)
         if len(array.chunks[1]) != 1:
             self.array = array.rechunk({1: -1})
