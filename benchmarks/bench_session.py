@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -24,34 +23,26 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.test_session import Client, _free_port, kill_test_once
+from tests.test_session import kill_test_once, start_serve
 
 from ralif.session import open_session
 from ralif.session import workflow as wf
 
 
-def make_session(folder: Path):
-    rng = np.random.default_rng(0)
+def make_session(folder: Path, seed: int = 0):
+    """2000 items of 16 features, classes a, b, c, 30 labeled, and an open batch of 200."""
+    rng = np.random.default_rng(seed)
     np.save(folder / "X.npy", rng.normal(size=(2000, 16)))
     s = wf.init_session(folder / "s.db", folder / "X.npy", ["a", "b", "c"])
     s.import_labels([(i, i % 3) for i in range(30)], who="seed")
-    wf.next_batch(s, 200, "random")
+    wf.next_batch(s, 200, "random", seed=seed)
     return s
 
 
 def load_test(db: Path, token: str, clients: int, seconds: float) -> dict:
     with open_session(db) as s:
         batch = s.current_batch()[1]  # the page labels only the items of the open batches
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ralif.cli", "serve", "--db", str(db), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    c = Client(f"http://127.0.0.1:{port}", token)
-    for _ in range(200):
-        try:
-            if c.call("/api/state", timeout=1)[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.05)
+    proc, c = start_serve(db, token)
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()

@@ -313,22 +313,35 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
-    """Label until SIGKILL at a random moment; returns (acknowledged, found after restart)."""
+def start_serve(
+    db_path, token: str, port: int | None = None, env: dict | None = None, timeout: float = 20
+) -> tuple[subprocess.Popen, Client]:
+    """``ralif serve`` in a process of its own on loopback (a free port by default), answering.
+
+    The tests and the benchmarks start their servers here.
+    """
     require_server()
-    port = _free_port()
+    port = _free_port() if port is None else port
     proc = subprocess.Popen(
         [sys.executable, "-m", "ralif.cli", "serve", "--db", str(db_path), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     c = Client(f"http://127.0.0.1:{port}", token)
-    deadline = time.time() + 20
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if c.call("/api/state", timeout=1)[0] == 200:
-                break
-        except OSError:
+                return proc, c
+        except (OSError, http.client.HTTPException):
             time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"ralif serve --db {db_path} --port {port} did not answer")
+
+
+def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
+    """Label until SIGKILL at a random moment; returns (acknowledged, found after restart)."""
+    proc, c = start_serve(db_path, token)
     rng = np.random.default_rng(seed)
     acked = []
     stop = threading.Event()
