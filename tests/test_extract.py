@@ -285,3 +285,61 @@ def test_a_manifest_that_is_not_one_of_extract_is_refused_in_one_line(tmp_path, 
     with pytest.raises(RalifInputError, match=r"manifest\.json"):
         extract_features(_encoder(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
     assert (tmp_path / "f" / "manifest.json").read_bytes() == content
+
+
+def _exits(batch):
+    raise SystemExit(4)
+
+
+def _raises(batch):
+    raise ValueError("no such channel")
+
+
+def _array(batch):
+    return batch.astype(np.float32)
+
+
+def _nan(batch):
+    x = torch.from_numpy(batch.astype(np.float32))[:, None]
+    x[2] = float("nan")
+    return x
+
+
+@pytest.mark.parametrize(
+    ("transform", "message"),
+    [
+        (_exits, r"the transform _exits failed on the images: it called sys.exit\(4\)"),
+        (_raises, "the transform _raises failed on the images: ValueError: no such channel"),
+        (_array, "the transform returned a ndarray, not a tensor"),
+        (_nan, r"the transform returned NaN or infinite values for finite images: .*rows \[2\]"),
+    ],
+)
+def test_a_transform_that_fails_is_named(tmp_path, transform, message):
+    pattern = _images(tmp_path / "img")
+    with pytest.raises(RalifInputError, match=message):
+        extract_features(
+            _encoder(), pattern, tmp_path / "f", shard_rows=50, transform=transform, quiet=True
+        )
+
+
+class _Huge(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1, dtype=torch.float64))
+
+    def forward(self, x):
+        return x.flatten(1)[:, :2] * self.scale * 1e300
+
+
+def test_float64_features_beyond_float32_are_refused_by_name(tmp_path):
+    pattern = _images(tmp_path / "img")
+    with pytest.raises(RalifInputError, match=r"torch\.float64 features beyond the range"):
+        extract_features(_Huge(), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+
+
+def test_an_error_of_the_encoder_keeps_its_cause(tmp_path):
+    """In Python the encoder's own exception is chained, for its traceback."""
+    pattern = _images(tmp_path / "img")
+    with pytest.raises(RalifInputError) as info:
+        extract_features(_FailsAt(1), pattern, tmp_path / "f", shard_rows=50, quiet=True)
+    assert isinstance(info.value.__cause__, RuntimeError)

@@ -155,6 +155,11 @@ def _write_weights(path, case):
         torch.save(SmallCNN(3, 5).state_dict(), path)  # colour, the images are grey
     elif case == "not a state dict":
         torch.save([torch.zeros(2)], path)
+    elif case == "damaged pickle":
+        path.write_bytes(b"q\x00")  # a pickle opcode reading a memo that is not there
+    elif case == "legacy, truncated":
+        torch.save(SmallCNN(1, 5).state_dict(), path, _use_new_zipfile_serialization=False)
+        path.write_bytes(path.read_bytes()[:3000])
 
 
 @pytest.mark.parametrize(
@@ -168,6 +173,8 @@ def _write_weights(path, case):
         ("other keys", "do not fit the encoder cnn: missing keys body.0.bias, body.0.weight"),
         ("other shapes", r"shape of body.0.weight is \(32, 3, 3, 3\) in the file but \(32, 1,"),
         ("not a state dict", "must hold a state dict"),
+        ("damaged pickle", r"cannot read weights .* \(corrupt or not torch.save\): IndexError"),
+        ("legacy, truncated", r"cannot read weights .* \(corrupt or not torch.save\)"),
     ],
 )
 def test_bad_weights_are_one_line_and_exit_2(tmp_path, capsys, case, message):
@@ -405,6 +412,15 @@ def _write_image_file(path, case):
         np.save(path, np.zeros((4, 0, 12), np.uint8))
     elif case == "0-d":
         np.save(path, np.float32(1.0))
+    elif case == "header of 1 byte":  # numpy's tokenizer fails on "{"
+        np.save(path, good)
+        data = path.read_bytes()
+        path.write_bytes(data[:8] + (1).to_bytes(2, "little") + data[10:])
+    elif case == "header of 4 GiB":  # a 2.0 header whose length would be read whole
+        path.write_bytes(b"\x93NUMPY\x02\x00" + (2**32 - 16).to_bytes(4, "little") + b"{}")
+    elif case == "header exhausting the parser":
+        header = b"-" * 9000 + b"1"
+        path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header)
     elif case == "huge shape":
         np.save(path, good)
         data = bytearray(path.read_bytes())
@@ -435,6 +451,9 @@ def _write_image_file(path, case):
         ("no pixels", "img.npy", r"images of shape \(0, 12\) have no pixels"),
         ("0-d", "img.npy", r"must hold numeric images .*got shape \(\)"),
         ("huge shape", "img.npy", r"img.npy is truncated: its header announces"),
+        ("header of 1 byte", "img.npy", r"cannot read image shard .*img.npy \(corrupt .npy header"),
+        ("header of 4 GiB", "img.npy", r"img.npy is not a whole \.npy file \(corrupt or trunc"),
+        ("header exhausting the parser", "img.npy", r"img.npy \(corrupt .npy header"),
     ],
 )
 def test_a_bad_image_file_is_one_line_and_exit_2(tmp_path, capsys, case, name, message):

@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ralif._validation import RalifInputError, _format_rows
-from ralif.io import MAX_ARRAY_BYTES_ENV, _refuse_pickled, _size, max_array_bytes
+from ralif.io import (
+    MAX_ARRAY_BYTES_ENV,
+    _refuse_pickled,
+    _size,
+    max_array_bytes,
+    output_folder,
+)
 from ralif.sources import _npy_layout, expand_shards
 
 if TYPE_CHECKING:
@@ -88,8 +94,14 @@ def _npy_header(path: str, where: str) -> tuple[tuple[int, ...], np.dtype, int, 
         fh.seek(0)
         try:
             shape, _, dtype, header = _npy_layout(fh, where)
-        except (MemoryError, RecursionError):  # a header forged to exhaust the parser
-            raise RalifInputError(f"cannot read {where} (corrupt .npy header)") from None
+        except RalifInputError:
+            raise
+        except Exception as exc:
+            # numpy parses the header as Python literals: a forged one can fail in the
+            # tokenizer or the parser (TokenError, SyntaxError, MemoryError...).
+            raise RalifInputError(
+                f"cannot read {where} (corrupt .npy header: {type(exc).__name__})"
+            ) from None
     return shape, dtype, header, size
 
 
@@ -331,15 +343,7 @@ def extract_features(
     sources = [(p, s, stamp) for p, s, stamp, _ in read]
     n_total = sum(s[0] for _, s, _ in sources)
     _check_memory(min(batch_size, n_total), read)
-    folder = Path(out)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise RalifInputError(f"{folder} (or a folder above it) is a file, not a folder") from None
-    except OSError as exc:
-        raise RalifInputError(
-            f"cannot create the features folder {folder}: {exc.strerror}"
-        ) from None
+    folder = output_folder(out, "features folder")
     manifest = {
         "images": [[p, list(s), list(stamp)] for p, s, stamp in sources],
         "encoder": encoder_digest(encoder),
@@ -422,11 +426,16 @@ def _call(fn, x, who: str):
     except RalifInputError:
         raise
     except Exception as exc:
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else ""
-        if not isinstance(exc, RuntimeError) or not first:  # torch's own errors say enough
-            first = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-        raise _EncoderFailure(who, first) from exc
+        raise _EncoderFailure(who, _reason(exc)) from exc
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message, after its type unless torch's own."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, RuntimeError) and first:  # torch's errors say what they are
+        return first
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class _RowNames:
@@ -484,10 +493,10 @@ def _checked_input(x, batch: np.ndarray, first: int, rows: _RowNames, user: bool
     bad = _bad_rows(cast)
     if bad.any():
         big = torch.finfo(in_dtype).max
+        hint = ", or use a float32 or bfloat16 encoder" if in_dtype == torch.float16 else ""
         raise RalifInputError(
             f"the images at {rows(bad, first)} exceed the range of {in_dtype} (largest {big:.6g}) "
-            f"when cast for the encoder, whose weights are {in_dtype}; scale the images, or "
-            "use a float32 or bfloat16 encoder"
+            f"when cast for the encoder, whose weights are {in_dtype}; scale the images{hint}"
         )
     return cast
 
@@ -811,7 +820,6 @@ def _import_encoder(spec: str, module_name: str, attr: str):
 def _read_weights(path: str | os.PathLike) -> dict:
     """A state dict from a ``torch.save`` file, read without unpickling objects."""
     import pickle
-    import zipfile
 
     import torch
 
@@ -829,12 +837,11 @@ def _read_weights(path: str | os.PathLike) -> dict:
                 "could run code; save model.state_dict() instead"
             ) from None
         raise RalifInputError(
-            f"cannot read weights {p} (corrupt or not torch.save): {exc}"
+            f"cannot read weights {p} (corrupt or not torch.save): {_reason(exc)}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # torch's readers raise many types for a damaged file
         raise RalifInputError(
-            f"cannot read weights {p} (corrupt or not torch.save): {first}"
+            f"cannot read weights {p} (corrupt or not torch.save): {_reason(exc)}"
         ) from None
     if isinstance(obj, dict):
         for key in ("state", "state_dict"):
