@@ -576,3 +576,13 @@ def test_the_page_cannot_be_framed_or_cached(server):
     assert code == 200 and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert headers["X-Frame-Options"] == "DENY" and headers["Cache-Control"] == "no-store"
     assert headers["Referrer-Policy"] == "no-referrer"  # the address carries the token
+
+
+def test_a_server_default_labeler_that_is_not_an_identity_is_refused_up_front(session):
+    from ralif import RalifInputError
+    from ralif.session.server import create_app
+
+    s, _ = session
+    with pytest.raises(RalifInputError, match="'who' must be 1 to 64"):
+        create_app(s.path, who="ann smith")
+    assert create_app(s.path, who="ann") is not None

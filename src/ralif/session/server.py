@@ -578,7 +578,7 @@ def create_app(db_path: str | os.PathLike, who: str = "web"):
         raise RalifInputError(
             "ralif serve needs the serve extra: pip install 'ralif[serve]'"
         ) from None
-    session = _Session(db_path, who)
+    session = _Session(db_path, check_labeler(who))
     app = Flask("ralif.session")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     _add_error_handlers(app)
