@@ -450,3 +450,38 @@ def test_report_refuses_a_metric_for_a_suite_folder(tmp_path, capsys):
     (tmp_path / "wine" / "results.sqlite").write_bytes(b"")
     assert main(["report", str(tmp_path), "--metric", "macro_f1"]) == 2
     assert "a suite judges each set by its own" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["a CSV of someone else's", "no database beside it", "symlink"])
+def test_bench_never_replaces_a_results_csv_it_did_not_write(tmp_path, capsys, case):
+    from ralif.cli import main
+
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = "name,score\nalice,3\n"
+    if case == "a CSV of someone else's":
+        assert main(_bench_cli(tmp_path, str(out))) == 0
+        (out / "results.csv").write_text(theirs)
+    elif case == "no database beside it":
+        (out / "results.csv").write_text(theirs)
+    else:
+        (tmp_path / "mine.csv").write_text(theirs)
+        (out / "results.csv").symlink_to(tmp_path / "mine.csv")
+    capsys.readouterr()
+    assert main(_bench_cli(tmp_path, str(out))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "results.csv" in err[0], err
+    assert "did not write it" in err[0] or "not a ralif results CSV" in err[0], err
+    assert (out / "results.csv").read_text() == theirs
+    if case == "no database beside it":
+        assert not (out / "results.sqlite").exists()
+
+
+def test_bench_resumes_over_its_own_results_csv(tmp_path):
+    from ralif.cli import main
+
+    out = tmp_path / "out"
+    assert main(_bench_cli(tmp_path, str(out))) == 0
+    first = (out / "results.csv").read_text()
+    assert main(_bench_cli(tmp_path, str(out))) == 0
+    assert (out / "results.csv").read_text() == first

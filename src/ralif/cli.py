@@ -775,7 +775,7 @@ def _session_command(args: argparse.Namespace) -> int:
                     )
         elif args.session_command == "backup":
             s.backup(args.out)
-            print(f"copied {args.db} to {args.out}")
+            print(f"copied {args.db} to {args.out}", file=sys.stderr if args.out == "-" else None)
         elif args.session_command == "close":
             n = s.close_round(args.round)
             print(f"closed round {args.round}: {n} waiting items back in the pool")

@@ -602,13 +602,79 @@ def _read_only(st: os.stat_result, p: Path) -> bool:
     return not (st.st_mode & 0o222) or not os.access(p, os.W_OK)
 
 
+def _writable_folder(folder: Path, what: str, path: str | os.PathLike) -> Path:
+    """Create ``folder`` (with its parents) and refuse it unless ralif may write into it.
+
+    The one rule for every place ralif writes: a folder whose mode has no write bit is
+    read-only even for root (its owner marked it so), as is one the process may not
+    write into.
+    """
+    where = "it" if Path(path) == folder else f"the folder {folder}"
+    above = folder
+    while not os.path.lexists(above) and above.parent != above:
+        above = above.parent  # the folder the first new one would be made in
+    if above != folder and above.is_dir() and _read_only(os.stat(above), above):
+        raise RalifInputError(f"cannot write {what} {path}: the folder {above} is read-only")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RalifInputError(
+            f"cannot write {what} {path}: {folder} (or a folder above it) is a file, not a folder"
+        ) from None
+    except OSError as exc:
+        raise RalifInputError(f"cannot create folder {folder} for {what}: {exc.strerror}") from None
+    if not folder.is_dir():
+        raise RalifInputError(f"cannot write {what} {path}: {folder} is a file, not a folder")
+    if _read_only(os.stat(folder), folder):
+        raise RalifInputError(f"cannot write {what} {path}: {where} is read-only")
+    return folder
+
+
+def output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create and check a folder ralif writes files into (``bench --out``, ``extract --out``).
+
+    The same rule as for the folder of every output file (:func:`open_output`): the
+    folder and its parents are created; a file in the way, or a read-only folder (no
+    write bit in its mode, even for root), is refused.
+
+    Parameters
+    ----------
+    path : path-like
+        The folder.
+    what : str
+        What it holds, for messages ("results folder"...).
+
+    Returns
+    -------
+    Path
+        ``path`` as a :class:`~pathlib.Path`, now an existing, writable folder.
+
+    Raises
+    ------
+    RalifInputError
+        If the folder cannot be created or written into.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> output_folder(Path(tempfile.mkdtemp()) / "runs" / "a", "results folder").is_dir()
+    True
+    """
+    if str(path) == "-":
+        raise RalifInputError(f"{what} must be a folder; '-' (standard output) cannot hold files")
+    return _writable_folder(Path(path), what, path)
+
+
 def _output_plan(
-    path: str | os.PathLike, what: str
+    path: str | os.PathLike, what: str, exclusive: bool = False
 ) -> tuple[Path, bool, int, tuple[int, int] | None]:
     """``(where to write, replace atomically?, mode, owner)`` after checking ``path``.
 
-    The mode and owner (uid, gid) are the old file's, when there is one.
+    The mode and owner (uid, gid) are the old file's, when there is one. ``exclusive``
+    refuses an existing file or symlink (a device or FIFO is still written).
     """
+    if exclusive and os.path.islink(path):
+        raise RalifInputError(f"{path} already exists (a symlink); pick another --out or remove it")
     p = Path(os.path.realpath(path))  # a symlink is followed: its target is written
     try:
         st = os.stat(p)
@@ -622,21 +688,11 @@ def _output_plan(
         raise RalifInputError(f"cannot write {what} {path}: it is a socket")
     if st is not None and not stat.S_ISREG(st.st_mode):
         return p, False, 0, None  # a device or FIFO: written as it is, never replaced
+    if st is not None and exclusive:
+        raise RalifInputError(f"{path} already exists; pick another --out or remove it")
     if st is not None and _read_only(st, p):
         raise RalifInputError(f"cannot write {what} {path}: the file is read-only")
-    folder = p.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise RalifInputError(
-            f"cannot write {what} {path}: {folder} (or a folder above it) is a file"
-        ) from None
-    except OSError as exc:
-        raise RalifInputError(f"cannot create folder {folder} for {what}: {exc.strerror}") from None
-    if not folder.is_dir():
-        raise RalifInputError(f"cannot write {what} {path}: {folder} is not a folder")
-    if _read_only(os.stat(folder), folder):
-        raise RalifInputError(f"cannot write {what} {path}: the folder {folder} is read-only")
+    _writable_folder(p.parent, what, path)
     if st is None:
         return p, True, 0o666 & ~_umask(), None
     return p, True, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
@@ -679,7 +735,7 @@ class _Stream(pyio.RawIOBase):
         pyio.RawIOBase.close(self)
 
 
-def check_output(path: str | os.PathLike, what: str = "output") -> None:
+def check_output(path: str | os.PathLike, what: str = "output", exclusive: bool = False) -> None:
     """Refuse now a ``path`` that :func:`open_output` would refuse (before slow work).
 
     Raises
@@ -688,12 +744,16 @@ def check_output(path: str | os.PathLike, what: str = "output") -> None:
         If ``path`` cannot be written.
     """
     if str(path) != "-":
-        _output_plan(path, what)
+        _output_plan(path, what, exclusive)
 
 
 @contextmanager
 def open_output(
-    path: str | os.PathLike, what: str = "output", binary: bool = False
+    path: str | os.PathLike,
+    what: str = "output",
+    binary: bool = False,
+    exclusive: bool = False,
+    mode: int | None = None,
 ) -> Iterator[IO]:
     """Open ``path`` for writing the way a user expects of ``--out``.
 
@@ -711,6 +771,12 @@ def open_output(
         What is written, for error messages ("picks", "labels export"...).
     binary : bool
         Yield a binary file instead of a text one (UTF-8, no newline translation).
+    exclusive : bool
+        Never replace a file: an existing file or symlink at ``path`` is refused, also
+        when one appears while writing (a device, a FIFO or ``-`` is still written).
+    mode : int, optional
+        The permission bits of a new file (``0o600`` for a file holding a secret),
+        instead of the umask's.
 
     Yields
     ------
@@ -727,7 +793,9 @@ def open_output(
         stream.flush()
         return
     text = {} if binary else {"encoding": "utf-8", "newline": ""}
-    p, atomic, mode, owner = _output_plan(path, what)
+    p, atomic, old_mode, owner = _output_plan(path, what, exclusive)
+    if mode is None or owner is not None:
+        mode = old_mode
     try:
         if not atomic:
             with open(p, "wb" if binary else "w", **text) as fh:
@@ -745,7 +813,16 @@ def open_output(
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, p)
+            if exclusive:
+                try:  # a hard link never replaces a file that appeared meanwhile
+                    os.link(tmp, p)
+                except FileExistsError:
+                    raise RalifInputError(
+                        f"{path} already exists; pick another --out or remove it"
+                    ) from None
+                Path(tmp).unlink()
+            else:
+                os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -14,7 +14,7 @@ from scipy.stats import wilcoxon
 from ralif._validation import RalifInputError
 from ralif.bench.stats import CONFIDENCE, bootstrap_interval, paired_below
 from ralif.bench.store import open_results
-from ralif.io import open_output, write_text
+from ralif.io import check_output, open_output, write_text
 
 TIE_TOLERANCE = 1e-3
 """Accuracy differences below this (0.1 point) count as ties in the win/tie/loss matrix."""
@@ -351,6 +351,9 @@ def make_report(folder: str | os.PathLike, metric: str = "accuracy") -> dict[str
         Paths of the two files, the AUBC table (markdown) and the curves.
     """
     folder = Path(folder)
+    if folder.is_dir():  # before the database is opened, which may add its -wal file
+        check_output(folder / "report.md", "report")
+        check_output(folder / "curves.png", "plot")
     with open_results(folder) as store:
         rows, config, names = store.rows(), store.config or {}, store.class_names
     c = load_curves(rows)

@@ -10,12 +10,13 @@ import csv
 import json
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 import numpy as np
 
 from ralif._validation import RalifInputError
-from ralif.io import write_csv
+from ralif.io import output_folder, write_csv
 from ralif.loop import RoundResult
 
 SCHEMA_VERSION = 2
@@ -74,7 +75,8 @@ class ResultStore:
             if not self.db_path.is_file():
                 raise RalifInputError(f"{folder} holds no benchmark results (no results.sqlite)")
         else:
-            _make_folder(self.folder)
+            output_folder(self.folder, "results folder")
+            self._check_csv_is_ours()
             self._lock = _lock_folder(self.folder)
         try:
             if read_only:
@@ -103,6 +105,39 @@ class ResultStore:
             raise
         if not read_only:
             self._rewrite_csv()
+
+    def _check_csv_is_ours(self) -> None:
+        """Refuse to replace a ``results.csv`` that ralif did not write (before writing).
+
+        Ours has a ``results.sqlite`` beside it and ralif's header (or an older prefix of
+        it); anything else in that place (another program's file, a symlink, a FIFO) is
+        someone's data, and is left alone.
+        """
+        try:
+            st = os.lstat(self.csv_path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise RalifInputError(f"cannot read {self.csv_path}: {exc.strerror}") from None
+        advice = "use another --out, or move the file away"
+        if not stat.S_ISREG(st.st_mode):
+            raise RalifInputError(
+                f"{self.csv_path} is not a regular file, so ralif did not write it; {advice}"
+            )
+        if not self.db_path.is_file():
+            raise RalifInputError(
+                f"{self.csv_path} exists without a results.sqlite beside it, so ralif did not "
+                f"write it; {advice}"
+            )
+        try:
+            with open(self.csv_path, encoding="utf-8", newline="") as fh:
+                header = next(csv.reader([fh.readline(4096)]), [])
+        except (OSError, UnicodeDecodeError):
+            header = []
+        if len(header) < 3 or tuple(header) != COLUMNS[: len(header)]:
+            raise RalifInputError(
+                f"{self.csv_path} is not a ralif results CSV (its header is not ralif's); {advice}"
+            )
 
     def _close_quietly(self) -> None:
         db = getattr(self, "db", None)
@@ -302,17 +337,6 @@ def _lock_folder(folder: Path):
             f"another ralif bench is writing into {folder}; wait for it or use another --out"
         ) from None
     return fh
-
-
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise RalifInputError(f"{folder} (or a folder above it) is a file, not a folder") from None
-    except OSError as exc:
-        raise RalifInputError(f"cannot create results folder {folder}: {exc.strerror}") from None
-    if not folder.is_dir():
-        raise RalifInputError(f"{folder} is a file, not a folder")
 
 
 def _nullable(v: float) -> float | None:

@@ -16,8 +16,10 @@ import operator
 import os
 import re
 import secrets
+import shutil
 import sqlite3
 import stat
+import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -465,38 +467,31 @@ class SessionStore:
             raise ValueError(f"unknown checkpoint mode {mode!r}")
         self.db.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
-    def backup(self, out: str | os.PathLike) -> Path:
+    def backup(self, out: str | os.PathLike) -> str:
         """A complete, consistent copy of the session at this moment (SQLite's online backup).
 
-        Safe while the session is being served. The copy holds the token, so it is created
-        readable by its owner only; an existing file is never overwritten.
+        Safe while the session is being served. ``out`` follows the rule of every
+        ``--out`` (:func:`ralif.io.open_output`): ``-`` is standard output, a device or
+        FIFO is written as it is, and a read-only folder is refused; a file is never
+        overwritten, and it holds the token, so it is created readable by its owner only.
         """
-        out = Path(out)
-        if out.exists() or out.is_symlink():
-            raise RalifInputError(f"{out} already exists; pick another --out or remove it")
-        if not out.parent.is_dir():
-            raise RalifInputError(f"folder {out.parent} does not exist")
-        tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            _create_owner_only(tmp)
-            copy = sqlite3.connect(tmp)
+        from ralif.io import check_output, open_output
+
+        check_output(out, "session backup", exclusive=True)
+        with tempfile.TemporaryDirectory(prefix="ralif-backup-") as tmp:
+            copy_path = Path(tmp) / "session.db"  # the folder is the owner's only
+            copy = sqlite3.connect(copy_path)
             try:
                 self.db.backup(copy)
                 copy.execute("PRAGMA journal_mode = DELETE")
             finally:
                 copy.close()
-            # A hard link never replaces an existing file: a racing writer of OUT is not clobbered.
-            os.link(tmp, out)
-        except FileExistsError:
-            raise RalifInputError(
-                f"{out} already exists; pick another --out or remove it"
-            ) from None
-        except OSError as exc:
-            raise RalifInputError(f"cannot write {out}: {exc.strerror or exc}") from None
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        return out
+            with (
+                open(copy_path, "rb") as src,
+                open_output(out, "session backup", binary=True, exclusive=True, mode=0o600) as fh,
+            ):
+                shutil.copyfileobj(src, fh, 1 << 20)
+        return str(out)
 
     # -------------------------------------------------------------------- labels
     def _class_id(self, label: object) -> int:
@@ -1028,6 +1023,8 @@ def create_session(
     -------
     SessionStore
     """
+    if str(path) == "-":
+        raise RalifInputError("a session database must be a file: give --db a path, not '-'")
     path = Path(path)
     if path.exists() or path.is_symlink():
         raise RalifInputError(f"{path} already exists; pick another --db or remove it")
@@ -1041,7 +1038,9 @@ def create_session(
         raise RalifInputError(
             f"the manifest lists {len(manifest)} items but the features have {n_items} rows"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from ralif.io import _writable_folder  # the rule of every output's folder
+
+    _writable_folder(path.parent, "session database", path)
     try:
         _create_owner_only(path)
     except FileExistsError:
