@@ -485,3 +485,31 @@ def test_bench_resumes_over_its_own_results_csv(tmp_path):
     first = (out / "results.csv").read_text()
     assert main(_bench_cli(tmp_path, str(out))) == 0
     assert (out / "results.csv").read_text() == first
+
+
+def _shard_bench(tmp_path, dataset: str, test_size: int) -> list[str]:
+    return [
+        "bench", "--dataset", dataset, "--labels", str(tmp_path / "y.npy"),
+        "--test-size", str(test_size), "--strategies", "random", "--seeds", "1", "--rounds", "1",
+        "--init", "20", "--budget", "5", "--quiet", "--out", str(tmp_path / "out"),
+    ]  # fmt: skip
+
+
+def test_a_pool_benchmark_names_a_changed_setting_and_resumes_under_another_spelling(
+    tmp_path, capsys
+):
+    from ralif.cli import main
+
+    X, y = gaussian_blobs(n=200)
+    (tmp_path / "sh").mkdir()
+    np.save(tmp_path / "sh" / "part-0.npy", X[:100])
+    np.save(tmp_path / "sh" / "part-1.npy", X[100:])
+    np.save(tmp_path / "y.npy", y)
+    folder, pattern = str(tmp_path / "sh"), str(tmp_path / "sh" / "*.npy")
+    assert main(_shard_bench(tmp_path, folder, 40)) == 0
+    capsys.readouterr()
+    assert main(_shard_bench(tmp_path, folder, 50)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "differs in test_size (40 then, 50 now)" in err[0], err
+    assert main(_shard_bench(tmp_path, pattern, 40)) == 0  # the same shards, as a glob
+    assert capsys.readouterr().err == ""

@@ -468,3 +468,51 @@ def test_a_parquet_list_column_reads_the_same_in_memory_as_streamed(tmp_path):
     )
     np.testing.assert_array_equal(load_features(tmp_path / "X.parquet"), X)
     assert feature_rows(tmp_path / "X.parquet") == 4
+
+
+def _npy_with_shape(path, shape_text: bytes) -> None:
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.save(buf, np.zeros((5, 3)))
+    path.write_bytes(buf.getvalue().replace(b"(5, 3)", shape_text))
+
+
+@pytest.mark.parametrize("shape", [b"(-5, 3)", b"(5, -3)"])
+def test_a_negative_size_in_an_npy_header_is_called_corrupt_everywhere(tmp_path, shape):
+    from ralif.sources import open_pool
+
+    _npy_with_shape(tmp_path / "X.npy", shape)
+    with zipfile.ZipFile(tmp_path / "X.npz", "w") as z:
+        z.write(tmp_path / "X.npy", "X.npy")
+    for read in (
+        lambda: load_features(tmp_path / "X.npy"),
+        lambda: feature_rows(tmp_path / "X.npy"),
+        lambda: load_features(tmp_path / "X.npz"),
+        lambda: open_pool(tmp_path / "X.npy"),
+        lambda: load_labels(tmp_path / "X.npy"),
+    ):
+        with pytest.raises(RalifInputError, match=r"\(corrupt\): its header gives the shape"):
+            read()
+
+
+def test_a_labels_csv_with_a_header_and_no_rows_says_so(tmp_path):
+    from ralif.session.store import create_session
+    from ralif.session.workflow import import_labels_csv, read_manifest
+
+    (tmp_path / "h.csv").write_text("item,label\n")
+    (tmp_path / "e.csv").write_text("")
+    (tmp_path / "o.csv").write_text("item,lab\n1,a\n")
+    np.save(tmp_path / "X.npy", np.zeros((4, 2)))
+    s = create_session(tmp_path / "s.db", tmp_path / "X.npy", 4, ["a", "b"])
+    try:
+        with pytest.raises(RalifInputError, match="has a header but no labels below it"):
+            import_labels_csv(s, tmp_path / "h.csv", "me")
+        with pytest.raises(RalifInputError, match="is empty: it needs a header line naming"):
+            import_labels_csv(s, tmp_path / "e.csv", "me")
+        with pytest.raises(RalifInputError, match=r"has no column 'label' in its header"):
+            import_labels_csv(s, tmp_path / "o.csv", "me")
+        with pytest.raises(RalifInputError, match=r"no column 'path' or 'text'"):
+            read_manifest(tmp_path / "o.csv", 1)
+    finally:
+        s.close()

@@ -631,15 +631,10 @@ def _cmd_embed_text(args: argparse.Namespace) -> int:
     from ralif.models.text import embed_texts, remove_progress
 
     # Everything is checked before the embedding, which can take many minutes.
-    records = read_csv_records(args.csv, "texts")
+    wanted = [c for c in (args.text_column, args.label_column) if c]
+    records = read_csv_records(args.csv, "texts", wanted)
     if not records:
-        raise RalifInputError(f"{args.csv} has no rows")
-    columns = [c for c in records[0][1] if c is not None]
-    for col in filter(None, (args.text_column, args.label_column)):
-        if col not in columns:
-            raise RalifInputError(
-                f"{args.csv} has no column {col!r} (columns: {', '.join(columns)})"
-            )
+        raise RalifInputError(f"texts file {args.csv} has a header but no rows below it")
     short = [line for line, r in records if r.get(args.text_column) is None]
     if short:
         raise RalifInputError(

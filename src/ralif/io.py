@@ -106,19 +106,33 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _read_npy_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, int]:
-    """``(shape, dtype, header length)`` of the ``.npy`` stream ``fh``, reading nothing else."""
+def _npy_layout(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """``(shape, fortran order, dtype, header length)`` of the ``.npy`` stream ``fh``.
+
+    Reads the header alone. The one reader of ``.npy`` headers: files, ``.npz``
+    members and pool shards. A header numpy cannot parse, or one giving a negative
+    size, is refused as corrupt.
+    """
     try:
         version = npy_format.read_magic(fh)
         if version == (1, 0):
-            shape, _, dtype = npy_format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _, dtype = npy_format.read_array_header_2_0(fh)
+            shape, fortran, dtype = npy_format.read_array_header_1_0(fh)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran, dtype = npy_format.read_array_header_2_0(fh)
         else:
             raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise RalifInputError(f"cannot read {where} (corrupt or not .npy): {exc}") from None
-    return tuple(int(n) for n in shape), np.dtype(dtype), fh.tell()
+    shape = tuple(int(n) for n in shape)
+    if any(n < 0 for n in shape):
+        raise RalifInputError(f"cannot read {where} (corrupt): its header gives the shape {shape}")
+    return shape, bool(fortran), np.dtype(dtype), fh.tell()
+
+
+def _read_npy_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, header length)`` of the ``.npy`` stream ``fh`` (:func:`_npy_layout`)."""
+    shape, _, dtype, length = _npy_layout(fh, where)
+    return shape, dtype, length
 
 
 def _refuse_pickled(dtype: np.dtype, where: str) -> None:
@@ -546,23 +560,39 @@ def labels_from_cells(
     return y, np.array(names, dtype=np.str_)
 
 
-def read_csv_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict[str, str]]]:
+def read_csv_records(
+    path: str | os.PathLike, what: str, columns: Sequence[str] = (), any_of: bool = False
+) -> list[tuple[int, dict[str, str]]]:
     """Rows of a CSV file with a header, as ``(line number, row dict)``.
 
     UTF-8 with or without a byte-order mark (as spreadsheet programs save it); header
     names are stripped of surrounding spaces. Missing files, folders, devices and text
-    that is not UTF-8 CSV are clear errors.
+    that is not UTF-8 CSV are clear errors, and so is a header without ``columns``.
 
     Parameters
     ----------
     path : path-like
     what : str
         What the file holds, for error messages.
+    columns : sequence of str, optional
+        Columns the header must name (all of them, or with ``any_of`` one of them). An
+        empty file, or a header without them, is refused naming them; a header with no
+        rows below it gives an empty list.
+    any_of : bool, default=False
+        One of ``columns`` is enough.
 
     Returns
     -------
     list of (int, dict)
         The line each row ends on (the header is line 1), and the row.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "labels.csv"
+    >>> _ = f.write_text("item,label\n3,cat\n")
+    >>> read_csv_records(f, "labels", ["item", "label"])
+    [(2, {'item': '3', 'label': 'cat'})]
     """
     p = _existing(path, what)
     try:
@@ -570,16 +600,35 @@ def read_csv_records(path: str | os.PathLike, what: str) -> list[tuple[int, dict
             reader = csv.DictReader(fh)
             if reader.fieldnames is not None:
                 reader.fieldnames = [name.strip() for name in reader.fieldnames]
-            return [(reader.line_num, row) for row in reader]
+            records = [(reader.line_num, row) for row in reader]
+            header = reader.fieldnames
     except (UnicodeDecodeError, csv.Error) as exc:
         raise RalifInputError(f"cannot read {what} file {p} as UTF-8 CSV: {exc}") from None
     except OSError as exc:
         raise RalifInputError(f"cannot read {what} file {p}: {exc.strerror}") from None
+    if columns:
+        joined = (" or " if any_of else " and ").join(repr(c) for c in columns)
+        if header is None:
+            raise RalifInputError(
+                f"{what} file {p} is empty: it needs a header line naming {joined}"
+            )
+        missing = [c for c in columns if c not in header]
+        if len(missing) == len(columns) if any_of else missing:
+            named = (
+                " or ".join(repr(c) for c in missing) if any_of else ", ".join(map(repr, missing))
+            )
+            raise RalifInputError(
+                f"{what} file {p} has no column {named} in its header "
+                f"({', '.join(repr(h) for h in header) or 'nothing'}); it needs {joined}"
+            )
+    return records
 
 
-def read_csv_dicts(path: str | os.PathLike, what: str) -> list[dict[str, str]]:
+def read_csv_dicts(
+    path: str | os.PathLike, what: str, columns: Sequence[str] = (), any_of: bool = False
+) -> list[dict[str, str]]:
     """Rows of a CSV file with a header, as dicts (see :func:`read_csv_records`)."""
-    return [row for _, row in read_csv_records(path, what)]
+    return [row for _, row in read_csv_records(path, what, columns, any_of)]
 
 
 def _umask() -> int:

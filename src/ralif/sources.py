@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError, _check_finite
-from ralif.io import _refuse_pickled
+from ralif.io import _npy_layout, _refuse_pickled
 
 DEFAULT_BLOCK_BYTES = 32 << 20
 """Bytes of pool features read per block unless told otherwise."""
@@ -378,23 +378,6 @@ class NpyShards(PoolSource):
 def _stamp_of(fh) -> tuple[int, int, int]:
     st = os.fstat(fh.fileno())
     return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
-
-
-def _npy_layout(fh, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """``(shape, fortran order, dtype, header length)`` of an ``.npy`` file."""
-    from numpy.lib import format as npy_format
-
-    try:
-        version = npy_format.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = npy_format.read_array_header_1_0(fh)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = npy_format.read_array_header_2_0(fh)
-        else:
-            raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-    except (ValueError, OSError, EOFError) as exc:
-        raise RalifInputError(f"cannot read {where} (corrupt or not .npy): {exc}") from None
-    return tuple(int(n) for n in shape), bool(fortran), np.dtype(dtype), fh.tell()
 
 
 _DIGITS = re.compile(r"(\d+)")

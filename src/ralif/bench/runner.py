@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError, _format_rows
-from ralif.bench.store import ResultStore
+from ralif.bench.store import ResultStore, changed_fields
 from ralif.data import Dataset, load_dataset
 from ralif.loop import StreamedFeatures, initial_labeled_set, run_rounds
 from ralif.strategies import STRATEGIES, strategy_class
@@ -410,6 +410,14 @@ def _pool_identity(config: BenchConfig, fingerprint: dict, out: str | os.PathLik
         return identity
     if "pool" not in stored:
         return stored if stored == config.identity() else identity
+    # A changed setting (--test-size, --pool-size...) changes the fingerprint too: it
+    # is named first, as the cause.
+    settings = changed_fields(stored, identity, ignore=("pool", "dataset"))
+    if settings:
+        raise RalifInputError(
+            f"{out} holds results of a different benchmark (differs in {settings}); "
+            "use another --out folder"
+        )
     old = stored["pool"] if isinstance(stored["pool"], dict) else {}
     changed = [
         f"{what} ({old.get(k)} then, {fingerprint[k]} now)" if k in ("rows", "features") else what
@@ -423,7 +431,9 @@ def _pool_identity(config: BenchConfig, fingerprint: dict, out: str | os.PathLik
             "it was run on, so they cannot go on here: give that pool and labels, or "
             "another --out folder"
         )
-    return identity
+    # The same rows named another way (a folder, then a glob of its shards): the
+    # benchmark goes on under its first name.
+    return {**identity, "dataset": stored.get("dataset", identity["dataset"])}
 
 
 def _progress(total: int, initial: int, quiet: bool):

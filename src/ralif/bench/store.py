@@ -206,10 +206,9 @@ class ResultStore:
                     "(corrupt database)"
                 )
         if config is not None and stored is not None and stored != config:
-            diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
             raise RalifInputError(
-                f"{self.folder} holds results of a different benchmark (differs in {', '.join(diff)}); "
-                "use another --out folder"
+                f"{self.folder} holds results of a different benchmark (differs in "
+                f"{changed_fields(stored, config)}); use another --out folder"
             )
         self.config = stored if stored is not None else config
         self._columns = [
@@ -337,6 +336,14 @@ def _lock_folder(folder: Path):
             f"another ralif bench is writing into {folder}; wait for it or use another --out"
         ) from None
     return fh
+
+
+def changed_fields(stored: dict, now: dict, ignore: tuple[str, ...] = ()) -> str:
+    """The fields that differ between two identities, with their values then and now."""
+    keys = sorted(k for k in set(stored) | set(now) if k not in ignore)
+    return ", ".join(
+        f"{k} ({stored.get(k)} then, {now.get(k)} now)" for k in keys if stored.get(k) != now.get(k)
+    )
 
 
 def _nullable(v: float) -> float | None:

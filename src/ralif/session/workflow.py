@@ -22,9 +22,7 @@ _PICK_ATTEMPTS = 5
 def read_manifest(path: str | os.PathLike, n_items: int) -> list[tuple[str | None, str | None]]:
     """Rows ``(path, text)`` of an items manifest CSV (columns ``path`` and/or ``text``)."""
     p = Path(path)
-    rows = read_csv_dicts(p, "items manifest")
-    if not rows or not ({"path", "text"} & set(rows[0])):
-        raise RalifInputError(f"{p} needs a header with a 'path' or a 'text' column")
+    rows = read_csv_dicts(p, "items manifest", ["path", "text"], any_of=True)
     if len(rows) != n_items:
         raise RalifInputError(f"{p} lists {len(rows)} items but the features have {n_items} rows")
     return [((r.get("path") or None), (r.get("text") or None)) for r in rows]
@@ -162,9 +160,9 @@ def import_labels_csv(
     never takes a label back), and so is an item listed twice in the file.
     """
     p = Path(path)
-    records = read_csv_records(p, "labels")
-    if not records or not {"item", "label"} <= set(records[0][1]):
-        raise RalifInputError(f"{p} needs a header with columns item and label")
+    records = read_csv_records(p, "labels", ["item", "label"])
+    if not records:
+        raise RalifInputError(f"labels file {p} has a header but no labels below it")
     pairs, first_line, repeats = [], {}, {}
     for line, r in records:
         item, label = (r.get("item") or "").strip(), (r.get("label") or "").strip()
