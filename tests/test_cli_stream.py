@@ -126,3 +126,35 @@ def test_ralif_select_streams_a_pool_source(files):
     tmp, X, y = files
     picks = ralif.select(open_pool(tmp / "sh"), y, 6, l2=0.1, random_state=0)
     np.testing.assert_array_equal(picks, ralif.select(X, y, 6, l2=0.1, random_state=0))
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".parquet"])
+def test_a_single_file_over_the_memory_cap_is_streamed_and_says_so(
+    files, capsys, monkeypatch, suffix
+):
+    tmp, X, y = files
+    path = tmp / f"X{suffix}"
+    if suffix == ".parquet":
+        pa, pq = require("pyarrow"), require("pyarrow.parquet")
+        pq.write_table(pa.table({f"f{j}": X[:, j] for j in range(X.shape[1])}), path)
+    want = ralif.select(X, y, 6, l2=0.1, random_state=0)
+    monkeypatch.setenv("RALIF_MAX_ARRAY_BYTES", str(X.nbytes // 2))
+    args = ["select", "--labels", str(tmp / "y.npy"), "--budget", "6", "--l2", "0.1"]
+    assert main([*args, "--features", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "more than the cap" in out.err and "streaming it in blocks" in out.err
+    assert out.err.count("\n") == 1
+    assert [int(line.split(",")[0]) for line in out.out.strip().splitlines()[1:]] == want.tolist()
+    assert main([*args, "--features", str(path), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_session_over_a_file_beyond_the_cap_streams_it(files, capsys, monkeypatch):
+    tmp, X, _ = files
+    monkeypatch.setenv("RALIF_MAX_ARRAY_BYTES", str(X.nbytes // 2))
+    db = str(tmp / "s.db")
+    init = ["session", "init", "--features", str(tmp / "X.npy"), "--classes", "a,b,c"]
+    assert main([*init, "--db", db]) == 0
+    assert main(["session", "next", "--db", db, "--budget", "4", "--l2", "0.1"]) == 0
+    assert main(["session", "status", "--db", db]) == 0
+    assert "waiting in batches 4" in capsys.readouterr().out

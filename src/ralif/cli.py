@@ -475,15 +475,20 @@ def _strategy_params(args: argparse.Namespace, strategy: str = "ralif") -> dict[
 
 
 def _wants_stream(args: argparse.Namespace) -> bool:
-    from ralif.sources import is_pool_spec
+    from ralif.sources import is_pool_spec, stream_reason
 
-    return bool(
+    if (
         args.stream
         or args.dask
         or args.device not in (None, "cpu")
         or args.max_candidates is not None
         or is_pool_spec(args.features)
-    )
+    ):
+        return True
+    reason = stream_reason(args.features)
+    if reason and not args.quiet:
+        print(f"ralif: {reason}: streaming it in blocks (as --stream)", file=sys.stderr)
+    return reason is not None
 
 
 def _select_streamed(args: argparse.Namespace, params: dict) -> tuple[np.ndarray, np.ndarray]:

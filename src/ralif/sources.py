@@ -786,6 +786,53 @@ def is_pool_spec(spec: object) -> bool:
     return bool(_GLOB_CHARS.search(s)) or Path(s).is_dir()
 
 
+def stream_reason(spec: object) -> str | None:
+    """Why the features named by ``spec`` are read in blocks, or None to read them whole.
+
+    The one rule every front end follows (``select``, sessions, the benchmark): a folder
+    or glob of shards is always streamed, and so is a single ``.npy`` or ``.parquet``
+    file too large for memory (:func:`ralif.io.max_array_bytes`), which would otherwise
+    be refused.
+
+    Parameters
+    ----------
+    spec : object
+        A ``--features`` argument: a path, a glob, or an array-like (never streamed
+        here; :func:`ralif.select` decides for those).
+
+    Returns
+    -------
+    str or None
+        A short reason ("a folder or glob of shards", or the file's size against the
+        cap), or None.
+
+    Examples
+    --------
+    >>> stream_reason("no-such-file.npy") is None
+    True
+    """
+    if is_pool_spec(spec):
+        return "a folder or glob of shards"
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    p = Path(spec)
+    if p.suffix.lower() not in (".npy", ".parquet") or not p.is_file():
+        return None
+    from ralif.io import _size, max_array_bytes
+
+    cap = max_array_bytes()
+    if cap is None:
+        return None
+    try:
+        pool = open_pool(p)
+    except RalifInputError:
+        return None  # reading it whole reports what is wrong
+    need = pool.n_rows * pool.n_features * pool.dtype.itemsize
+    if need <= cap:
+        return None
+    return f"{p} needs {_size(need)} in memory, more than the cap ({_size(cap)})"
+
+
 def open_pool(spec: object, name: str | None = None) -> PoolSource:
     """A :class:`PoolSource` for a path, glob, folder or array-like.
 

@@ -11,7 +11,7 @@ import numpy as np
 from ralif._validation import RalifInputError, check_budget, check_features
 from ralif.io import load_features, open_output, read_csv_dicts, read_csv_records, write_csv
 from ralif.session.store import SessionStore, create_session
-from ralif.sources import is_pool_spec, open_pool
+from ralif.sources import open_pool, stream_reason
 from ralif.strategies import make_strategy
 from ralif.streaming import streamed_select
 
@@ -40,7 +40,7 @@ def init_session(
     that is never read whole: its size comes from the shards' headers, and ``next``
     streams it (:mod:`ralif.streaming`).
     """
-    if is_pool_spec(features):
+    if stream_reason(features):
         n_items = open_pool(features).n_rows
     else:
         n_items = check_features(load_features(features), f"features ({features})").shape[0]
@@ -88,7 +88,7 @@ def next_batch(
     -------
     (round id, items in the order picked)
     """
-    streamed = is_pool_spec(store.features_path)
+    streamed = stream_reason(store.features_path) is not None
     if streamed:
         X = open_pool(store.features_path)
     else:
@@ -217,7 +217,7 @@ def learning_curve(store: SessionStore) -> list[dict]:
     """Held-out accuracy of the head fitted on the labels known when each round was picked, and now."""
     from ralif.head import LinearHead
 
-    if is_pool_spec(store.features_path):
+    if stream_reason(store.features_path):
         X = open_pool(store.features_path)
         rows_of = X.take
     else:
