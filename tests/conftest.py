@@ -114,7 +114,10 @@ try:
         "ci", max_examples=40, deadline=None, derandomize=True, suppress_health_check=_FUZZ_CHECKS
     )
     settings.register_profile(
-        "fuzz", max_examples=10_000, deadline=None, suppress_health_check=_FUZZ_CHECKS
+        "fuzz",
+        max_examples=int(os.environ.get("RALIF_FUZZ_EXAMPLES", "10000")),
+        deadline=None,
+        suppress_health_check=_FUZZ_CHECKS,
     )
     settings.load_profile(os.environ.get("RALIF_HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # the fuzz tests require it themselves (require("hypothesis"))

@@ -516,3 +516,17 @@ def test_a_labels_csv_with_a_header_and_no_rows_says_so(tmp_path):
             read_manifest(tmp_path / "o.csv", 1)
     finally:
         s.close()
+
+
+def test_only_a_pickle_is_called_pickled(tmp_path):
+    import pickle
+
+    (tmp_path / "text.npz").write_text("a,b\n1,2\n")
+    (tmp_path / "zeros.npz").write_bytes(b"\x00\x00\x00")
+    (tmp_path / "pickle.npz").write_bytes(pickle.dumps({"X": [1, 2]}, protocol=4))
+    for name in ("text.npz", "zeros.npz"):
+        with pytest.raises(RalifInputError, match=r"is not a \.npy or \.npz file") as e:
+            load_features(tmp_path / name)
+        assert "pickled" not in str(e.value)
+    with pytest.raises(RalifInputError, match="pickled Python objects"):
+        load_features(tmp_path / "pickle.npz")

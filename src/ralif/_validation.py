@@ -18,8 +18,24 @@ _FINITE_CHECK_ROWS = 16384
 _ENERGY_LIMIT = {np.dtype(t): float(np.finfo(t).max) * 1e-6 for t in (np.float32, np.float64)}
 
 
+# Control characters a message may carry from its input (a file or array name) are
+# written as escapes: a message is one line, whatever the names in it hold.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, 0x85] if c != 0x09}
+_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r"})
+
+
 class RalifInputError(ValueError):
-    """Bad input given to ralif: the message says what is wrong and where."""
+    """Bad input given to ralif: the message says what is wrong and where, in one line.
+
+    Examples
+    --------
+    >>> str(RalifInputError("no array named 'a\\nb'"))
+    "no array named 'a\\\\nb'"
+    """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(str(message).translate(_ESCAPES), *args)
 
 
 def _format_rows(rows: np.ndarray, limit: int = 10) -> str:

@@ -15,7 +15,7 @@ import os
 import stat
 import sys
 import tempfile
-import zipfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,19 +114,44 @@ def _npy_layout(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dt
     size, is refused as corrupt.
     """
     try:
-        version = npy_format.read_magic(fh)
-        if version == (1, 0):
-            shape, fortran, dtype = npy_format.read_array_header_1_0(fh)
-        elif version in ((2, 0), (3, 0)):
-            shape, fortran, dtype = npy_format.read_array_header_2_0(fh)
-        else:
+        # The header's length is checked before its bytes are read: a forged length
+        # would have a read allocate that much at once.
+        start = _read_exactly(fh, 8)
+        if start[:6] != b"\x93NUMPY":
+            raise ValueError("the file does not start as a .npy file")
+        version = (start[6], start[7])
+        if version not in ((1, 0), (2, 0), (3, 0)):
             raise ValueError(f"unsupported .npy format version {version[0]}.{version[1]}")
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        field = _read_exactly(fh, 2 if version == (1, 0) else 4)
+        length = int.from_bytes(field, "little")
+        if length > _NPY_HEADER_MAX:
+            raise ValueError(f"its header claims {length} bytes")
+        raw = start + field + _read_exactly(fh, length)
+        parse = (
+            npy_format.read_array_header_1_0
+            if version == (1, 0)
+            else npy_format.read_array_header_2_0
+        )
+        buf = pyio.BytesIO(raw)
+        npy_format.read_magic(buf)
+        shape, fortran, dtype = parse(buf)
+    except Exception as exc:  # numpy's header parser raises whatever Python's tokenizer does
         raise RalifInputError(f"cannot read {where} (corrupt or not .npy): {exc}") from None
     shape = tuple(int(n) for n in shape)
     if any(n < 0 for n in shape):
         raise RalifInputError(f"cannot read {where} (corrupt): its header gives the shape {shape}")
-    return shape, bool(fortran), np.dtype(dtype), fh.tell()
+    return shape, bool(fortran), np.dtype(dtype), len(raw)
+
+
+_NPY_HEADER_MAX = 1 << 16
+"""The longest ``.npy`` header read (numpy writes a few hundred bytes; it reads 10,000)."""
+
+
+def _read_exactly(fh: IO[bytes], n: int) -> bytes:
+    data = fh.read(n)
+    if len(data) != n:
+        raise EOFError(f"the file ends after {len(data)} of {n} bytes of its header")
+    return data
 
 
 def _read_npy_header(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -198,7 +223,27 @@ def _load_npy(p: Path, what: str, n_rows: int | None = None, as_float: bool = Fa
     return np.asarray(_load_numpy(p, what))
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def _load_numpy(p: Path, what: str) -> object:
+    # numpy takes any file that is neither .npy nor a zip archive for a pickle: only a
+    # file that starts as a pickle does is called one.
+    try:
+        with open(p, "rb") as fh:
+            start = fh.read(6)
+    except OSError as exc:
+        raise RalifInputError(f"cannot read {what} file {p}: {exc.strerror}") from None
+    if len(start) >= 2 and start[0] == 0x80 and 2 <= start[1] <= 5:  # PROTO 2 to 5
+        raise RalifInputError(
+            f"refusing to read {p}: it holds pickled Python objects, which could run code; "
+            "save plain numeric arrays instead"
+        )
+    if not (start.startswith(_ZIP_MAGIC) or start == b"\x93NUMPY"):
+        raise RalifInputError(
+            f"cannot read {what} file {p}: it is not a .npy or .npz file (corrupt, empty, "
+            "or another format)"
+        )
     try:
         return np.load(p, allow_pickle=False)
     except ValueError as exc:
@@ -208,7 +253,7 @@ def _load_numpy(p: Path, what: str) -> object:
                 "save plain numeric arrays instead"
             ) from None
         raise RalifInputError(f"cannot read {what} file {p}: {exc}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # zipfile raises several unrelated types for a bad archive
         raise RalifInputError(
             f"cannot read {what} file {p} (corrupt or not {p.suffix}): {exc}"
         ) from None
@@ -248,7 +293,9 @@ class NpzArrays:
             info = self._archive.zip.getinfo(self._member(key))
             with self._archive.zip.open(info) as fh:
                 shape, dtype, header = _read_npy_header(fh, where)
-        except (OSError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        except RalifInputError:
+            raise
+        except Exception as exc:  # zipfile raises several unrelated types for a bad archive
             raise RalifInputError(f"cannot read {where} (corrupt file): {exc}") from None
         return shape, dtype, header, info.file_size
 
@@ -272,7 +319,7 @@ class NpzArrays:
                     f"refusing to read {self.path}: array {key!r} holds pickled objects"
                 ) from None
             raise RalifInputError(f"cannot read array {key!r} from {self.path}: {exc}") from None
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        except Exception as exc:  # zipfile raises several unrelated types for a bad archive
             raise RalifInputError(
                 f"cannot read array {key!r} from {self.path} (corrupt file): {exc}"
             ) from None
@@ -288,6 +335,14 @@ def open_npz(path: str | os.PathLike, what: str) -> Iterator[NpzArrays]:
     archive = _load_numpy(p, what)
     if not hasattr(archive, "files"):
         raise RalifInputError(f"{p} is a single .npy array, not an .npz archive")
+    members = archive.zip.namelist()
+    twice = sorted({m for m in members if members.count(m) > 1})
+    if twice:
+        archive.close()
+        raise RalifInputError(
+            f"{p} holds several members named {', '.join(map(repr, twice))}: which one is "
+            "meant is ambiguous (a corrupt or forged archive)"
+        )
     try:
         yield NpzArrays(p, archive)
     finally:
@@ -301,7 +356,7 @@ def _npz_key(z: NpzArrays, keys: tuple[str, ...], what: str) -> str:
     key = next((k for k in keys if k in names), names[0] if len(names) == 1 else None)
     if key is None:
         raise RalifInputError(
-            f"{z.path} holds several arrays ({', '.join(names)}); name the {what} array "
+            f"{z.path} holds several arrays ({', '.join(map(repr, names))}); name the {what} array "
             f"one of {', '.join(keys)}"
         )
     return key
@@ -373,15 +428,25 @@ def _load_feature_csv(p: Path) -> np.ndarray:
     if not first.strip():
         raise RalifInputError(f"features file {p} is empty")
     has_header = any(c.strip() and not _is_number(c) for c in first.split(","))
-    try:
-        X = np.loadtxt(
-            p,
-            delimiter=",",
-            skiprows=int(has_header),
-            ndmin=2,
-            dtype=np.float64,
-            encoding="utf-8-sig",
+    # A number takes at least two characters of text ("0,") and 8 bytes once read.
+    cap, size = max_array_bytes(), p.stat().st_size
+    if cap is not None and 4 * size > cap:
+        raise RalifInputError(
+            f"refusing to read features file {p}: {_size(size)} of text may hold up to "
+            f"{_size(4 * size)} of numbers, more than the cap ({_size(cap)}); save the "
+            "features as .npy, which is read in blocks when it does not fit"
         )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "no data": refused below
+            X = np.loadtxt(
+                p,
+                delimiter=",",
+                skiprows=int(has_header),
+                ndmin=2,
+                dtype=np.float64,
+                encoding="utf-8-sig",
+            )
     except ValueError as exc:
         raise RalifInputError(
             f"{p}: features must be numbers in equal-length rows ({exc})"

@@ -11,6 +11,7 @@ companions, which SQLite creates with the same permissions) is readable by its o
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import operator
 import os
@@ -97,6 +98,14 @@ def _now() -> str:
 
 def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+
+    def text(raw: bytes) -> str:  # a damaged page can hold any bytes in a text column
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _damaged(path, "a text value is not UTF-8") from None
+
+    db.text_factory = text
     db.execute("PRAGMA foreign_keys = ON")
     db.execute("PRAGMA busy_timeout = 30000")
     return db
@@ -1084,6 +1093,28 @@ def _damaged(path: Path, why: str) -> RalifInputError:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _expected_columns() -> dict[str, tuple[str, ...]]:
+    """The columns of every table of a session database, as this version creates them."""
+    db = sqlite3.connect(":memory:")
+    try:
+        _migrate(db, 0)
+        return {t: tuple(r[1] for r in db.execute(f"PRAGMA table_info({t})")) for t in TABLES}
+    finally:
+        db.close()
+
+
+def _schema_differences(db: sqlite3.Connection) -> str:
+    """What differs between a database's tables and the current schema ('' if nothing)."""
+    problems = []
+    for table, columns in _expected_columns().items():
+        have = tuple(r[1] for r in db.execute(f"PRAGMA table_info({table})"))
+        lost = [c for c in columns if c not in have]
+        if lost:
+            problems.append(f"table {table} lacks column(s) {', '.join(lost)}")
+    return "; ".join(problems)
+
+
 def open_session(path: str | os.PathLike, check: bool = True) -> SessionStore:
     """Open an existing session; a missing, read-only, corrupt, damaged or foreign file gets a clear error.
 
@@ -1143,9 +1174,17 @@ def open_session(path: str | os.PathLike, check: bool = True) -> SessionStore:
                 raise _damaged(path, "; ".join(problems)[:300])
         db.execute("PRAGMA journal_mode = WAL")
         _migrate(db, version)
+        damaged = _schema_differences(db)
+        if damaged:
+            raise _damaged(path, damaged)
     except RalifInputError:
-        db.close()
+        if db is not None:
+            db.close()
         raise
+    except UnicodeDecodeError:  # the schema's own text is damaged
+        if db is not None:
+            db.close()
+        raise _damaged(path, "its schema is not UTF-8 text") from None
     except sqlite3.DatabaseError as exc:
         if db is not None:
             db.close()
