@@ -155,6 +155,8 @@ def _write_weights(path, case):
         torch.save(SmallCNN(3, 5).state_dict(), path)  # colour, the images are grey
     elif case == "not a state dict":
         torch.save([torch.zeros(2)], path)
+    elif case == "odd protocol":  # torch warns of the protocol before it fails
+        path.write_bytes(b"\x80\x9a")
     elif case == "damaged pickle":
         path.write_bytes(b"q\x00")  # a pickle opcode reading a memo that is not there
     elif case == "legacy, truncated":
@@ -175,6 +177,7 @@ def _write_weights(path, case):
         ("not a state dict", "must hold a state dict"),
         ("damaged pickle", r"cannot read weights .* \(corrupt or not torch.save\): IndexError"),
         ("legacy, truncated", r"cannot read weights .* \(corrupt or not torch.save\)"),
+        ("odd protocol", r"^ralif: error: cannot read weights .* \(corrupt or not torch.save\)"),
     ],
 )
 def test_bad_weights_are_one_line_and_exit_2(tmp_path, capsys, case, message):
@@ -656,3 +659,17 @@ def test_image_shards_of_integers_and_floats_are_refused(tmp_path, capsys):
     assert _extract(tmp_path, "--encoder", f"{HERE}:COUNTING") == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hold integers" in err and "img-1.npy" in err, err
+
+
+def test_weights_in_the_format_before_zip_files_are_read(tmp_path):
+    imgs = _images(tmp_path / "img")
+    torch.manual_seed(3)
+    cnn = SmallCNN(in_channels=1, n_classes=5).eval()
+    torch.save(cnn.state_dict(), tmp_path / "w.pt", _use_new_zipfile_serialization=False)
+    assert (tmp_path / "w.pt").read_bytes()[:4] != b"PK\x03\x04"
+    argv = ["--encoder", "cnn", "--weights", str(tmp_path / "w.pt"), "--quiet"]
+    assert _extract(tmp_path, *argv) == 0
+    with torch.no_grad():
+        want = cnn.features(_as_input(imgs)).numpy()
+    got = open_pool(tmp_path / "f").take(np.arange(60))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

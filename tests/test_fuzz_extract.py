@@ -375,3 +375,33 @@ def test_a_forged_header_length_is_refused_before_it_is_read(small_cap, tmp_path
     code, err, peak = _run([*argv, "--encoder", f"{HERE}:make_tiny", "--quiet"])
     assert code == 2 and err.count("\n") == 1, err
     assert peak < CAP + SLACK, f"{peak} bytes traced"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"X\x00\x00\x00\x01",  # a pickled string of 16 MiB, in a file of 5 bytes
+        b"\x80\x02X\xff\xff\xff\xff",  # of 4 GiB
+        b"\x80\x02B\xff\xff\xff\xff",  # bytes of 4 GiB
+    ],
+)
+def test_a_forged_length_in_a_weights_file_is_not_allocated(small_cap, tmp_path, data):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "img-0.npy").write_bytes(GOOD)
+    (tmp_path / "w.pt").write_bytes(data)
+    argv = ["extract", "--images", str(tmp_path / "img"), "--out", str(tmp_path / "out")]
+    argv += ["--encoder", f"{HERE}:make_tiny", "--weights", str(tmp_path / "w.pt")]
+    code, err, peak = _run([*argv, "--quiet"])
+    assert code == 2 and err.count("\n") == 1, err
+    assert peak < CAP + SLACK, f"{peak} bytes traced"
+
+
+def test_a_weights_file_larger_than_the_cap_is_refused(small_cap, tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "img-0.npy").write_bytes(GOOD)
+    torch.save({"scale": torch.ones(1), "big": torch.zeros(CAP)}, tmp_path / "w.pt")
+    argv = ["extract", "--images", str(tmp_path / "img"), "--out", str(tmp_path / "out")]
+    argv += ["--encoder", f"{HERE}:make_tiny", "--weights", str(tmp_path / "w.pt")]
+    code, err, peak = _run([*argv, "--quiet"])
+    assert code == 2 and re.search(r"refusing to read weights .*w\.pt: .* more than", err), err
+    assert peak < CAP + SLACK, f"{peak} bytes traced"

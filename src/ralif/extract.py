@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -186,17 +187,19 @@ def _check_memory(rows: int, sources: list) -> None:
     itemsize = max(d.itemsize for *_, d in sources)
     need = rows * pixels * (itemsize + 4)  # as read, and as float32
     if cap is not None and need > cap:
-        source = (
-            f"the {MAX_ARRAY_BYTES_ENV} limit"
-            if os.environ.get(MAX_ARRAY_BYTES_ENV, "").strip()
-            else "the memory available"
-        )
         what = "an image" if rows == 1 else f"a batch of {rows} images"
         hint = "" if rows == 1 else "; lower the batch size (--batch-size)"
         raise RalifInputError(
-            f"{what} of shape {shape} needs {_size(need)} once read, more than {source} "
-            f"({_size(cap)}){hint}"
+            f"{what} of shape {shape} needs {_size(need)} once read, more than "
+            f"{_cap_source()} ({_size(cap)}){hint}"
         )
+
+
+def _cap_source() -> str:
+    """What sets :func:`max_array_bytes` now, for a message."""
+    if os.environ.get(MAX_ARRAY_BYTES_ENV, "").strip():
+        return f"the {MAX_ARRAY_BYTES_ENV} limit"
+    return "the memory available"
 
 
 def encoder_digest(encoder: object) -> str:
@@ -819,6 +822,7 @@ def _import_encoder(spec: str, module_name: str, attr: str):
 def _read_weights(path: str | os.PathLike) -> dict:
     """A state dict from a ``torch.save`` file, read without unpickling objects."""
     import pickle
+    import warnings
 
     import torch
 
@@ -828,7 +832,26 @@ def _read_weights(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise RalifInputError(f"weights path is not a regular file: {p}")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise RalifInputError(f"cannot read weights {p}: {exc.strerror}") from None
+    cap = max_array_bytes()
+    if cap is not None and size > cap:
+        raise RalifInputError(
+            f"refusing to read weights {p}: the file is {_size(size)}, more than "
+            f"{_cap_source()} ({_size(cap)})"
+        )
+    # The format before zip files (torch < 1.6) is a pickle read in place: a length it
+    # announces is read from memory, never allocated beyond the file's own size.
+    source = p if head == _ZIP_MAGIC else io.BytesIO(p.read_bytes())
+    try:
+        # torch warns of what it meets before it fails (an odd pickle protocol): its
+        # warnings are shown once the file is read and checked, never before a refusal.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            obj = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only" in str(exc).lower():
             raise RalifInputError(
@@ -856,6 +879,8 @@ def _read_weights(path: str | os.PathLike) -> dict:
             f"weights {p} must hold a state dict (names to tensors), as "
             "torch.save(model.state_dict(), path) writes"
         )
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return obj
 
 
