@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+import ralif
 from tests.conftest import partial_labels, require
 
 BUDGET = 7
@@ -260,3 +261,27 @@ def test_output_into_a_closed_pipe_ends_quietly(files):
         os.close(write_end)
     assert r.stderr == ""
     assert r.returncode == 141
+
+
+def test_select_exclude_never_picks_the_listed_items(tmp_path, capsys):
+    from ralif.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = np.full(200, -1)
+    y[:20] = np.arange(20) % 2
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    held = list(range(20, 150))
+    (tmp_path / "held.csv").write_text("item\n" + "".join(f"{i}\n" for i in held))
+    argv = ["select", "--features", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]
+    argv += ["--budget", "10", "--l2", "0.1", "--exclude", str(tmp_path / "held.csv")]
+    for extra in ([], ["--stream"]):
+        assert main([*argv, *extra]) == 0
+        picks = [int(r.split(",")[0]) for r in capsys.readouterr().out.split()[1:]]
+        assert len(picks) == 10 and not set(picks) & set(held)
+        want = ralif.select(X, y, 10, random_state=0, exclude=held, l2=0.1)
+        assert picks == want.tolist()
+    (tmp_path / "bad.csv").write_text("item\n3\nx\n")
+    assert main([*argv[:-1], str(tmp_path / "bad.csv")]) == 2
+    assert "line 3: 'x' is not an item number" in capsys.readouterr().err

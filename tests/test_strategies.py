@@ -206,3 +206,51 @@ def test_cluster_margin_picks_only_among_the_most_uncertain(digits):
     most_uncertain = set(pool[np.argsort(m, kind="stable")[:30]].tolist())
     assert set(picks.tolist()) <= most_uncertain
     assert len(set(picks.tolist())) == 10
+
+
+@pytest.mark.parametrize(
+    "name", sorted(n for n, (c, _) in STRATEGIES.items() if not c.needs_network)
+)
+def test_every_strategy_never_picks_an_excluded_item_and_ignores_it(digits, name):
+    X, y_true = digits
+    y = partial_labels(y_true, 60, seed=1)
+    rng = np.random.default_rng(4)
+    held = rng.choice(len(y), 400, replace=False)  # labeled and unlabeled items alike
+    params = {"l2": 0.05} if "l2" in make_strategy(name).get_params() else {}
+    picks = ralif.select(X, y, 25, strategy=name, random_state=3, exclude=held, **params)
+    assert not set(picks.tolist()) & set(held.tolist()) and (y[picks] == -1).all()
+    # The same as a selection over the other rows alone: excluded items take no part.
+    rows = np.setdiff1d(np.arange(len(y)), held)
+    alone = ralif.select(X[rows], y[rows], 25, strategy=name, random_state=3, **params)
+    assert picks.tolist() == rows[alone].tolist()
+    mask = np.zeros(len(y), dtype=bool)
+    mask[held] = True
+    by_mask = ralif.select(X, y, 25, strategy=name, random_state=3, exclude=mask, **params)
+    assert by_mask.tolist() == picks.tolist()
+
+
+def test_a_streamed_selection_excludes_the_same_items(digits):
+    from ralif.sources import open_pool
+
+    X, y_true = digits
+    y = partial_labels(y_true, 60, seed=1)
+    held = np.arange(100, 700)
+    here = ralif.select(X, y, 20, random_state=0, exclude=held, l2=0.05)
+    there = ralif.select(open_pool(X), y, 20, random_state=0, exclude=held, l2=0.05)
+    assert here.tolist() == there.tolist()
+
+
+@pytest.mark.parametrize(
+    "exclude, message",
+    [
+        ([5, 10_000], r"outside 0\.\.1796"),
+        (np.zeros(3, dtype=bool), "mask of 3 entries"),
+        ([1.5], "whole numbers"),
+        ([["a"]], "1-D"),
+    ],
+)
+def test_a_bad_exclude_is_refused_naming_it(digits, exclude, message):
+    X, y_true = digits
+    y = partial_labels(y_true, 60, seed=1)
+    with pytest.raises(ralif.RalifInputError, match=message):
+        ralif.select(X, y, 5, "random", exclude=exclude)

@@ -146,6 +146,58 @@ def check_labels(y: object, n_samples: int | None = None, name: str = "y") -> np
     return arr
 
 
+def check_exclude(exclude: object, n_samples: int, name: str = "exclude") -> np.ndarray:
+    """The rows that stay in play when ``exclude`` is left out, ascending.
+
+    Parameters
+    ----------
+    exclude : array-like of bool of shape (n_samples,), or of int
+        A mask (True: left out) or the indices of the items left out: never picked,
+        never trained on (held-out items, items a person must not see).
+    n_samples : int
+        Items in all.
+    name : str
+        What to call ``exclude`` in messages.
+
+    Returns
+    -------
+    rows : ndarray of int
+        The other items' indices.
+
+    Examples
+    --------
+    >>> check_exclude([1, 3], 5).tolist()
+    [0, 2, 4]
+    >>> check_exclude([True, False, False], 3).tolist()
+    [1, 2]
+    """
+    try:
+        arr = np.asarray(exclude)
+    except (TypeError, ValueError) as exc:
+        raise RalifInputError(f"{name} cannot be read as an array: {exc}") from None
+    if arr.ndim != 1:
+        raise RalifInputError(f"{name} must be 1-D (a mask or indices), got shape {arr.shape}")
+    if arr.dtype.kind == "b":
+        if len(arr) != n_samples:
+            raise RalifInputError(
+                f"{name} is a mask of {len(arr)} entries but there are {n_samples} items"
+            )
+        return np.flatnonzero(~arr)
+    if len(arr) and arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise RalifInputError(f"{name} must hold item indices (whole numbers) or a boolean mask")
+    if len(arr) and arr.dtype.kind not in "iuf":
+        raise RalifInputError(f"{name} must hold item indices or a boolean mask, got {arr.dtype}")
+    idx = arr.astype(np.int64)
+    bad = np.flatnonzero((idx < 0) | (idx >= n_samples))
+    if len(bad):
+        raise RalifInputError(
+            f"{name} holds indices outside 0..{n_samples - 1} (e.g. {arr[bad[0]]!r})"
+        )
+    keep = np.ones(n_samples, dtype=bool)
+    keep[idx] = False
+    return np.flatnonzero(keep)
+
+
 def check_budget(budget: object, pool_size: int) -> int:
     """Return ``budget`` as an int in ``[1, pool_size]``."""
     if isinstance(budget, bool) or not isinstance(budget, numbers.Integral):

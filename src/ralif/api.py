@@ -15,6 +15,7 @@ def select(
     random_state: object = None,
     *,
     model: object = None,
+    exclude: object = None,
     **params: object,
 ) -> np.ndarray:
     """Choose which unlabeled items a person should label next.
@@ -42,6 +43,10 @@ def select(
     model : classifier, optional
         The model for strategies that need one: fitted on the labeled items (used as
         it is) or unfitted (fitted here); see :meth:`ralif.Strategy.select`.
+    exclude : array-like of bool or int, optional
+        Items out of play, such as a held-out evaluation set: a mask of ``N`` entries
+        or their indices. They are never picked, and neither their features nor their
+        labels take part.
     **params
         Passed to the strategy, e.g. ``l2=0.01`` or ``tau=4`` for RALIF.
 
@@ -64,14 +69,16 @@ def select(
     if is_dask_array(X) or isinstance(X, PoolSource):
         # A pool that may not fit in memory: read in blocks (on the dask client's
         # workers when there is one), never whole.
+        from ralif._validation import check_exclude
         from ralif.cluster import default_client
         from ralif.streaming import streamed_select
 
         client = default_client() if is_dask_array(X) else None
+        rows = None if exclude is None else check_exclude(exclude, int(X.shape[0]))
         query = streamed_select(
-            X, y, budget, strategy, random_state, model=model, client=client, **params
+            X, y, budget, strategy, random_state, model=model, client=client, rows=rows, **params
         )
         return query.picks
     return make_strategy(strategy, random_state=random_state, **params).select(
-        X, y, budget, model=model
+        X, y, budget, model=model, exclude=exclude
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ralif._validation import RalifInputError, check_features, check_labels
+from ralif._validation import RalifInputError, check_exclude, check_features, check_labels
 from ralif.bench.report import METRICS
 from ralif.io import (
     check_output,
@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=_STRATEGY_HELP,
     )
     sel.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sel.add_argument(
+        "--exclude",
+        help="items never to pick nor train on (a held-out set): .npy of indices or a boolean "
+        "mask, or .csv of item numbers",
+    )
     sel.add_argument("--out", help="write the picks to this CSV file instead of standard output")
     sel.add_argument("--quiet", action="store_true", help="print nothing but errors")
     _add_ralif_options(sel)
@@ -491,6 +496,13 @@ def _wants_stream(args: argparse.Namespace) -> bool:
     return reason is not None
 
 
+def _excluded(args: argparse.Namespace) -> np.ndarray | None:
+    """The items of ``--exclude``, or None."""
+    from ralif.io import load_items
+
+    return None if args.exclude is None else load_items(args.exclude, "--exclude")
+
+
 def _select_streamed(args: argparse.Namespace, params: dict) -> tuple[np.ndarray, np.ndarray]:
     from contextlib import nullcontext
 
@@ -499,6 +511,8 @@ def _select_streamed(args: argparse.Namespace, params: dict) -> tuple[np.ndarray
 
     pool = open_pool(args.features)
     y = check_labels(load_labels(args.labels, n_rows=pool.n_rows), pool.n_rows)
+    exclude = _excluded(args)
+    rows = None if exclude is None else check_exclude(exclude, pool.n_rows, "--exclude")
     if args.dask:
         from ralif.cluster import dask_client
 
@@ -515,6 +529,7 @@ def _select_streamed(args: argparse.Namespace, params: dict) -> tuple[np.ndarray
             max_candidates=args.max_candidates or DEFAULT_MAX_CANDIDATES,
             device=args.device or "cpu",
             client=client,
+            rows=rows,
             **params,
         )
     if q.capped and not args.quiet:
@@ -542,7 +557,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
         X = check_features(X, f"features ({args.features})")
         y = check_labels(y, X.shape[0], f"labels ({args.labels})")
         strategy = make_strategy(args.strategy, random_state=args.seed, **params)
-        picks = strategy.select(X, y, args.budget)
+        picks = strategy.select(X, y, args.budget, exclude=_excluded(args))
         scores = strategy.scores_[np.searchsorted(strategy.pool_index_, picks)]
     rows = [
         (int(i), rank, f"{s:.6g}")

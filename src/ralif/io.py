@@ -125,7 +125,7 @@ def _npy_layout(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dt
         field = _read_exactly(fh, 2 if version == (1, 0) else 4)
         length = int.from_bytes(field, "little")
         if length > _NPY_HEADER_MAX:
-            raise ValueError(f"its header claims {length} bytes")
+            raise ValueError(f"its header claims {length} bytes, more than {_NPY_HEADER_MAX}")
         raw = start + field + _read_exactly(fh, length)
         parse = (
             npy_format.read_array_header_1_0
@@ -143,8 +143,8 @@ def _npy_layout(fh: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dt
     return shape, bool(fortran), np.dtype(dtype), len(raw)
 
 
-_NPY_HEADER_MAX = 1 << 16
-"""The longest ``.npy`` header read (numpy writes a few hundred bytes; it reads 10,000)."""
+_NPY_HEADER_MAX = 10_000
+"""The longest ``.npy`` header read: numpy's own limit (it writes a few hundred bytes)."""
 
 
 def _read_exactly(fh: IO[bytes], n: int) -> bytes:
@@ -591,6 +591,57 @@ def load_labels(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarra
     raise RalifInputError(
         f"unsupported labels file type {suffix or '(none)'} for {p}; use .npy or .csv"
     )
+
+
+def load_items(path: str | os.PathLike, what: str = "items") -> np.ndarray:
+    """Read a list of item indices (or a boolean mask) from ``.npy`` or ``.csv``.
+
+    A ``.csv`` has one column of item numbers, with an optional header (a column named
+    ``item`` where there are several); blank lines are skipped.
+
+    Parameters
+    ----------
+    path : path-like
+    what : str
+        What the file holds, for messages.
+
+    Returns
+    -------
+    ndarray
+        As stored: integers, or booleans for a mask (checked by
+        :func:`ralif._validation.check_exclude`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "held_out.csv"
+    >>> _ = f.write_text("item\n4\n7\n")
+    >>> load_items(f).tolist()
+    [4, 7]
+    """
+    p = _existing(path, what)
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        return _load_npy(p, what)
+    if suffix not in (".csv", ".txt"):
+        raise RalifInputError(
+            f"unsupported {what} file type {suffix or '(none)'} for {p}; use .npy or .csv"
+        )
+    header, rows = _read_csv_rows(p, what)
+    col = 0
+    if header is not None and len(header) > 1:
+        if "item" not in header:
+            raise RalifInputError(f"{p} has several columns; name the item column 'item'")
+        col = header.index("item")
+    out = []
+    for i, r in enumerate(rows, start=2 if header is not None else 1):
+        cell = r[col].strip() if col < len(r) else ""
+        if not cell:
+            continue
+        if not (cell.isascii() and cell.isdigit()):
+            raise RalifInputError(f"{p}: line {i}: {cell!r} is not an item number")
+        out.append(int(cell))
+    return np.asarray(out, dtype=np.int64)
 
 
 def labels_from_cells(

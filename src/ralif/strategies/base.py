@@ -34,6 +34,7 @@ from ralif._params import Constraint, RandomState, validate_params
 from ralif._validation import (
     RalifInputError,
     check_budget,
+    check_exclude,
     check_features,
     check_labels,
     check_random_state,
@@ -110,6 +111,7 @@ class Strategy(BaseEstimator):
         *,
         model: object = None,
         network: object = None,
+        exclude: object = None,
     ) -> np.ndarray:
         """Choose ``budget`` unlabeled items to label next.
 
@@ -128,6 +130,10 @@ class Strategy(BaseEstimator):
             (:meth:`default_model`), fitted here.
         network : object, optional
             The trained network behind ``X`` (see :mod:`ralif.strategies.network`).
+        exclude : array-like of bool or int, optional
+            Items out of play (held out for evaluation, not to be shown): a mask of
+            ``N`` entries or their indices. They are never picked, and the strategy sees
+            neither their features nor their labels (it runs on the other rows).
 
         Returns
         -------
@@ -137,6 +143,12 @@ class Strategy(BaseEstimator):
         validate_params(self)
         X = check_features(X, "X")
         y = check_labels(y, X.shape[0])
+        if exclude is not None:
+            rows = check_exclude(exclude, X.shape[0])
+            picks = rows[self.select(X[rows], y[rows], budget, model=model, network=network)]
+            self.pool_index_ = rows[self.pool_index_]
+            self.picks_ = picks
+            return picks
         pool = np.flatnonzero(y < 0)
         budget = check_budget(budget, len(pool))
         rng = check_random_state(getattr(self, "random_state", None))
