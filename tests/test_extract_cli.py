@@ -342,19 +342,33 @@ def _off_the_path(monkeypatch, folder) -> None:
     monkeypatch.chdir(folder)
 
 
-def test_a_module_in_the_current_folder_needs_pythonpath(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("command", ["extract", "select"])
+def test_a_module_in_the_current_folder_is_found_as_python_m_finds_it(
+    tmp_path, capsys, monkeypatch, command
+):
+    from tests.conftest import gaussian_blobs
+
     _images(tmp_path / "img")
-    (tmp_path / "ralif_test_here_net.py").write_text(
-        "import torch\nNet = torch.nn.Flatten\n", encoding="utf-8"
+    (tmp_path / f"ralif_test_here_{command}.py").write_text(
+        "import torch\nNet = torch.nn.Flatten\n"
+        "from ralif.strategies.baselines import Random\n"
+        "class Mine(Random):\n    pass\n",
+        encoding="utf-8",
     )
     _off_the_path(monkeypatch, tmp_path)
-    assert _extract(tmp_path, "--encoder", "ralif_test_here_net:Net") == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "No module named 'ralif_test_here_net'" in err, err
-    assert "PYTHONPATH=." in err
-    monkeypatch.delitem(sys.modules, "ralif_test_here_net", raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path))  # as PYTHONPATH=. does
-    assert _extract(tmp_path, "--encoder", "ralif_test_here_net:Net", "--quiet") == 0
+    monkeypatch.setattr(sys, "path", list(sys.path))  # what the import adds is undone after
+    module = f"ralif_test_here_{command}"
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    if command == "extract":
+        assert _extract(tmp_path, "--encoder", f"{module}:Net", "--quiet") == 0
+    else:
+        X, y = gaussian_blobs(n=100)
+        np.save(tmp_path / "X.npy", X)
+        np.save(tmp_path / "y.npy", np.where(np.arange(100) < 20, y, -1))
+        argv = ["select", "--features", "X.npy", "--labels", "y.npy", "--budget", "3"]
+        assert main([*argv, "--strategy", f"{module}:Mine"]) == 0
+    assert str(tmp_path) == sys.path[-1]  # after the installed packages, never before
+    capsys.readouterr()
 
 
 def test_a_missing_dependency_of_the_module_gets_no_path_hint(tmp_path, capsys, monkeypatch):

@@ -769,35 +769,11 @@ def load_encoder(
 
 def _import_encoder(spec: str, module_name: str, attr: str):
     """The module ``module_name:attr`` names, called when it is a callable."""
-    import importlib
-
     import torch
 
-    try:
-        obj = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        hint = ""
-        if missing and (module_name == missing or module_name.startswith(missing + ".")):
-            hint = (
-                "; a module in the current folder is found only with it on the import path: "
-                "run with PYTHONPATH=. (or install the package)"
-            )
-        raise RalifInputError(
-            f"encoder {spec!r}: cannot import {module_name}: {exc}{hint}"
-        ) from None
-    except SystemExit as exc:
-        raise RalifInputError(
-            f"encoder {spec!r}: importing {module_name} called sys.exit({exc.code!r}); "
-            "name a module whose import defines the encoder without exiting"
-        ) from None
-    except Exception as exc:  # an import runs the module's code: anything may fail
-        raise RalifInputError(f"encoder {spec!r}: cannot import {module_name}: {exc}") from None
-    try:
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except AttributeError:
-        raise RalifInputError(f"encoder {spec!r}: {module_name} has no attribute {attr}") from None
+    from ralif._imports import import_object
+
+    obj = import_object(f"{module_name}:{attr}", "encoder")
     if not isinstance(obj, torch.nn.Module):
         if not callable(obj):
             raise RalifInputError(

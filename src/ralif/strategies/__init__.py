@@ -7,10 +7,9 @@ as ``"module:Class"`` (see :func:`make_strategy`).
 
 from __future__ import annotations
 
-import importlib
-
 from sklearn.base import clone
 
+from ralif._imports import import_object
 from ralif._validation import RalifInputError
 from ralif.strategies.base import Strategy
 from ralif.strategies.baselines import (
@@ -118,18 +117,13 @@ def strategy_class(spec: str) -> tuple[type[Strategy], dict[str, object]]:
         spec = base
     if spec in STRATEGIES:
         return STRATEGIES[spec]
-    module_name, sep, attr = str(spec).partition(":")
+    _, sep, _ = str(spec).partition(":")
     if not sep:
         raise RalifInputError(
             f"unknown strategy {spec!r}; choose from {', '.join(sorted(STRATEGIES))}, "
             "or name your own as module:Class"
         )
-    try:
-        obj = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise RalifInputError(f"strategy {spec!r} cannot be imported: {exc}") from None
+    obj = import_object(str(spec), "strategy")
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise RalifInputError(
             f"strategy {spec!r} is {obj!r}, not a subclass of ralif.strategies.Strategy"
