@@ -513,3 +513,32 @@ def test_a_pool_benchmark_names_a_changed_setting_and_resumes_under_another_spel
     assert len(err) == 1 and "differs in test_size (40 then, 50 now)" in err[0], err
     assert main(_shard_bench(tmp_path, pattern, 40)) == 0  # the same shards, as a glob
     assert capsys.readouterr().err == ""
+
+
+def test_bench_and_report_name_strategies_with_other_seed_counts(tmp_path, capsys):
+    from ralif.cli import main
+
+    X, y = gaussian_blobs(n=200)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    out = str(tmp_path / "out")
+
+    def bench(strategies: str, seeds: int) -> list[str]:
+        return [
+            "bench", "--dataset", str(tmp_path / "d.npz"), "--strategies", strategies,
+            "--seeds", str(seeds), "--rounds", "1", "--init", "20", "--budget", "5",
+            "--quiet", "--out", out,
+        ]  # fmt: skip
+
+    assert main(bench("random,margin", 2)) == 0
+    capsys.readouterr()
+    assert main(bench("random", 4)) == 0
+    printed = capsys.readouterr().out
+    assert "different numbers of seeds (margin 2, random 4)" in printed
+    assert "AUBC over 2 seeds" in printed
+    assert main(["report", out]) == 0
+    err = capsys.readouterr().err
+    assert err.count("ralif: note: strategies have different numbers of seeds") == 1
+    assert (
+        "**Note:** strategies have different numbers of seeds"
+        in (tmp_path / "out" / "report.md").read_text()
+    )

@@ -843,6 +843,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"plots:  {', '.join(str(p) for p in out['plots'])}")
     else:
         print(f"plot:   {out['plot']}")
+        for note in out["curves"].left_out:
+            print(f"ralif: note: {note}", file=sys.stderr)
     print(f"report: {out['report']}")
     if not args.quiet:
         print()

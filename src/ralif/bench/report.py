@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,9 @@ class Curves:
     net_accuracy: dict[str, np.ndarray] | None = None
     train_seconds: dict[str, np.ndarray] | None = None
     extract_seconds: dict[str, np.ndarray] | None = None
+    left_out: list[str] = field(default_factory=list)
+    """What the curves leave out, naming the strategies: seeds or rounds not every
+    strategy finished (the curves keep the common part)."""
 
 
 def load_curves(rows: list[dict]) -> Curves:
@@ -61,6 +64,7 @@ def load_curves(rows: list[dict]) -> Curves:
         return np.array([[np.nan if v is None else v for v in row] for row in cells], dtype=float)
 
     deep = any(r.get("net_accuracy") is not None for r in rows)
+    left_out = _left_out(by, strategies, seeds, rounds)
 
     return Curves(
         strategies=strategies,
@@ -74,7 +78,29 @@ def load_curves(rows: list[dict]) -> Curves:
         net_accuracy={s: grid(s, "net_accuracy") for s in strategies} if deep else None,
         train_seconds={s: grid(s, "train_seconds") for s in strategies} if deep else None,
         extract_seconds={s: grid(s, "extract_seconds") for s in strategies} if deep else None,
+        left_out=left_out,
     )
+
+
+def _left_out(by: dict, strategies: list[str], seeds: list[int], rounds: np.ndarray) -> list[str]:
+    """Lines naming the strategies whose seeds or rounds go beyond the common part."""
+    notes = []
+    n_seeds = {s: sum(1 for t, _ in by if t == s) for s in strategies}
+    if len(set(n_seeds.values())) > 1:
+        counts = ", ".join(f"{s} {n}" for s, n in n_seeds.items())
+        notes.append(
+            f"strategies have different numbers of seeds ({counts}): every figure uses the "
+            f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''} all of them finished"
+        )
+    last = {s: max(max(by[(s, seed)]) for seed in seeds) for s in strategies}
+    top = int(rounds.max())
+    beyond = {s: r for s, r in last.items() if r > top}
+    if beyond:
+        notes.append(
+            f"some runs went beyond round {top} ({', '.join(beyond)}): every figure stops at "
+            f"round {top}, the last that every strategy finished for every seed"
+        )
+    return notes
 
 
 def _strategy_order(name: str) -> tuple[int, str]:
@@ -120,6 +146,7 @@ def markdown(c: Curves, title: str, metric: str = "accuracy") -> tuple[str, str]
     values = metric_values(c, metric)
     aubc_table = _aubc_table(c, values, "" if metric == "accuracy" else f" ({METRICS[metric]})")
     lines = [f"# {title}", "", _intro(c), ""]
+    lines += [f"**Note:** {note}." for note in c.left_out] + ([""] if c.left_out else [])
     lines += ["## Area under the learning curve", "", aubc_table, ""]
     lines += _aubc_difference_section(c, values, METRICS[metric])
     if "random" in c.strategies:
@@ -393,6 +420,7 @@ def summary(rows: list[dict], class_names: list[str] | None = None) -> str:
         return f"no AUBC summary yet: {exc}"
     _, table = markdown(c, "")
     lines = [f"AUBC over {len(c.seeds)} seeds, rounds 1–{int(c.rounds.max())}:", "", table]
+    lines[1:1] = [f"note: {note}" for note in c.left_out]
     if class_names:
         lines[1:1] = [_classes_line(class_names)]
     return "\n".join(lines)
