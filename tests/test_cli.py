@@ -285,3 +285,38 @@ def test_select_exclude_never_picks_the_listed_items(tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("item\n3\nx\n")
     assert main([*argv[:-1], str(tmp_path / "bad.csv")]) == 2
     assert "line 3: 'x' is not an item number" in capsys.readouterr().err
+
+
+def test_select_reads_class_names_and_writes_predictions(tmp_path, capsys):
+    from ralif.cli import main
+
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(size=(60, 3)) + 4 * k for k in range(3)])
+    y = np.full(180, -1)
+    known = rng.choice(180, 30, replace=False)
+    y[known] = known // 60
+    names = ["ant", "bee", "cat"]
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    (tmp_path / "names.csv").write_text(
+        "label\n" + "".join((names[v] if v >= 0 else "") + "\n" for v in y)
+    )
+    base = ["select", "--features", str(tmp_path / "X.npy"), "--budget", "5", "--l2", "0.1"]
+    assert main([*base, "--labels", str(tmp_path / "y.npy"), "--explain"]) == 0
+    by_number = capsys.readouterr()
+    assert "rank is the order of picking; score: predicted change" in by_number.err
+    named = [*base, "--labels", str(tmp_path / "names.csv"), "--classes", "ant,bee,cat"]
+    assert main([*named, "--predictions", "--quiet"]) == 0
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert lines[0] == "index,rank,score,predicted,probability" and out.err == ""
+    assert [r.split(",")[:3] for r in lines[1:]] == [
+        r.split(",") for r in by_number.out.strip().splitlines()[1:]
+    ]
+    for r in lines[1:]:
+        index, _, _, predicted, p = r.split(",")
+        assert predicted == names[int(index) // 60] and 0.34 < float(p) <= 1
+    assert main([*base, "--labels", str(tmp_path / "names.csv")]) == 2
+    assert "give their order (--classes a,b,c)" in capsys.readouterr().err
+    assert main([*named[:-1], "ant,bee"]) == 2
+    assert "'cat' in data row" in capsys.readouterr().err

@@ -163,6 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sel.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     sel.add_argument(
+        "--classes",
+        help="class names in order (a,b,c): label cells may then hold names, and "
+        "--predictions shows them",
+    )
+    sel.add_argument(
+        "--explain",
+        action="store_true",
+        help="say on standard error what the score means and which end is picked first",
+    )
+    sel.add_argument(
+        "--predictions",
+        action="store_true",
+        help="add the model's predicted class and its probability for each pick",
+    )
+    sel.add_argument(
         "--exclude",
         help="items never to pick nor train on (a held-out set): .npy of indices or a boolean "
         "mask, or .csv of item numbers",
@@ -503,14 +518,15 @@ def _excluded(args: argparse.Namespace) -> np.ndarray | None:
     return None if args.exclude is None else load_items(args.exclude, "--exclude")
 
 
-def _select_streamed(args: argparse.Namespace, params: dict) -> tuple[np.ndarray, np.ndarray]:
+def _select_streamed(args: argparse.Namespace, params: dict, classes: list[str] | None):
+    """``(picks, scores, strategy, rows of the pool by index, labels)`` of a streamed query."""
     from contextlib import nullcontext
 
     from ralif.sources import open_pool
     from ralif.streaming import DEFAULT_MAX_CANDIDATES, streamed_select
 
     pool = open_pool(args.features)
-    y = check_labels(load_labels(args.labels, n_rows=pool.n_rows), pool.n_rows)
+    y = check_labels(load_labels(args.labels, pool.n_rows, classes), pool.n_rows)
     exclude = _excluded(args)
     rows = None if exclude is None else check_exclude(exclude, pool.n_rows, "--exclude")
     if args.dask:
@@ -538,7 +554,47 @@ def _select_streamed(args: argparse.Namespace, params: dict) -> tuple[np.ndarray
             "candidates (--max-candidates)",
             file=sys.stderr,
         )
-    return q.picks, q.scores[np.searchsorted(q.pool_index, q.picks)]
+    return q.picks, q.scores[np.searchsorted(q.pool_index, q.picks)], q.strategy, pool.take, y
+
+
+def _select_classes(args: argparse.Namespace) -> list[str] | None:
+    if args.classes is None:
+        return None
+    from ralif.session.store import check_class_names, split_class_names
+
+    return check_class_names(split_class_names([args.classes]))
+
+
+def _predictions(
+    args: argparse.Namespace, strategy: object, rows_of, y: np.ndarray, picks: np.ndarray
+) -> list[tuple[str, str]]:
+    """``(predicted class, its probability)`` of each pick, by the strategy's model or,
+    for a strategy without one, the linear head fitted on the labeled items."""
+    model = getattr(strategy, "model_", None)
+    if model is None:
+        from ralif.head import LinearHead
+
+        labeled = np.flatnonzero(y >= 0)
+        if len(np.unique(y[labeled])) < 2:
+            raise RalifInputError("--predictions needs labeled items of at least two classes")
+        model = LinearHead(l2=args.l2 if args.l2 is not None else "auto")
+        model.fit(rows_of(labeled), y[labeled])
+    proba = model.predict_proba(rows_of(picks))
+    best = proba.argmax(axis=1)
+    classes = _select_classes(args)
+    out = []
+    for k, p in zip(best, proba[np.arange(len(best)), best], strict=True):
+        c = int(np.asarray(model.classes_)[k])
+        out.append((classes[c] if classes and c < len(classes) else str(c), f"{p:.4f}"))
+    return out
+
+
+def _score_note(strategy: object) -> str:
+    meaning = getattr(strategy, "score_meaning", "") or "none"
+    return (
+        f"ralif: rank is the order of picking; score: {meaning}. A strategy that spreads its "
+        "picks (k-means++ or core-set over candidates) need not pick in score order"
+    )
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
@@ -547,23 +603,31 @@ def _cmd_select(args: argparse.Namespace) -> int:
     params = _strategy_params(args, args.strategy)
     if args.max_candidates is not None and args.max_candidates < 1:
         raise RalifInputError(f"--max-candidates must be at least 1, got {args.max_candidates}")
+    classes = _select_classes(args)
     if _wants_stream(args):
-        picks, scores = _select_streamed(args, params)
+        picks, scores, strategy, rows_of, y = _select_streamed(args, params, classes)
     else:
         # The shapes are compared from the files' headers first, so that a file whose rows
         # cannot match is refused before its array is read.
-        y = load_labels(args.labels, n_rows=feature_rows(args.features))
+        y = load_labels(args.labels, feature_rows(args.features), classes)
         X = load_features(args.features, n_rows=len(y) if y.ndim else None)
         X = check_features(X, f"features ({args.features})")
         y = check_labels(y, X.shape[0], f"labels ({args.labels})")
         strategy = make_strategy(args.strategy, random_state=args.seed, **params)
         picks = strategy.select(X, y, args.budget, exclude=_excluded(args))
         scores = strategy.scores_[np.searchsorted(strategy.pool_index_, picks)]
+        rows_of = X.__getitem__
     rows = [
         (int(i), rank, f"{s:.6g}")
         for rank, (i, s) in enumerate(zip(picks, scores, strict=True), start=1)
     ]
     header = ["index", "rank", "score"]
+    if args.predictions:
+        header += ["predicted", "probability"]
+        guesses = _predictions(args, strategy, rows_of, y, picks)
+        rows = [(*r, *g) for r, g in zip(rows, guesses, strict=True)]
+    if args.explain:
+        print(_score_note(strategy), file=sys.stderr)
     if args.out:
         write_csv(args.out, header, rows, "picks")
         if not args.quiet:

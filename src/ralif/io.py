@@ -544,7 +544,9 @@ def load_features(path: str | os.PathLike, n_rows: int | None = None) -> np.ndar
     return X
 
 
-def load_labels(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarray:
+def load_labels(
+    path: str | os.PathLike, n_rows: int | None = None, classes: Sequence[str] | None = None
+) -> np.ndarray:
     """Read labels from ``.npy`` or ``.csv``; -1 or an empty cell marks an unlabeled item.
 
     A ``.csv`` has one column, or a header with a column named ``label``.
@@ -555,6 +557,9 @@ def load_labels(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarra
     n_rows : int, optional
         The number of items (feature rows); a ``.npy``/``.npz`` with another number of
         labels is refused from its header, before it is read.
+    classes : sequence of str, optional
+        The class names in order: a ``.csv`` cell holding one of them is its position
+        (as in sessions); other cells must be class numbers.
 
     Returns
     -------
@@ -578,15 +583,26 @@ def load_labels(path: str | os.PathLike, n_rows: int | None = None) -> np.ndarra
             raise RalifInputError(
                 f"{p} has {len(rows[0])} columns; labels need one (or a 'label' column)"
             )
+        index = {name: k for k, name in enumerate(classes or ())}
         out = np.empty(len(rows))
         for i, r in enumerate(rows):
             cell = r[col].strip() if col < len(r) else ""
             if not cell:
                 out[i] = np.nan
+            elif cell in index:
+                out[i] = index[cell]
             elif _is_number(cell):
                 out[i] = float(cell)
+            elif classes:
+                raise RalifInputError(
+                    f"{p}: label {cell!r} in data row {i} is not one of the classes "
+                    f"({', '.join(classes)})"
+                )
             else:
-                raise RalifInputError(f"{p}: label {cell!r} in data row {i} is not a number")
+                raise RalifInputError(
+                    f"{p}: label {cell!r} in data row {i} is not a class number; to label "
+                    "by class names, give their order (--classes a,b,c)"
+                )
         return out
     raise RalifInputError(
         f"unsupported labels file type {suffix or '(none)'} for {p}; use .npy or .csv"
