@@ -1075,3 +1075,19 @@ def test_a_session_from_the_first_schema_is_migrated_with_its_labels(tmp_path):
         assert s.meta("schema_version") == str(SCHEMA_VERSION)
         assert s.current_labels() == {3: (1, False)} and s.unsure_items() == set()
         assert s.rounds() == []
+
+
+def test_real_browser_moves_focus_off_the_button_after_a_label(server, browser):
+    from selenium.webdriver.common.by import By
+
+    _, c = server
+    wait = _open_page(browser, c, "0 of 12")
+    for button in (
+        browser.find_elements(By.CSS_SELECTOR, "#classes button")[1],
+        browser.find_element(By.ID, "unsure"),
+    ):
+        button.click()
+        # No button keeps the focus ring: it would look like an answer chosen in advance.
+        wait.until(lambda d: d.switch_to.active_element.get_attribute("id") == "item")
+        assert browser.switch_to.active_element.tag_name != "button"
+        browser.execute_script("arguments[0].focus()", button)  # as a click leaves it

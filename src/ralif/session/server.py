@@ -55,7 +55,7 @@ PAGE = """<!doctype html>
 <p id="status">Loading…</p>
 <div id="layout">
 <main>
-<div id="item"></div>
+<div id="item" tabindex="-1"></div>
 <div class="classes" id="classes"></div>
 <p class="actions">
  <button id="unsure" title="Cannot decide: leave this item unlabeled (0)"><kbd>0</kbd>Unsure</button>
@@ -85,6 +85,7 @@ aside li button { width: 100%; text-align: left; border: 0; background: none; pa
                   cursor: pointer; font: inherit; }
 aside li button[aria-current="true"] { background: #e6f0ff; font-weight: 600; }
 aside li .waiting { color: #777; } aside li .unsure { color: #a60; }
+#item:focus { outline: none; }
 #item { min-height: 16rem; display: flex; align-items: center; justify-content: center;
         border: 1px solid #ccc; border-radius: 8px; padding: 1rem; margin: 1rem 0; font-size: 1.2rem;
         white-space: pre-wrap; overflow-wrap: anywhere; }
@@ -235,6 +236,8 @@ function done(s, message) {
   $("error").textContent = "";
   if (message !== undefined) $("last").textContent = message;
   show();
+  // The focus leaves the button just used: its ring would look like the next item's answer.
+  $("item").focus({preventScroll: true});
 }
 async function send(body, message) {
   const it = current();
