@@ -309,8 +309,8 @@ def _win_tie_loss_section(c: Curves, values: dict[str, np.ndarray], shown: str) 
     return lines
 
 
-def plot(c: Curves, title: str, path: Path) -> None:
-    """Accuracy and macro-F1 learning curves, mean ± std bands."""
+def plot(c: Curves, title: str, path: Path, metric: str = "accuracy") -> None:
+    """Accuracy and macro-F1 learning curves, mean ± std bands; ``metric``'s first."""
     try:
         import matplotlib
     except ImportError:
@@ -322,6 +322,8 @@ def plot(c: Curves, title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     panels = [("Test accuracy (%)", c.accuracy), ("Test macro-F1 (%)", c.macro_f1)]
+    if metric == "macro_f1":
+        panels.reverse()
     if c.net_accuracy is not None:
         panels = [
             ("Head test accuracy (%)", c.accuracy),
@@ -391,7 +393,7 @@ def make_report(folder: str | os.PathLike, metric: str = "accuracy") -> dict[str
         md = f"{first}\n\n{_classes_line(names)}\n{rest}"
     write_text(folder / "report.md", md, "report")
     png = folder / "curves.png"
-    plot(c, title, png)
+    plot(c, title, png, metric)
     return {"report": folder / "report.md", "plot": png, "aubc_table": aubc_table, "curves": c}
 
 
