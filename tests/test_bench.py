@@ -542,3 +542,30 @@ def test_bench_and_report_name_strategies_with_other_seed_counts(tmp_path, capsy
         "**Note:** strategies have different numbers of seeds"
         in (tmp_path / "out" / "report.md").read_text()
     )
+
+
+def test_bench_records_the_stopping_signals_and_reports_the_rules(tmp_path, capsys):
+    from ralif.bench.store import open_results
+    from ralif.cli import main
+
+    X, y = gaussian_blobs(n=400, C=3, sep=3.0)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    out = tmp_path / "out"
+    argv = [
+        "bench", "--dataset", str(tmp_path / "d.npz"), "--strategies", "ralif,random",
+        "--seeds", "2", "--rounds", "6", "--init", "20", "--budget", "10", "--quiet",
+        "--out", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Stopping rules" in printed and "| strategy | stabilizing_predictions |" in printed
+    with open_results(out) as store:
+        rows = store.rows()
+    for r in rows:
+        assert (r["agreement"] is None) == (r["round"] == 0)
+        assert 0 <= r["max_uncertainty"] <= 1 and 0 <= r["mean_uncertainty"] <= r["max_uncertainty"]
+        has_change = r["strategy"] == "ralif" and r["round"] > 0
+        assert (r["expected_change"] is not None) == has_change
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "## Stopping rules, against hindsight" in text

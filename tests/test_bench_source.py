@@ -68,8 +68,11 @@ def test_only_the_test_rows_labeled_rows_and_candidates_are_read_by_index(
     monkeypatch.setattr(PoolSource, "take", spy)
     args = ["--dataset", str(folder), "--labels", str(labels), *COMMON, "--test-size", str(TEST)]
     assert _bench(*args, "--strategies", "ralif,margin", "--out", str(tmp_path / "o")) == 0
-    # The test set (100), at most 40 labeled rows, RALIF's 10 % of the pool as candidates.
-    assert max(taken) == TEST
+    # The test set (100), at most 40 labeled rows, RALIF's 10 % of the pool as candidates,
+    # and once per run the stop set of the stopping signals: here the whole pool of 480.
+    pool_rows = N - TEST - 20  # less the initial labeled set
+    assert max(taken) == pool_rows and taken.count(pool_rows) == 2  # once per seed
+    assert max(t for t in taken if t != pool_rows) == TEST
 
 
 def test_shards_give_the_picks_of_the_same_benchmark_held_in_memory(pool, tmp_path):

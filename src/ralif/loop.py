@@ -28,6 +28,7 @@ from sklearn.metrics import f1_score
 from ralif._validation import RalifInputError
 from ralif.head import LinearHead
 from ralif.sources import PoolSource
+from ralif.stopping import RoundSignals, round_signals, stop_set
 from ralif.strategies import make_strategy, strategy_class
 from ralif.strategies.base import Strategy
 
@@ -51,6 +52,8 @@ class RoundResult:
     net_accuracy: float = float("nan")
     train_seconds: float = float("nan")
     extract_seconds: float = float("nan")
+    signals: RoundSignals = field(default_factory=RoundSignals)
+    """The stopping signals of the round (:mod:`ralif.stopping`)."""
 
 
 @dataclass
@@ -367,11 +370,14 @@ def run_rounds(
         labeled[picks] = True
     start = 0 if stateful else len(done)
     y = np.where(labeled, y_true, -1)
-    feats = fitted = X_fit = None
+    # The stop set: pool items drawn once; every round's model predicts them.
+    stop = stop_set(np.setdiff1d(np.arange(len(y_true)), initial), seed)
+    feats = fitted = X_fit = predicted = None
     if start > 0:  # resumed: the model of the last finished round
         feats = scenario.features(start - 1, labeled)
         X_fit = labeled_features(feats.X, labeled)
         fitted = clone(template).fit(X_fit, y_true[labeled])
+        _, predicted = _signals(fitted, feats.X, stop, None, None)
     for r in range(start, n_rounds + 1):
         select_s = 0.0
         picks = np.empty(0, dtype=np.intp)
@@ -403,6 +409,9 @@ def run_rounds(
         fitted = clone(template).fit(X_fit, y_true[labeled])
         fit_s = time.perf_counter() - t
         fit_s += sum(v for v in (feats.train_seconds, feats.extract_seconds) if not math.isnan(v))
+        signals, predicted = _signals(
+            fitted, feats.X, stop, predicted, (strat, picks) if r > 0 else None
+        )
         if r < len(replay):
             continue  # replayed to rebuild a stateful strategy: already stored
         acc, f1 = evaluate(fitted, feats.X_test, y_test)
@@ -418,4 +427,27 @@ def run_rounds(
             net_accuracy=feats.net_accuracy,
             train_seconds=feats.train_seconds,
             extract_seconds=feats.extract_seconds,
+            signals=signals,
         )
+
+
+def _signals(
+    model: object, X: object, stop: np.ndarray, previous: np.ndarray | None, query: tuple | None
+) -> tuple[RoundSignals, np.ndarray]:
+    """The round's stopping signals: ``model`` on the stop set, and for a strategy whose
+    scores predict the change of the target loss, their mean over its picks."""
+    if isinstance(X, StreamedFeatures):  # fixed rows of a pool source: read once
+        cached = getattr(X, "_stop_rows", None)
+        if cached is None or not np.array_equal(cached[0], stop):
+            cached = (stop, X.take(stop))
+            X._stop_rows = cached
+        rows = cached[1]
+    else:
+        rows = np.asarray(X)[stop]
+    change = float("nan")
+    if query is not None:
+        strat, picks = query
+        scores, pool = getattr(strat, "scores_", None), getattr(strat, "pool_index_", None)
+        if strat.score_is_loss_change and scores is not None and pool is not None:
+            change = float(np.mean(scores[np.searchsorted(pool, picks)]))
+    return round_signals(model.predict_proba(rows), model.classes_, previous, change)

@@ -15,6 +15,7 @@ from ralif._validation import RalifInputError
 from ralif.bench.stats import CONFIDENCE, bootstrap_interval, paired_below
 from ralif.bench.store import open_results
 from ralif.io import check_output, open_output, write_text
+from ralif.stopping import RULES, RoundSignals, hindsight
 
 TIE_TOLERANCE = 1e-3
 """Accuracy differences below this (0.1 point) count as ties in the win/tie/loss matrix."""
@@ -38,6 +39,8 @@ class Curves:
     net_accuracy: dict[str, np.ndarray] | None = None
     train_seconds: dict[str, np.ndarray] | None = None
     extract_seconds: dict[str, np.ndarray] | None = None
+    signals: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """Per strategy, each stopping signal (:mod:`ralif.stopping`) as seeds x rounds."""
     left_out: list[str] = field(default_factory=list)
     """What the curves leave out, naming the strategies: seeds or rounds not every
     strategy finished (the curves keep the common part)."""
@@ -79,6 +82,7 @@ def load_curves(rows: list[dict]) -> Curves:
         train_seconds={s: grid(s, "train_seconds") for s in strategies} if deep else None,
         extract_seconds={s: grid(s, "extract_seconds") for s in strategies} if deep else None,
         left_out=left_out,
+        signals={s: {k: grid(s, k) for k in RoundSignals.__dataclass_fields__} for s in strategies},
     )
 
 
@@ -152,6 +156,7 @@ def markdown(c: Curves, title: str, metric: str = "accuracy") -> tuple[str, str]
     if "random" in c.strategies:
         lines += _per_round_section(c, values, METRICS[metric])
     lines += _win_tie_loss_section(c, values, METRICS[metric])
+    lines += _stopping_section(c, values, METRICS[metric])
     return "\n".join(lines), aubc_table
 
 
@@ -282,6 +287,65 @@ def _aubc_difference_section(c: Curves, values: dict[str, np.ndarray], shown: st
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     lines.append("")
     return lines
+
+
+def stopping_table(c: Curves, values: dict[str, np.ndarray], shown: str) -> str:
+    """When each stopping rule would have fired, per strategy, judged against hindsight.
+
+    A cell gives the mean round the rule fired in over the seeds where it fired, the
+    labels that saved against the last round, and the ``shown`` metric lost there (in
+    points; negative where stopping did better); "never" where it fired in no seed.
+    Empty when the results hold no signals (written before they were recorded).
+    """
+    if not any(np.isfinite(v).any() for sig in c.signals.values() for v in sig.values()):
+        return ""
+    head = "| strategy | " + " | ".join(RULES) + " |"
+    lines = [head, "|---" * (len(RULES) + 1) + "|"]
+    for s in c.strategies:
+        cells = []
+        for rule in RULES.values():
+            fired = []
+            for i in range(len(c.seeds)):
+                rounds = [
+                    RoundSignals(**{k: float(v[i, j]) for k, v in c.signals[s].items()})
+                    for j in range(len(c.rounds))
+                ]
+                r = rule.fires(rounds)
+                if r is not None:
+                    saved, lost = hindsight(r, c.n_labeled, values[s][i])
+                    fired.append((c.rounds[r], saved, lost))
+            if not fired:
+                cells.append("never")
+                continue
+            r, saved, lost = (np.mean([f[k] for f in fired]) for k in range(3))
+            cells.append(
+                f"round {r:.1f}: {saved:.0f} saved, {lost * 100:+.1f} {shown} "
+                f"({len(fired)}/{len(c.seeds)} seeds)"
+            )
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _stopping_section(c: Curves, values: dict[str, np.ndarray], shown: str) -> list[str]:
+    table = stopping_table(c, values, shown)
+    if not table:
+        return []
+    rules = "; ".join(
+        f"{name}: {r.signal} {'≥' if r.signal == 'agreement' else '≤'} {r.threshold:g}"
+        + (f" in {r.window} rounds running" if r.window > 1 else "")
+        for name, r in RULES.items()
+    )
+    return [
+        "## Stopping rules, against hindsight",
+        "",
+        f"When each rule (ralif.stopping.RULES: {rules}) would first have stopped, as the "
+        "mean over the seeds where it fired: the round, the labels saved against the last "
+        f"round, and the {shown} lost there (points; negative: stopping did better). The "
+        "signals come from a stop set of 1,000 pool items drawn once per seed.",
+        "",
+        table,
+        "",
+    ]
 
 
 def _win_tie_loss_section(c: Curves, values: dict[str, np.ndarray], shown: str) -> list[str]:
@@ -423,6 +487,10 @@ def summary(rows: list[dict], class_names: list[str] | None = None) -> str:
     _, table = markdown(c, "")
     lines = [f"AUBC over {len(c.seeds)} seeds, rounds 1–{int(c.rounds.max())}:", "", table]
     lines[1:1] = [f"note: {note}" for note in c.left_out]
+    stopping = stopping_table(c, c.accuracy, "accuracy")
+    if stopping:
+        lines += ["", "Stopping rules (when each would have stopped, against the last round):"]
+        lines += ["", stopping]
     if class_names:
         lines[1:1] = [_classes_line(class_names)]
     return "\n".join(lines)

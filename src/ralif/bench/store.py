@@ -19,15 +19,18 @@ from ralif._validation import RalifInputError
 from ralif.io import output_folder, write_csv
 from ralif.loop import RoundResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x52414C46  # "RALF": SQLite's header field naming the file's owner
 FORMAT = "ralif-bench-results"  # the meta row that says the same inside the database
 COLUMNS = (
     "strategy", "seed", "round", "n_labeled", "accuracy", "macro_f1",
     "select_seconds", "fit_seconds", "l2", "net_accuracy", "train_seconds", "extract_seconds",
+    "agreement", "max_uncertainty", "mean_uncertainty", "expected_change",
 )  # fmt: skip
 # Columns added after version 1, with their types: the migration adds them.
 _ADDED_IN_2 = (("net_accuracy", "REAL"), ("train_seconds", "REAL"), ("extract_seconds", "REAL"))
+# The stopping signals of each round (ralif.stopping.RoundSignals).
+_ADDED_IN_3 = tuple((name, "REAL") for name in COLUMNS[12:16])
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -219,7 +222,7 @@ class ResultStore:
         if self.read_only:
             return
         with self.db:
-            for name, kind in _ADDED_IN_2:
+            for name, kind in (*_ADDED_IN_2, *_ADDED_IN_3):
                 if name not in self._columns:
                     self.db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
             self._columns = list(COLUMNS)
@@ -269,6 +272,7 @@ class ResultStore:
             strategy, seed, result.round, result.n_labeled, result.accuracy, result.macro_f1,
             result.select_seconds, result.fit_seconds, result.l2, _nullable(result.net_accuracy),
             _nullable(result.train_seconds), _nullable(result.extract_seconds),
+            *(_nullable(getattr(result.signals, c)) for c in COLUMNS[12:16]),
         )  # fmt: skip
         with self.db:
             self.db.execute(

@@ -72,6 +72,10 @@ class Strategy(BaseEstimator):
     score_direction : {"higher", "lower"} or None
         Which end of ``scores_`` the strategy wants first; None when the score does not
         rank the picks (random, diversity-only strategies).
+    score_is_loss_change : bool
+        Each score predicts the change of the mean target loss from labeling the item
+        (RALIF): their sum over a batch is the ``expected_change`` of
+        :mod:`ralif.stopping`.
     _parameter_constraints : dict
         One :class:`~ralif._params.Constraint` per constructor argument, checked at the
         start of every :meth:`select`.
@@ -94,6 +98,7 @@ class Strategy(BaseEstimator):
     name: ClassVar[str] = ""
     score_meaning: ClassVar[str] = ""
     score_direction: ClassVar[str | None] = None
+    score_is_loss_change: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False
     needs_influence: ClassVar[bool] = False
     needs_network: ClassVar[bool] = False

@@ -133,6 +133,7 @@ class RALIF(Strategy):
     name = "ralif"
     score_meaning = "predicted change of the mean target loss (negative = drop)"
     score_direction = "lower"
+    score_is_loss_change = True
     needs_model = True
     needs_influence = True
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
