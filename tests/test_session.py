@@ -1091,3 +1091,34 @@ def test_real_browser_moves_focus_off_the_button_after_a_label(server, browser):
         wait.until(lambda d: d.switch_to.active_element.get_attribute("id") == "item")
         assert browser.switch_to.active_element.tag_name != "button"
         browser.execute_script("arguments[0].focus()", button)  # as a click leaves it
+
+
+def test_status_says_when_each_stopping_rule_would_have_stopped(tmp_path, blobs, capsys):
+    from ralif.cli import main
+    from ralif.session import workflow as wf
+    from ralif.session.store import open_session
+    from ralif.stopping import RULES
+
+    X, y = blobs
+    np.save(tmp_path / "X.npy", X)
+    db = str(tmp_path / "s.db")
+    assert main(["session", "init", "--features", str(tmp_path / "X.npy"), "--classes",
+                 "a,b,c,d", "--db", db]) == 0  # fmt: skip
+    with open_session(db) as s:
+        for i in range(30):
+            s.add_label(i, int(y[i]), who="me")
+        for _ in range(4):  # four rounds, each labeled in full
+            _, items = wf.next_batch(s, 10, "random", seed=1)
+            for i in items:
+                s.add_label(i, int(y[i]), who="me")
+        st = wf.status(s)
+    assert set(st["stopping"]) == set(RULES)
+    assert st["curve"] == []  # no held-out labels: no accuracy, but the signals are there
+    capsys.readouterr()
+    assert main(["session", "status", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "stopping rules" in out
+    for name in RULES:
+        assert re.search(
+            rf"  {name} +(would have stopped at round \S+ \(\d+ labels\)|not yet)", out
+        )

@@ -852,6 +852,14 @@ def _session_command(args: argparse.Namespace) -> int:
                     print(
                         f"  round {p['round']:>4}  {p['n_labeled']:>6} labels  {p['held_out_accuracy']:.3f}"
                     )
+            print("stopping rules (ralif.stopping; evidence, not advice):")
+            for name, at in st["stopping"].items():
+                when = (
+                    f"would have stopped at round {at['round']} ({at['n_labeled']} labels)"
+                    if at
+                    else "not yet"
+                )
+                print(f"  {name:<24} {when}")
         elif args.session_command == "backup":
             s.backup(args.out)
             print(f"copied {args.db} to {args.out}", file=sys.stderr if args.out == "-" else None)

@@ -12,6 +12,7 @@ from ralif._validation import RalifInputError, check_budget, check_features
 from ralif.io import load_features, open_output, read_csv_dicts, read_csv_records, write_csv
 from ralif.session.store import SessionStore, create_session
 from ralif.sources import open_pool, stream_reason
+from ralif.stopping import RULES, round_signals, stop_set
 from ralif.strategies import make_strategy
 from ralif.streaming import streamed_select
 
@@ -208,13 +209,25 @@ def status(store: SessionStore) -> dict:
             for rid, items in waiting.items()
         ],
         "per_class": {c: int((y[train] == k).sum()) for k, c in enumerate(classes)},
-        "curve": learning_curve(store) if held.any() else [],
     }
+    curve = learning_curve(store)
+    out["curve"] = [p for p in curve if p["held_out_accuracy"] is not None]
+    signals = [p["signals"] for p in curve]
+    out["stopping"] = {name: _fired(rule.fires(signals), curve) for name, rule in RULES.items()}
     return out
 
 
+def _fired(at: int | None, curve: list[dict]) -> dict | None:
+    """Where a stopping rule fired in the session's curve: the round and its labels."""
+    if at is None:
+        return None
+    return {"round": curve[at]["round"], "n_labeled": curve[at]["n_labeled"]}
+
+
 def learning_curve(store: SessionStore) -> list[dict]:
-    """Held-out accuracy of the head fitted on the labels known when each round was picked, and now."""
+    """The head fitted on the labels known when each round was picked, and now: its
+    held-out accuracy (None without held-out labels) and its stopping signals
+    (:mod:`ralif.stopping`, on a stop set of items not held out, drawn once)."""
     from ralif.head import LinearHead
 
     if stream_reason(store.features_path):
@@ -225,16 +238,20 @@ def learning_curve(store: SessionStore) -> list[dict]:
         rows_of = X.__getitem__
     y_now, held = store.label_array()
     test = np.flatnonzero(held & (y_now >= 0))
+    X_stop = rows_of(stop_set(np.flatnonzero(~held), seed=0))
     points = [(r["id"], r["created_at"]) for r in store.rounds()] + [("now", None)]
-    curve = []
+    curve, predicted = [], None
     for name, when in points:
         lab = [(i, c) for i, (c, h) in store.current_labels(as_of=when).items() if not h]
         if len({c for _, c in lab}) < 2:
             continue
         idx = np.array([i for i, _ in lab])
         head = LinearHead().fit(rows_of(idx), np.array([c for _, c in lab]))
-        acc = float((head.predict(rows_of(test)) == y_now[test]).mean())
-        curve.append({"round": name, "n_labeled": len(lab), "held_out_accuracy": acc})
+        acc = float((head.predict(rows_of(test)) == y_now[test]).mean()) if len(test) else None
+        signals, predicted = round_signals(head.predict_proba(X_stop), head.classes_, predicted)
+        curve.append(
+            {"round": name, "n_labeled": len(lab), "held_out_accuracy": acc, "signals": signals}
+        )
     return curve
 
 
