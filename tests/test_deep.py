@@ -12,6 +12,7 @@ from tests.conftest import require
 
 torch = require("torch")
 
+from ralif.bench.store import COLUMNS  # noqa: E402
 from ralif.deep import DeepScenario, run_deep_rounds  # noqa: E402
 from ralif.loop import initial_labeled_set  # noqa: E402
 from ralif.models import TrainConfig  # noqa: E402
@@ -113,7 +114,7 @@ def test_scratch_bench_cli_end_to_end(tmp_path):
     r = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     text = (out / "results.csv").read_text().splitlines()
-    assert text[0].endswith("net_accuracy,train_seconds,extract_seconds")
+    assert text[0].split(",") == list(COLUMNS)
     assert len(text) == 1 + 2 * 2
     r = subprocess.run(
         [*args[:-1], "--scenario", "fixed"], capture_output=True, text=True, timeout=600
