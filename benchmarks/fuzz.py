@@ -90,7 +90,9 @@ def main() -> int:
         )
     print(f"{len(stats)} targets, {total} cases, {failing} failing, {wall:.0f} s")
     if run.returncode != 0:
-        print(run.stdout[-4000:], file=sys.stderr)
+        # The failures (and Hypothesis's falsifying examples) come before the statistics.
+        end = run.stdout.find("Hypothesis Statistics")
+        print(run.stdout[: end if end > 0 else None][-8000:], file=sys.stderr)
         print(run.stderr[-2000:], file=sys.stderr)
     return 0 if run.returncode == 0 and failing == 0 else 1
 
