@@ -29,8 +29,11 @@ def test_round_signals_by_hand():
     s, pred = round_signals(proba, np.array([2, 5, 7]), np.array([2, 7, 2]), -0.004)
     assert pred.tolist() == [2, 7, 2]
     assert s.agreement == 1.0
-    assert s.max_uncertainty == pytest.approx(0.66)
-    assert s.mean_uncertainty == pytest.approx((0.4 + 0.2 + 0.66) / 3)
+    scale = 1 - 1 / 3  # the largest least confidence of three classes
+    assert s.max_uncertainty == pytest.approx(0.66 / scale)
+    assert s.mean_uncertainty == pytest.approx((0.4 + 0.2 + 0.66) / 3 / scale)
+    binary, _ = round_signals(np.array([[0.5, 0.5], [1.0, 0.0]]), np.array([0, 1]), None)
+    assert binary.max_uncertainty == 1.0 and binary.mean_uncertainty == 0.5
     assert s.expected_change == -0.004
     first, _ = round_signals(proba, np.array([2, 5, 7]), None)
     assert math.isnan(first.agreement)

@@ -7,7 +7,8 @@ Vijay-Shanker 2009 draw it once and keep it):
 * ``agreement``: Cohen's kappa between this round's and the previous round's predicted
   classes on the stop set (NaN in the first round);
 * ``max_uncertainty`` and ``mean_uncertainty``: the largest and the mean least confidence
-  (``1 - max p``) over the stop set;
+  over the stop set, ``(1 - max p) / (1 - 1/C)``: 0 for a certain prediction, 1 for a
+  uniform one, whatever the number of classes ``C``;
 * ``expected_change``: the change of the mean target loss that RALIF's influence
   predicts from labeling one item of the batch just picked (the mean of its picks'
   scores; negative is a drop), NaN for strategies without it.
@@ -107,11 +108,14 @@ def round_signals(
     >>> p = np.array([[0.9, 0.1], [0.2, 0.8]])
     >>> s, pred = round_signals(p, np.array([0, 1]), np.array([0, 1]))
     >>> s.agreement, round(s.max_uncertainty, 2), pred.tolist()
-    (1.0, 0.2, [0, 1])
+    (1.0, 0.4, [0, 1])
     """
     proba = np.asarray(proba, dtype=np.float64)
     predicted = np.asarray(classes)[proba.argmax(axis=1)]
-    uncertainty = 1.0 - proba.max(axis=1)
+    # Least confidence reaches 1 - 1/C at most: scaled to [0, 1], one threshold serves
+    # two classes and ten alike.
+    n_classes = max(proba.shape[1], 2)
+    uncertainty = (1.0 - proba.max(axis=1)) / (1.0 - 1.0 / n_classes)
     agreement = math.nan if previous is None else kappa(previous, predicted)
     signals = RoundSignals(
         agreement=agreement,
