@@ -631,7 +631,7 @@ def load_items(path: str | os.PathLike, what: str = "items") -> np.ndarray:
     --------
     >>> import tempfile, pathlib
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "held_out.csv"
-    >>> _ = f.write_text("item\n4\n7\n")
+    >>> _ = f.write_text("item\\n4\\n7\\n")
     >>> load_items(f).tolist()
     [4, 7]
     """
@@ -722,7 +722,7 @@ def read_csv_records(
     --------
     >>> import tempfile, pathlib
     >>> f = pathlib.Path(tempfile.mkdtemp()) / "labels.csv"
-    >>> _ = f.write_text("item,label\n3,cat\n")
+    >>> _ = f.write_text("item,label\\n3,cat\\n")
     >>> read_csv_records(f, "labels", ["item", "label"])
     [(2, {'item': '3', 'label': 'cat'})]
     """
