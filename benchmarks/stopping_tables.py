@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ralif.bench.report import load_curves
+from ralif.bench.report import load_curves, stopping_outcomes
 from ralif.bench.store import open_results
 from ralif.data.suite import SUITE
-from ralif.stopping import RULES, RoundSignals, hindsight
+from ralif.stopping import RULES
 
 
 def runs(folder: Path):
@@ -34,16 +34,9 @@ def runs(folder: Path):
         spec = SUITE.get(sub.name)
         values = c.macro_f1 if spec is not None and spec.metric == "macro_f1" else c.accuracy
         budget_total = c.n_labeled[-1] - c.n_labeled[0]
-        for s in c.strategies:
-            for i in range(len(c.seeds)):
-                signals = [
-                    RoundSignals(**{k: float(v[i, j]) for k, v in c.signals[s].items()})
-                    for j in range(len(c.rounds))
-                ]
-                for name, rule in RULES.items():
-                    r = rule.fires(signals)
-                    saved, lost = hindsight(r, c.n_labeled, values[s][i])
-                    yield sub.name, s, name, r, saved, saved / budget_total, lost
+        for (s, name), per_seed in stopping_outcomes(c, values).items():
+            for r, saved, lost in per_seed:
+                yield sub.name, s, name, r, saved, saved / budget_total, lost
 
 
 def main() -> None:

@@ -566,7 +566,12 @@ def _select_classes(args: argparse.Namespace) -> list[str] | None:
 
 
 def _predictions(
-    args: argparse.Namespace, strategy: object, rows_of, y: np.ndarray, picks: np.ndarray
+    args: argparse.Namespace,
+    strategy: object,
+    rows_of,
+    y: np.ndarray,
+    picks: np.ndarray,
+    classes: list[str] | None,
 ) -> list[tuple[str, str]]:
     """``(predicted class, its probability)`` of each pick, by the strategy's model or,
     for a strategy without one, the linear head fitted on the labeled items."""
@@ -581,7 +586,6 @@ def _predictions(
         model.fit(rows_of(labeled), y[labeled])
     proba = model.predict_proba(rows_of(picks))
     best = proba.argmax(axis=1)
-    classes = _select_classes(args)
     out = []
     for k, p in zip(best, proba[np.arange(len(best)), best], strict=True):
         c = int(np.asarray(model.classes_)[k])
@@ -624,7 +628,7 @@ def _cmd_select(args: argparse.Namespace) -> int:
     header = ["index", "rank", "score"]
     if args.predictions:
         header += ["predicted", "probability"]
-        guesses = _predictions(args, strategy, rows_of, y, picks)
+        guesses = _predictions(args, strategy, rows_of, y, picks, classes)
         rows = [(*r, *g) for r, g in zip(rows, guesses, strict=True)]
     if args.explain:
         print(_score_note(strategy), file=sys.stderr)

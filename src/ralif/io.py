@@ -994,16 +994,7 @@ def open_output(
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())
-            if exclusive:
-                try:  # a hard link never replaces a file that appeared meanwhile
-                    os.link(tmp, p)
-                except FileExistsError:
-                    raise RalifInputError(
-                        f"{path} already exists; pick another --out or remove it"
-                    ) from None
-                Path(tmp).unlink()
-            else:
-                os.replace(tmp, p)
+            _put_in_place(tmp, p, path, exclusive)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -1013,6 +1004,18 @@ def open_output(
         if exc.errno not in _WRITE_ERRNOS or isinstance(exc, BrokenPipeError):
             raise
         raise RalifInputError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
+
+
+def _put_in_place(tmp: str, p: Path, path: str | os.PathLike, exclusive: bool) -> None:
+    """Move the finished temporary file ``tmp`` to ``p``; ``exclusive`` never replaces."""
+    if not exclusive:
+        os.replace(tmp, p)
+        return
+    try:  # a hard link never replaces a file that appeared meanwhile
+        os.link(tmp, p)
+    except FileExistsError:
+        raise RalifInputError(f"{path} already exists; pick another --out or remove it") from None
+    Path(tmp).unlink()
 
 
 def write_csv(

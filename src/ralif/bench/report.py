@@ -289,6 +289,33 @@ def _aubc_difference_section(c: Curves, values: dict[str, np.ndarray], shown: st
     return lines
 
 
+def stopping_outcomes(
+    c: Curves, values: dict[str, np.ndarray]
+) -> dict[tuple[str, str], list[tuple[int | None, int, float]]]:
+    """Per (strategy, rule), per seed: ``(round fired or None, labels saved, score lost)``.
+
+    Each rule of :data:`ralif.stopping.RULES` reads the seed's stopping signals round by
+    round; where it fires, :func:`ralif.stopping.hindsight` compares that round with the
+    last one by ``values`` (a fraction; negative where stopping did better).
+    """
+    out = {}
+    for s in c.strategies:
+        per_seed = [
+            [
+                RoundSignals(**{k: float(v[i, j]) for k, v in c.signals[s].items()})
+                for j in range(len(c.rounds))
+            ]
+            for i in range(len(c.seeds))
+        ]
+        for name, rule in RULES.items():
+            out[s, name] = []
+            for i, rounds in enumerate(per_seed):
+                r = rule.fires(rounds)
+                saved, lost = hindsight(r, c.n_labeled, values[s][i])
+                out[s, name].append((None if r is None else int(c.rounds[r]), saved, lost))
+    return out
+
+
 def stopping_table(c: Curves, values: dict[str, np.ndarray], shown: str) -> str:
     """When each stopping rule would have fired, per strategy, judged against hindsight.
 
@@ -299,25 +326,16 @@ def stopping_table(c: Curves, values: dict[str, np.ndarray], shown: str) -> str:
     """
     if not any(np.isfinite(v).any() for sig in c.signals.values() for v in sig.values()):
         return ""
-    head = "| strategy | " + " | ".join(RULES) + " |"
-    lines = [head, "|---" * (len(RULES) + 1) + "|"]
+    outcomes = stopping_outcomes(c, values)
+    lines = ["| strategy | " + " | ".join(RULES) + " |", "|---" * (len(RULES) + 1) + "|"]
     for s in c.strategies:
         cells = []
-        for rule in RULES.values():
-            fired = []
-            for i in range(len(c.seeds)):
-                rounds = [
-                    RoundSignals(**{k: float(v[i, j]) for k, v in c.signals[s].items()})
-                    for j in range(len(c.rounds))
-                ]
-                r = rule.fires(rounds)
-                if r is not None:
-                    saved, lost = hindsight(r, c.n_labeled, values[s][i])
-                    fired.append((c.rounds[r], saved, lost))
+        for name in RULES:
+            fired = [o for o in outcomes[s, name] if o[0] is not None]
             if not fired:
                 cells.append("never")
                 continue
-            r, saved, lost = (np.mean([f[k] for f in fired]) for k in range(3))
+            r, saved, lost = np.mean(np.array(fired, dtype=float), axis=0)
             cells.append(
                 f"round {r:.1f}: {saved:.0f} saved, {lost * 100:+.1f} {shown} "
                 f"({len(fired)}/{len(c.seeds)} seeds)"
