@@ -24,6 +24,13 @@ def test_the_results_csv_columns_are_the_stores():
     assert _columns_after("`OUT/results.csv` (") == list(COLUMNS)
 
 
+def test_the_further_metrics_are_the_codes():
+    from ralif.metrics import ALWAYS, METRICS
+
+    listed = _columns_after("further test metric asked for with `--metrics`\n  (any of ")
+    assert listed == [m for m in METRICS if m not in ALWAYS]
+
+
 def test_the_export_columns_are_the_sessions(tmp_path):
     from ralif.session.store import create_session
 

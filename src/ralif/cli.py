@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from ralif._validation import RalifInputError, check_exclude, check_features, check_labels
-from ralif.bench.report import METRICS
 from ralif.io import (
     check_output,
     feature_rows,
@@ -25,6 +24,7 @@ from ralif.io import (
     save_npz,
     write_csv,
 )
+from ralif.metrics import ALWAYS, METRICS
 from ralif.strategies import STRATEGIES, make_strategy, strategy_class
 
 EXIT_BAD_INPUT = 2
@@ -302,6 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="pool source: run the streamed queries' passes on a dask cluster: local:N or a "
         "scheduler address such as tcp://host:8786 (needs ralif[dask])",
     )
+    bench.add_argument(
+        "--metrics",
+        default="",
+        metavar="NAMES",
+        help="comma-separated test metrics to record besides "
+        + " and ".join(ALWAYS)
+        + ", for report --metric: "
+        + ", ".join(m for m in METRICS if m not in ALWAYS),
+    )
     bench.add_argument("--out", required=True, help="results folder")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -461,8 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric",
         choices=tuple(METRICS),
         default=None,
-        help="what the paired differences, rounds below random and win/tie/loss of a benchmark "
-        "folder judge by (default: accuracy; a suite judges each data set by its own metric)",
+        help="what the paired differences, rounds below random, win/tie/loss, stopping table and "
+        "first plot of a benchmark folder judge by: accuracy (default), macro_f1, or a metric "
+        "it recorded with bench --metrics (a suite judges each data set by its own metric)",
     )
     report.add_argument("--quiet", action="store_true", help="print only the paths")
     return parser
@@ -673,6 +683,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         labels=args.labels,
         max_candidates=args.max_candidates,
         dask=args.dask,
+        metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
     )
     config.check()
     if args.suite:

@@ -215,6 +215,7 @@ def run_deep_rounds(
     done: Sequence[np.ndarray] = (),
     on_epoch: Callable[[int, float], None] | None = None,
     on_extract: Callable[[int], None] | None = None,
+    metrics: Sequence[str] = (),
 ) -> Iterator[RoundResult]:
     """Simulate labeling rounds with an encoder retrained from scratch each round.
 
@@ -250,4 +251,5 @@ def run_deep_rounds(
         l2=l2,
         done=done,
         scenario=encoder,
+        metrics=metrics,
     )

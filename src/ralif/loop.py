@@ -23,10 +23,10 @@ from typing import Protocol
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.metrics import f1_score
 
 from ralif._validation import RalifInputError
 from ralif.head import LinearHead
+from ralif.metrics import ALWAYS, check_metrics, scores
 from ralif.sources import PoolSource
 from ralif.stopping import RoundSignals, round_signals, stop_set
 from ralif.strategies import make_strategy, strategy_class
@@ -54,6 +54,8 @@ class RoundResult:
     extract_seconds: float = float("nan")
     signals: RoundSignals = field(default_factory=RoundSignals)
     """The stopping signals of the round (:mod:`ralif.stopping`)."""
+    extra: dict[str, float] = field(default_factory=dict)
+    """The further metrics asked for (:data:`ralif.metrics.METRICS`), by name."""
 
 
 @dataclass
@@ -243,12 +245,13 @@ def round_seed(seed: int, round_: int, strategy: str) -> int:
     )
 
 
-def evaluate(model: object, X_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
-    """Accuracy and macro-F1 (over the test set's classes) as fractions."""
+def evaluate(
+    model: object, X_test: np.ndarray, y_test: np.ndarray, metrics: Sequence[str] = ()
+) -> dict[str, float]:
+    """Accuracy, macro-F1 and the further ``metrics`` of a fitted model on the test set,
+    as fractions (:func:`ralif.metrics.scores`)."""
     pred = np.asarray(model.classes_)[model.predict_proba(X_test).argmax(axis=1)]
-    acc = float((pred == y_test).mean())
-    f1 = float(f1_score(y_test, pred, labels=np.unique(y_test), average="macro", zero_division=0))
-    return acc, f1
+    return scores(y_test, pred, (*ALWAYS, *metrics))
 
 
 def strategy_label(strategy: str | Strategy) -> str:
@@ -302,6 +305,7 @@ def run_rounds(
     on_phase: Callable[[str], None] | None = None,
     model: object = None,
     scenario: Scenario | None = None,
+    metrics: Sequence[str] = (),
 ) -> Iterator[RoundResult]:
     """Simulate ``n_rounds`` rounds of labeling with the ground truth as the oracle.
 
@@ -341,6 +345,9 @@ def run_rounds(
     scenario : Scenario, optional
         Where each round's features come from; default :class:`FixedFeatures` over
         ``X`` and ``X_test``.
+    metrics : sequence of str
+        Metrics of :data:`ralif.metrics.METRICS` to record besides accuracy and
+        macro-F1 (:attr:`RoundResult.extra`).
 
     Yields
     ------
@@ -348,6 +355,7 @@ def run_rounds(
         One per round not in ``done`` (round 0 included when ``done`` is empty).
     """
     params = dict(params or {})
+    metrics = check_metrics(metrics)
     scenario = scenario if scenario is not None else FixedFeatures(X, X_test)
     cls = type(strategy) if isinstance(strategy, Strategy) else strategy_class(strategy)[0]
     label = strategy_label(strategy)
@@ -414,12 +422,12 @@ def run_rounds(
         )
         if r < len(replay):
             continue  # replayed to rebuild a stateful strategy: already stored
-        acc, f1 = evaluate(fitted, feats.X_test, y_test)
+        measured = evaluate(fitted, feats.X_test, y_test, metrics)
         yield RoundResult(
             r,
             int(labeled.sum()),
-            acc,
-            f1,
+            measured.pop("accuracy"),
+            measured.pop("macro_f1"),
             select_s,
             fit_s,
             picks,
@@ -428,6 +436,7 @@ def run_rounds(
             train_seconds=feats.train_seconds,
             extract_seconds=feats.extract_seconds,
             signals=signals,
+            extra=measured,
         )
 
 

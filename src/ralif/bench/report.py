@@ -15,6 +15,7 @@ from ralif._validation import RalifInputError
 from ralif.bench.stats import CONFIDENCE, bootstrap_interval, paired_below
 from ralif.bench.store import open_results
 from ralif.io import check_output, open_output, write_text
+from ralif.metrics import ALWAYS, METRICS
 from ralif.stopping import RULES, RoundSignals, hindsight
 
 TIE_TOLERANCE = 1e-3
@@ -44,6 +45,9 @@ class Curves:
     left_out: list[str] = field(default_factory=list)
     """What the curves leave out, naming the strategies: seeds or rounds not every
     strategy finished (the curves keep the common part)."""
+    extra: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """The further metrics recorded (``ralif bench --metrics``): per metric, per
+    strategy, seeds x rounds."""
 
 
 def load_curves(rows: list[dict]) -> Curves:
@@ -83,7 +87,13 @@ def load_curves(rows: list[dict]) -> Curves:
         extract_seconds={s: grid(s, "extract_seconds") for s in strategies} if deep else None,
         left_out=left_out,
         signals={s: {k: grid(s, k) for k in RoundSignals.__dataclass_fields__} for s in strategies},
+        extra={m: {s: grid(s, m) for s in strategies} for m in _recorded(rows)},
     )
+
+
+def _recorded(rows: list[dict]) -> list[str]:
+    """The further metrics of :data:`ralif.metrics.METRICS` that every row holds."""
+    return [m for m in METRICS if m not in ALWAYS and all(r.get(m) is not None for r in rows)]
 
 
 def _left_out(by: dict, strategies: list[str], seeds: list[int], rounds: np.ndarray) -> list[str]:
@@ -133,30 +143,40 @@ def _pm(x: np.ndarray, scale: float = 100.0) -> str:
     return f"{x.mean() * scale:.1f} ± {x.std() * scale:.1f}"
 
 
-METRICS = {"accuracy": "accuracy", "macro_f1": "macro-F1"}
-"""Metrics a report can judge by: the name in the results, and as shown."""
-
-
 def metric_values(c: Curves, metric: str) -> dict[str, np.ndarray]:
-    """The (seeds x rounds) values of ``metric`` per strategy."""
+    """The (seeds x rounds) values of ``metric`` per strategy.
+
+    Raises
+    ------
+    RalifInputError
+        For a name not in :data:`ralif.metrics.METRICS`, or a metric the results did
+        not record (naming those they did).
+    """
     if metric not in METRICS:
         raise RalifInputError(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-    return c.accuracy if metric == "accuracy" else c.macro_f1
+    recorded = {"accuracy": c.accuracy, "macro_f1": c.macro_f1, **c.extra}
+    if metric not in recorded:
+        raise RalifInputError(
+            f"these results did not record {metric} (they hold {', '.join(recorded)}); "
+            f"record it with ralif bench --metrics {metric} into a new folder"
+        )
+    return recorded[metric]
 
 
 def markdown(c: Curves, title: str, metric: str = "accuracy") -> tuple[str, str]:
     """(the whole report, the AUBC table alone) as markdown; the paired differences,
     rounds below random and win/tie/loss judge by ``metric``."""
     values = metric_values(c, metric)
-    aubc_table = _aubc_table(c, values, "" if metric == "accuracy" else f" ({METRICS[metric]})")
+    shown = METRICS[metric].label
+    aubc_table = _aubc_table(c, values, "" if metric == "accuracy" else f" ({shown})")
     lines = [f"# {title}", "", _intro(c), ""]
     lines += [f"**Note:** {note}." for note in c.left_out] + ([""] if c.left_out else [])
     lines += ["## Area under the learning curve", "", aubc_table, ""]
-    lines += _aubc_difference_section(c, values, METRICS[metric])
+    lines += _aubc_difference_section(c, values, shown)
     if "random" in c.strategies:
-        lines += _per_round_section(c, values, METRICS[metric])
-    lines += _win_tie_loss_section(c, values, METRICS[metric])
-    lines += _stopping_section(c, values, METRICS[metric])
+        lines += _per_round_section(c, values, shown)
+    lines += _win_tie_loss_section(c, values, shown)
+    lines += _stopping_section(c, values, shown)
     return "\n".join(lines), aubc_table
 
 
@@ -170,8 +190,7 @@ def _intro(c: Curves) -> str:
     )
     return (
         f"{len(c.seeds)} seeds, rounds 0–{int(c.rounds.max())}, {int(c.n_labeled[0])} → {int(c.n_labeled[-1])} labels. "
-        "AUBC: mean test accuracy (and macro-F1) over rounds 1–R, in %, mean ± std over seeds."
-        + deep_note
+        "AUBC: mean test score over rounds 1–R, in %, mean ± std over seeds." + deep_note
     )
 
 
@@ -189,35 +208,39 @@ def _rounds_below_random(c: Curves, s: str, values: dict[str, np.ndarray]) -> st
     return f"{int(test.significant(ALPHA).sum())}/{len(test.p)}"
 
 
-def _aubc_row(c: Curves, s: str, values: dict[str, np.ndarray]) -> str:
-    """One strategy's AUBC row: accuracy, macro-F1, rounds at or above random, timings."""
-    after = c.rounds >= 1
-    acc, f1 = aubc(c.accuracy[s], c.rounds), aubc(c.macro_f1[s], c.rounds)
-    ge = _rounds_below_random(c, s, values)
-    sel = c.select_seconds[s][:, after].mean() if after.any() else 0.0
+def _aubc_columns(c: Curves) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """The AUBC columns: (heading, values per strategy) of every metric recorded."""
+    columns = [
+        ("AUBC head accuracy" if c.net_accuracy is not None else "AUBC accuracy", c.accuracy)
+    ]
     if c.net_accuracy is not None:
-        net = aubc(c.net_accuracy[s], c.rounds)
-        train, extract = np.nanmean(c.train_seconds[s]), np.nanmean(c.extract_seconds[s])
-        return f"| {s} | {_pm(acc)} | {_pm(net)} | {_pm(f1)} | {ge} | {sel:.3f} | {train:.2f} | {extract:.2f} |"
-    fit = c.fit_seconds[s].mean()
-    return f"| {s} | {_pm(acc)} | {_pm(f1)} | {ge} | {sel:.3f} | {fit:.3f} |"
+        columns.append(("AUBC network accuracy", c.net_accuracy))
+    columns.append(("AUBC macro-F1", c.macro_f1))
+    columns += [(f"AUBC {METRICS[m].label}", v) for m, v in c.extra.items()]
+    return columns
 
 
 def _aubc_table(c: Curves, values: dict[str, np.ndarray], judged_by: str = "") -> str:
-    """The AUBC table: one row per strategy (head and network columns for a deep run)."""
-    if c.net_accuracy is not None:
-        table = [
-            "| strategy | AUBC head accuracy | AUBC network accuracy | AUBC macro-F1 | rounds below "
-            f"random{judged_by} | select s/round | train s/round | extract s/round |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-    else:
-        table = [
-            f"| strategy | AUBC accuracy | AUBC macro-F1 | rounds below random{judged_by} "
-            "| select s/round | fit s/round |",
-            "|---|---|---|---|---|---|",
-        ]
-    table += [_aubc_row(c, s, values) for s in c.strategies]
+    """The AUBC table: one row per strategy, a column per metric recorded (head and
+    network accuracy for a deep run), rounds below random by ``values``, timings."""
+    metrics = _aubc_columns(c)
+    times = ["select s/round"]
+    times += ["train s/round", "extract s/round"] if c.net_accuracy is not None else ["fit s/round"]
+    heads = ["strategy", *(h for h, _ in metrics), f"rounds below random{judged_by}", *times]
+    table = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    after = c.rounds >= 1
+    for s in c.strategies:
+        cells = [s, *(_pm(aubc(v[s], c.rounds)) for _, v in metrics)]
+        cells.append(_rounds_below_random(c, s, values))
+        cells.append(f"{c.select_seconds[s][:, after].mean() if after.any() else 0.0:.3f}")
+        if c.net_accuracy is not None:
+            cells += [
+                f"{np.nanmean(c.train_seconds[s]):.2f}",
+                f"{np.nanmean(c.extract_seconds[s]):.2f}",
+            ]
+        else:
+            cells.append(f"{c.fit_seconds[s].mean():.3f}")
+        table.append("| " + " | ".join(cells) + " |")
     return "\n".join(table)
 
 
@@ -392,7 +415,7 @@ def _win_tie_loss_section(c: Curves, values: dict[str, np.ndarray], shown: str) 
 
 
 def plot(c: Curves, title: str, path: Path, metric: str = "accuracy") -> None:
-    """Accuracy and macro-F1 learning curves, mean ± std bands; ``metric``'s first."""
+    """Learning curves of ``metric``, accuracy and macro-F1, mean ± std bands."""
     try:
         import matplotlib
     except ImportError:
@@ -403,15 +426,13 @@ def plot(c: Curves, title: str, path: Path, metric: str = "accuracy") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("Test accuracy (%)", c.accuracy), ("Test macro-F1 (%)", c.macro_f1)]
-    if metric == "macro_f1":
-        panels.reverse()
+    head = "Head test" if c.net_accuracy is not None else "Test"
+    panels = [(f"{head} {METRICS[metric].label} (%)", metric_values(c, metric))]
+    panels += [
+        (f"{head} {METRICS[m].label} (%)", metric_values(c, m)) for m in ALWAYS if m != metric
+    ]
     if c.net_accuracy is not None:
-        panels = [
-            ("Head test accuracy (%)", c.accuracy),
-            ("Network test accuracy (%)", c.net_accuracy),
-            ("Head test macro-F1 (%)", c.macro_f1),
-        ]
+        panels.insert(1, ("Network test accuracy (%)", c.net_accuracy))
     fig, axes = plt.subplots(
         1, len(panels), figsize=(6 * len(panels), 4.8), constrained_layout=True
     )
@@ -453,8 +474,10 @@ def make_report(folder: str | os.PathLike, metric: str = "accuracy") -> dict[str
     ----------
     folder : path-like
         A folder written by ``ralif bench``.
-    metric : {"accuracy", "macro_f1"}
-        What the paired differences, the rounds below random and win/tie/loss judge by.
+    metric : str, default "accuracy"
+        What the paired differences, the rounds below random, win/tie/loss, the
+        stopping table and the first plot judge by: a name of
+        :data:`ralif.metrics.METRICS` the folder recorded.
 
     Returns
     -------

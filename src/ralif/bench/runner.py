@@ -15,6 +15,7 @@ from ralif._validation import RalifInputError, _format_rows
 from ralif.bench.store import ResultStore, changed_fields
 from ralif.data import Dataset, load_dataset
 from ralif.loop import StreamedFeatures, initial_labeled_set, run_rounds
+from ralif.metrics import check_metrics
 from ralif.strategies import STRATEGIES, strategy_class
 
 SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
@@ -54,6 +55,7 @@ class BenchConfig:
     labels: str | None = None
     max_candidates: int | None = None
     dask: str | None = None
+    metrics: tuple[str, ...] = ()
 
     def identity(self, pool: dict | None = None) -> dict:
         """The fields that define the benchmark (stored with its results).
@@ -80,9 +82,10 @@ class BenchConfig:
         if self.scenario in ("fixed", "embeddings"):
             for k in ("encoder_epochs", "mc_samples"):
                 d.pop(k)
+        d["metrics"] = list(check_metrics(self.metrics))
         # Absent, these leave the identity of a benchmark stored before they existed.
-        for k in ("labels", "max_candidates"):
-            if d[k] is None:
+        for k in ("labels", "max_candidates", "metrics"):
+            if d[k] in (None, []):
                 d.pop(k)
         if pool is not None:
             d["dataset"] = pool_name(self.dataset)
@@ -109,6 +112,7 @@ class BenchConfig:
             )
         if self.max_candidates is not None and self.max_candidates < 1:
             raise RalifInputError(f"--max-candidates must be at least 1, got {self.max_candidates}")
+        self.metrics = check_metrics(self.metrics)
         if is_pool_dataset(self.dataset):
             self._check_pool()
         else:
@@ -516,7 +520,7 @@ def run_benchmark(
                 config.budget,
                 config.rounds,
             )
-            kwargs = {"seed": seed, "l2": config.l2, "done": prior}
+            kwargs = {"seed": seed, "l2": config.l2, "done": prior, "metrics": config.metrics}
             if deep:
                 rounds = _deep_rounds(config, args, kwargs, Path(out), quiet)
             else:

@@ -19,7 +19,7 @@ from ralif._validation import RalifInputError
 from ralif.io import output_folder, write_csv
 from ralif.loop import RoundResult
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x52414C46  # "RALF": SQLite's header field naming the file's owner
 FORMAT = "ralif-bench-results"  # the meta row that says the same inside the database
 COLUMNS = (
@@ -31,6 +31,9 @@ COLUMNS = (
 _ADDED_IN_2 = (("net_accuracy", "REAL"), ("train_seconds", "REAL"), ("extract_seconds", "REAL"))
 # The stopping signals of each round (ralif.stopping.RoundSignals).
 _ADDED_IN_3 = tuple((name, "REAL") for name in COLUMNS[12:16])
+# Version 4 added the table ``metrics``: the further metrics a benchmark was asked to
+# record (``ralif bench --metrics``), one row per (strategy, seed, round, metric); the
+# CSV gives them as columns after COLUMNS.
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -49,6 +52,14 @@ CREATE TABLE IF NOT EXISTS results (
     train_seconds REAL,
     extract_seconds REAL,
     PRIMARY KEY (strategy, seed, round)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    strategy TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (strategy, seed, round, metric)
 );
 """
 
@@ -137,7 +148,8 @@ class ResultStore:
                 header = next(csv.reader([fh.readline(4096)]), [])
         except (OSError, UnicodeDecodeError):
             header = []
-        if len(header) < 3 or tuple(header) != COLUMNS[: len(header)]:
+        n = min(len(header), len(COLUMNS))  # ours: COLUMNS (or a prefix), then metrics
+        if len(header) < 3 or tuple(header[:n]) != COLUMNS[:n]:
             raise RalifInputError(
                 f"{self.csv_path} is not a ralif results CSV (its header is not ralif's); {advice}"
             )
@@ -157,10 +169,7 @@ class ResultStore:
     def _identify(self) -> None:
         """Refuse any database but ralif's results, before anything is written to it."""
         app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
-        tables = {
-            name
-            for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
+        tables = self._tables()
         if app_id == APPLICATION_ID and {"meta", "results"} <= tables:
             return
         if app_id == 0 and not tables:
@@ -214,6 +223,8 @@ class ResultStore:
                 f"{changed_fields(stored, config)}); use another --out folder"
             )
         self.config = stored if stored is not None else config
+        self.metrics = _recorded_metrics(self.config or {}, self.db_path)
+        """The further metrics recorded (columns of the CSV after :data:`COLUMNS`)."""
         self._columns = [
             c
             for c in COLUMNS
@@ -274,14 +285,22 @@ class ResultStore:
             _nullable(result.train_seconds), _nullable(result.extract_seconds),
             *(_nullable(getattr(result.signals, c)) for c in COLUMNS[12:16]),
         )  # fmt: skip
+        extra = {k: _nullable(v) for k, v in result.extra.items()}
+        missing = [k for k in self.metrics if k not in extra]
+        if missing:
+            raise ValueError(f"round {result.round} lacks the metrics {', '.join(missing)}")
         with self.db:
             self.db.execute(
                 f"INSERT OR REPLACE INTO results ({', '.join(COLUMNS)}, picks) "
                 f"VALUES ({', '.join('?' * (len(COLUMNS) + 1))})",
                 (*row, json.dumps(result.picks.tolist())),
             )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
+                [(strategy, seed, result.round, k, v) for k, v in extra.items()],
+            )
         with open(self.csv_path, "a", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow(_format(row))
+            csv.writer(fh).writerow(_format((*row, *(extra[k] for k in self.metrics))))
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -291,14 +310,25 @@ class ResultStore:
             f"SELECT {', '.join(self._columns)} FROM results ORDER BY strategy, seed, round"
         )
         # Columns an older database lacks (read-only, so not added) read as missing.
-        return [
-            {**dict.fromkeys(COLUMNS), **dict(zip(self._columns, r, strict=True))}
+        rows = [
+            {**dict.fromkeys((*COLUMNS, *self.metrics)), **dict(zip(self._columns, r, strict=True))}
             for r in cur.fetchall()
         ]
+        if "metrics" in self._tables():
+            at = {(r["strategy"], r["seed"], r["round"]): r for r in rows}
+            for strategy, seed, k, name, value in self.db.execute("SELECT * FROM metrics"):
+                if (strategy, seed, k) in at:
+                    at[strategy, seed, k][name] = value
+        return rows
+
+    def _tables(self) -> set[str]:
+        query = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return {name for (name,) in self.db.execute(query)}
 
     def _rewrite_csv(self) -> None:
-        rows = (_format(tuple(r[c] for c in COLUMNS)) for r in self.rows())
-        write_csv(self.csv_path, COLUMNS, rows, "results CSV")
+        columns = (*COLUMNS, *self.metrics)
+        rows = (_format(tuple(r.get(c) for c in columns)) for r in self.rows())
+        write_csv(self.csv_path, columns, rows, "results CSV")
 
     def close(self) -> None:
         self.db.close()
@@ -340,6 +370,18 @@ def _lock_folder(folder: Path):
             f"another ralif bench is writing into {folder}; wait for it or use another --out"
         ) from None
     return fh
+
+
+def _recorded_metrics(config: dict, where: Path) -> tuple[str, ...]:
+    """The further metrics a benchmark's configuration asks for, checked."""
+    names = config.get("metrics", [])
+    if not isinstance(names, list) or not all(
+        isinstance(n, str) and n.isidentifier() for n in names
+    ):
+        raise RalifInputError(
+            f"{where}: the stored list of metrics is not valid (corrupt database)"
+        )
+    return tuple(names)
 
 
 def changed_fields(stored: dict, now: dict, ignore: tuple[str, ...] = ()) -> str:

@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import friedmanchisquare, rankdata, studentized_range
 
-from ralif.bench.report import ALPHA, Curves, aubc, aubc_difference, load_curves, rounds_below
+from ralif.bench.report import (
+    ALPHA,
+    Curves,
+    aubc,
+    aubc_difference,
+    load_curves,
+    metric_values,
+    rounds_below,
+)
 from ralif.bench.stats import CONFIDENCE, holm
 from ralif.bench.store import open_results
 from ralif.io import open_output, write_text
@@ -73,7 +81,7 @@ def summarize(name: str, curves: Curves) -> SetResult:
     spec = SUITE.get(name)
     metric = spec.metric if spec else "accuracy"
     half = spec.half if spec else "extra"
-    values = curves.macro_f1 if metric == "macro_f1" else curves.accuracy
+    values = metric_values(curves, metric)
     rounds = curves.rounds
     scores = {s: float(aubc(values[s], rounds).mean() * 100) for s in curves.strategies}
     out = SetResult(name, half, metric, len(curves.seeds), int((rounds >= 1).sum()), scores)

@@ -27,7 +27,6 @@ from ralif._validation import RalifInputError
 
 CACHE_VERSION = 1
 HALVES = ("tune", "confirm")
-METRICS = ("accuracy", "macro_f1")
 
 
 @dataclass(frozen=True)
