@@ -190,7 +190,8 @@ def _intro(c: Curves) -> str:
     )
     return (
         f"{len(c.seeds)} seeds, rounds 0–{int(c.rounds.max())}, {int(c.n_labeled[0])} → {int(c.n_labeled[-1])} labels. "
-        "AUBC: mean test score over rounds 1–R, in %, mean ± std over seeds." + deep_note
+        f"AUBC: mean test accuracy (and macro-F1{''.join(', ' + METRICS[m].label for m in c.extra)}) "
+        "over rounds 1–R, in %, mean ± std over seeds." + deep_note
     )
 
 
