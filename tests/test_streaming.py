@@ -329,14 +329,17 @@ def test_check_streamable_names_how_each_strategy_streams():
 
 
 def test_results_not_finite_from_finite_features_are_an_error():
-    from ralif.streaming import _checked
+    from ralif.sources import checked_results
 
     reread = []
     ok = {"score": np.array([1.0, 2.0])}
-    assert _checked((ok, {"g": 3.0}), lambda: reread.append(1), "X", 0, 2) == (ok, {"g": 3.0})
+    assert checked_results((ok, {"g": 3.0}), lambda: reread.append(1), "X", 0, 2) == (
+        ok,
+        {"g": 3.0},
+    )
     assert reread == []  # finite results: no second read
     with pytest.raises(RalifInputError, match="X: rows 10 to 19 give scores that are not finite"):
-        _checked(({"score": np.array([np.inf])}, {}), lambda: reread.append(1), "X", 10, 20)
+        checked_results(({"score": np.array([np.inf])}, {}), lambda: reread.append(1), "X", 10, 20)
     assert reread == [1]
 
 

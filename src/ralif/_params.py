@@ -8,7 +8,10 @@ what it accepts (``describe``) and whether a value is accepted (``accepts``).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +72,8 @@ class Integer(Constraint):
         )
 
     def describe(self) -> str:
+        if self.low == 1 and self.high == np.inf:
+            return "a positive integer"
         return f"an integer in [{self.low}, {self.high}]"
 
 
@@ -155,14 +160,43 @@ def check_param(value: object, name: str, constraint: Constraint) -> None:
         raise RalifInputError(f"{name} must be {constraint.describe()}, got {value!r}")
 
 
-def validate_params(estimator: object) -> None:
-    """Run the estimator's ``_parameter_constraints`` on its current parameters.
+POSITIVE_INT = Integer(1)
+
+
+def validate_params(estimator: object) -> Callable | None:
+    """Run the estimator's ``_parameter_constraints`` on its current parameters; or,
+    given a dict of constraints, a decorator that checks a function's arguments.
+
+    Parameters
+    ----------
+    estimator : object or dict
+        An estimator with ``_parameter_constraints``, checked now; or a dict from
+        parameter names of a function to their :class:`Constraint`, checked at every
+        call of the function it decorates (defaults included), before its body runs.
+
+    Returns
+    -------
+    None or callable
+        The decorator, given a dict.
 
     Raises
     ------
     RalifInputError
-        Naming the estimator, the parameter and the bad value.
+        Naming the estimator (for an estimator), the parameter and the bad value.
+
+    Examples
+    --------
+    >>> @validate_params({"n": POSITIVE_INT})
+    ... def twice(n):
+    ...     return 2 * n
+    >>> twice(3)
+    6
+    >>> twice(0)
+    Traceback (most recent call last):
+    ralif._validation.RalifInputError: n must be a positive integer, got 0
     """
+    if isinstance(estimator, dict):
+        return _checking_arguments(estimator)
     cls = type(estimator)
     for name, constraint in cls._parameter_constraints.items():
         if not hasattr(estimator, name):  # a subclass whose constructor drops it
@@ -175,3 +209,25 @@ def validate_params(estimator: object) -> None:
     combination = getattr(estimator, "_check_param_combination", None)
     if combination is not None:
         combination()
+
+
+def _checking_arguments(constraints: dict[str, Constraint]) -> Callable[[Callable], Callable]:
+    """A decorator checking the arguments named in ``constraints`` at every call."""
+
+    def decorate(fn: Callable) -> Callable:
+        signature = inspect.signature(fn)
+        unknown = set(constraints) - set(signature.parameters)
+        if unknown:
+            raise TypeError(f"{fn.__qualname__} has no parameters {', '.join(sorted(unknown))}")
+
+        @functools.wraps(fn)
+        def checked(*args: object, **kwargs: object) -> object:
+            given = signature.bind(*args, **kwargs).arguments
+            for name, constraint in constraints.items():
+                check_param(given.get(name, signature.parameters[name].default), name, constraint)
+            return fn(*args, **kwargs)
+
+        checked._parameter_constraints = constraints  # what --help and docs can read
+        return checked
+
+    return decorate

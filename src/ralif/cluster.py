@@ -219,8 +219,7 @@ def default_client() -> object | None:
 
 
 def _run_block(chunk, local, fn, args, layout, start, check):
-    from ralif.sources import checked_block
-    from ralif.streaming import _checked
+    from ralif.sources import checked_block, checked_results
 
     name, width, dtype = layout
     # As a read of the source: float features of its width (and, with check, finite),
@@ -229,7 +228,7 @@ def _run_block(chunk, local, fn, args, layout, start, check):
     block = chunk if local is None else chunk[local]
     stop = start + chunk.shape[0]
     reread = partial(checked_block, chunk, name, start, width)
-    return _checked(fn(block, *args), reread, name, start, stop)
+    return checked_results(fn(block, *args), reread, name, start, stop)
 
 
 def gather_in_order(

@@ -30,15 +30,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ralif._files import MAX_ARRAY_BYTES_ENV, _npy_layout, _refuse_pickled, _size, max_array_bytes
+from ralif._params import POSITIVE_INT, validate_params
 from ralif._validation import RalifInputError, _format_rows
-from ralif.io import (
-    MAX_ARRAY_BYTES_ENV,
-    _npy_layout,
-    _refuse_pickled,
-    _size,
-    max_array_bytes,
-    output_folder,
-)
+from ralif.io import output_folder
 from ralif.sources import expand_shards
 
 if TYPE_CHECKING:
@@ -273,6 +268,7 @@ def default_transform(batch: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x)
 
 
+@validate_params({"shard_rows": POSITIVE_INT, "batch_size": POSITIVE_INT})
 def extract_features(
     encoder: object,
     images: object,
@@ -335,23 +331,13 @@ def extract_features(
 
     from ralif.models.devices import resolve_device
 
-    for name, value in (("shard_rows", shard_rows), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise RalifInputError(f"{name} must be a positive integer, got {value!r}")
     if not isinstance(encoder, torch.nn.Module):
         raise RalifInputError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
     dev = resolve_device(device)
     read = _read_image_shards(images)
-    sources = [(p, s, stamp) for p, s, stamp, _ in read]
-    n_total = sum(s[0] for _, s, _ in sources)
-    _check_memory(min(batch_size, n_total), read)
+    manifest = _manifest(read, encoder, shard_rows)
+    _check_memory(min(batch_size, manifest["rows"]), read)
     folder = output_folder(out, "features folder")
-    manifest = {
-        "images": [[p, list(s), list(stamp)] for p, s, stamp in sources],
-        "encoder": encoder_digest(encoder),
-        "shard_rows": shard_rows,
-        "rows": n_total,
-    }
     _claim(folder, manifest)
     # From here on the folder is this run's: a failure marks it so, and the next run
     # resumes it or, given other images or another encoder, replaces it.
@@ -363,6 +349,18 @@ def extract_features(
         raise
     _write_manifest(folder, {**manifest, "state": "complete"})
     return paths
+
+
+def _manifest(read: list, encoder: object, shard_rows: int) -> dict:
+    """What a features folder is made from: the image shards (path, shape, stamp), the
+    encoder's digest, the rows per shard and the rows in all."""
+    sources = [(p, s, stamp) for p, s, stamp, _ in read]
+    return {
+        "images": [[p, list(s), list(stamp)] for p, s, stamp in sources],
+        "encoder": encoder_digest(encoder),
+        "shard_rows": shard_rows,
+        "rows": sum(s[0] for _, s, _ in sources),
+    }
 
 
 def _extract(encoder, read, folder, shard_rows, batch_size, dev, transform, quiet, tqdm):

@@ -8,7 +8,7 @@ round the model is fitted once on the labeled items; the same fitted model is
 evaluated and handed to the next round's strategy.
 
 Fixed features may also be rows of a pool source too large for memory
-(:class:`StreamedFeatures`): the model is fitted on the labeled rows, read by index,
+(:class:`ralif.streaming.StreamedFeatures`): the model is fitted on the labeled rows, read by index,
 and each query is streamed (:func:`ralif.streaming.streamed_select`).
 """
 
@@ -27,10 +27,10 @@ from sklearn.base import clone
 from ralif._validation import RalifInputError
 from ralif.head import LinearHead
 from ralif.metrics import ALWAYS, check_metrics, scores
-from ralif.sources import PoolSource
 from ralif.stopping import RoundSignals, round_signals, stop_set
 from ralif.strategies import make_strategy, strategy_class
 from ralif.strategies.base import Strategy
+from ralif.streaming import StreamedFeatures
 
 
 @dataclass
@@ -56,106 +56,6 @@ class RoundResult:
     """The stopping signals of the round (:mod:`ralif.stopping`)."""
     extra: dict[str, float] = field(default_factory=dict)
     """The further metrics asked for (:data:`ralif.metrics.METRICS`), by name."""
-
-
-@dataclass
-class StreamedFeatures:
-    """The loop's items as rows of a pool source, read by index or in blocks, never whole.
-
-    Item ``i`` of the loop is row ``rows[i]`` of ``source``: the model is fitted on the
-    labeled items' rows (:meth:`take`), and a query reads the pool in blocks
-    (:meth:`select`, :func:`ralif.streaming.streamed_select` over ``rows`` only), so
-    the loop's indices, labels and picks are those it would have over ``X[rows]`` held
-    in memory.
-
-    Parameters
-    ----------
-    source : PoolSource
-        Where the features are (:func:`ralif.sources.open_pool`).
-    rows : ndarray of int
-        The source's rows that are items of the loop, distinct and ascending.
-    max_candidates : int, optional
-        The streamed query's candidate cap (default that of :mod:`ralif.streaming`).
-    device : str, default="cpu"
-        Where the block products run (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
-    client : dask.distributed.Client, optional
-        Run the passes on its workers.
-    """
-
-    source: PoolSource
-    rows: np.ndarray
-    max_candidates: int | None = None
-    device: str = "cpu"
-    client: object = None
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def take(self, items: np.ndarray) -> np.ndarray:
-        """Features of the items ``items``, read by index from the source.
-
-        Parameters
-        ----------
-        items : ndarray of int or bool
-            Indices of the loop's items, or a boolean mask over them (``len(self)``).
-
-        Returns
-        -------
-        ndarray, shape (n_items, n_features)
-            Rows ``rows[items]`` of the source, in the order of ``items``.
-        """
-        items = np.asarray(items)
-        if items.dtype == bool:
-            items = np.flatnonzero(items)
-        return self.source.take(self.rows[items])
-
-    def select(
-        self,
-        strategy: Strategy,
-        y: np.ndarray,
-        budget: int,
-        model: object,
-        X_labeled: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """A streamed query of ``strategy`` (seeded) over the items.
-
-        Parameters
-        ----------
-        strategy : Strategy
-            A streamable strategy (:func:`ralif.streaming.check_streamable`), seeded.
-        y : ndarray of int, shape (len(self),)
-            The loop's labels of its items, ``-1`` for an unlabeled item.
-        budget : int
-            Items to pick.
-        model : object
-            The model fitted on the labeled items (:func:`fit_model`).
-        X_labeled : ndarray, optional
-            The labeled items' features in item order, where already read (the model
-            was fitted on them); read again otherwise.
-
-        Returns
-        -------
-        ndarray of int
-            The picked items, indices of the loop's items (not of the source's rows),
-            in the order picked.
-        """
-        from ralif.streaming import DEFAULT_MAX_CANDIDATES, streamed_select
-
-        y_rows = np.full(self.source.n_rows, -1, dtype=np.int64)
-        y_rows[self.rows] = y
-        query = streamed_select(
-            self.source,
-            y_rows,
-            budget,
-            strategy,
-            model=model,
-            rows=self.rows,
-            max_candidates=self.max_candidates or DEFAULT_MAX_CANDIDATES,
-            device=self.device,
-            client=self.client,
-            X_labeled=X_labeled,
-        )
-        return np.searchsorted(self.rows, query.picks)
 
 
 def labeled_features(X: np.ndarray | StreamedFeatures, labeled: np.ndarray) -> np.ndarray:
@@ -354,90 +254,141 @@ def run_rounds(
     RoundResult
         One per round not in ``done`` (round 0 included when ``done`` is empty).
     """
-    params = dict(params or {})
-    metrics = check_metrics(metrics)
     scenario = scenario if scenario is not None else FixedFeatures(X, X_test)
+    cls, label = _checked_strategy(strategy, scenario)
+    run = _Run(scenario, y_true, model if model is not None else LinearHead(l2=l2), initial, seed)
+    # A strategy given its own ridge fits its own model; any other gets the evaluated one.
+    run.shared = "l2" not in (params or {})
+    strategy_for = _round_strategies(strategy, dict(params or {}), seed, label, cls.stateful)
+    metrics = check_metrics(metrics)
+    yield from run.rounds(strategy_for, label, cls.stateful, budget, n_rounds, done,
+                          y_test, metrics, on_phase)  # fmt: skip
+
+
+def _checked_strategy(strategy: str | Strategy, scenario: Scenario) -> tuple[type, str]:
+    """The strategy's class and label, refused where it needs a network the scenario lacks."""
     cls = type(strategy) if isinstance(strategy, Strategy) else strategy_class(strategy)[0]
     label = strategy_label(strategy)
     if cls.needs_network and not scenario.provides_network:
         raise RalifInputError(
             f"{label} needs a network: use a scenario that trains one (scratch-cnn, scratch-resnet18)"
         )
-    template = model if model is not None else LinearHead(l2=l2)
-    # A strategy given its own ridge fits its own model; any other gets the evaluated one.
-    shared = "l2" not in params
-    labeled = np.zeros(len(y_true), dtype=bool)
-    labeled[initial] = True
-    # A strategy that learns across rounds is one object for the whole run; resumed, it
-    # selects its finished rounds again (checked against the stored picks) to rebuild
-    # what it learned, and only later rounds are yielded.
-    stateful = cls.stateful
-    replay = list(done) if stateful else []
-    strategy_for = _round_strategies(strategy, params, seed, label, stateful)
-    for picks in [] if stateful else done[1:]:
-        labeled[picks] = True
-    start = 0 if stateful else len(done)
-    y = np.where(labeled, y_true, -1)
-    # The stop set: pool items drawn once; every round's model predicts them.
-    stop = stop_set(np.setdiff1d(np.arange(len(y_true)), initial), seed)
-    feats = fitted = X_fit = predicted = None
-    if start > 0:  # resumed: the model of the last finished round
-        feats = scenario.features(start - 1, labeled)
-        X_fit = labeled_features(feats.X, labeled)
-        fitted = clone(template).fit(X_fit, y_true[labeled])
-        _, predicted = _signals(fitted, feats.X, stop, None, None)
-    for r in range(start, n_rounds + 1):
-        select_s = 0.0
-        picks = np.empty(0, dtype=np.intp)
-        if r > 0:
-            if budget > (~labeled).sum():
-                raise RalifInputError(
-                    f"round {r}: budget {budget} exceeds the {(~labeled).sum()} unlabeled items left"
-                )
+    return cls, label
+
+
+class _Run:
+    """One run's state between rounds: the labels, the fitted model and the stop set.
+
+    The stop set (pool items drawn once per seed, :func:`ralif.stopping.stop_set`) is
+    predicted by every round's model for the stopping signals.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        y_true: np.ndarray,
+        template: object,
+        initial: np.ndarray,
+        seed: int,
+    ) -> None:
+        self.scenario, self.y_true, self.template = scenario, y_true, template
+        self.labeled = np.zeros(len(y_true), dtype=bool)
+        self.labeled[initial] = True
+        self.y = np.where(self.labeled, y_true, -1)
+        self.stop = stop_set(np.setdiff1d(np.arange(len(y_true)), initial), seed)
+        self.feats: RoundFeatures | None = None
+        self.fitted = self.X_fit = self.predicted = None
+        self.shared = True  # hand the fitted model to the strategy
+
+    def rounds(
+        self, strategy_for: Callable[[int], Strategy], label: str, stateful: bool,
+        budget: int, n_rounds: int, done: Sequence[np.ndarray], y_test: np.ndarray,
+        metrics: Sequence[str], on_phase: Callable[[str], None] | None,
+    ) -> Iterator[RoundResult]:  # fmt: skip
+        """The rounds of :func:`run_rounds` not in ``done``."""
+        # A strategy that learns across rounds is one object for the whole run; resumed,
+        # it selects its finished rounds again (checked against the stored picks) to
+        # rebuild what it learned, and only later rounds are yielded.
+        replay = list(done) if stateful else []
+        start = 0 if stateful else len(done)
+        if start > 0:  # resumed: the labels and the model of the last finished round
+            for picks in done[1:]:
+                self.add(picks)
+            self.fit(start - 1)
+            self.signals(None)
+        for r in range(start, n_rounds + 1):
+            select_s, picks, strat = 0.0, np.empty(0, dtype=np.intp), None
+            if r > 0:
+                if on_phase:
+                    on_phase("select")
+                strat = strategy_for(r)
+                picks, select_s = self.select(r, strat, budget)
+                if r < len(replay):
+                    _check_replay(label, r, picks, replay[r])
+                self.add(picks)
             if on_phase:
-                on_phase("select")
-            strat = strategy_for(r)
-            t = time.perf_counter()
-            given = fitted if shared else None
-            if isinstance(feats.X, StreamedFeatures):
-                # The rows the model was fitted on are those labeled now: not read again.
-                picks = feats.X.select(strat, y, budget, model=given, X_labeled=X_fit)
-            else:
-                picks = strat.select(feats.X, y, budget, model=given, network=feats.network)
-            select_s = time.perf_counter() - t
-            if r < len(replay):
-                _check_replay(label, r, picks, replay[r])
-            labeled[picks] = True
-            y[picks] = y_true[picks]
-        if on_phase:
-            on_phase("fit")
-        feats = scenario.features(r, labeled)
+                on_phase("fit")
+            fit_s = self.fit(r)
+            signals = self.signals((strat, picks) if r > 0 else None)
+            if r >= len(replay):  # a replayed round (rebuilding a stateful strategy) is stored
+                measured = evaluate(self.fitted, self.feats.X_test, y_test, metrics)
+                yield self.result(r, picks, select_s, fit_s, signals, measured)
+
+    def add(self, picks: np.ndarray) -> None:
+        """Label the items ``picks`` with their true labels."""
+        self.labeled[picks] = True
+        self.y[picks] = self.y_true[picks]
+
+    def select(self, r: int, strat: Strategy, budget: int) -> tuple[np.ndarray, float]:
+        """Round ``r``'s picks by ``strat`` (handed the fitted model where shared), and
+        the seconds the query took."""
+        left = int((~self.labeled).sum())
+        if budget > left:
+            raise RalifInputError(
+                f"round {r}: budget {budget} exceeds the {left} unlabeled items left"
+            )
         t = time.perf_counter()
-        X_fit = labeled_features(feats.X, labeled)
-        fitted = clone(template).fit(X_fit, y_true[labeled])
-        fit_s = time.perf_counter() - t
-        fit_s += sum(v for v in (feats.train_seconds, feats.extract_seconds) if not math.isnan(v))
-        signals, predicted = _signals(
-            fitted, feats.X, stop, predicted, (strat, picks) if r > 0 else None
+        given = self.fitted if self.shared else None
+        X = self.feats.X
+        if isinstance(X, StreamedFeatures):
+            # The rows the model was fitted on are those labeled now: not read again.
+            picks = X.select(strat, self.y, budget, model=given, X_labeled=self.X_fit)
+        else:
+            picks = strat.select(X, self.y, budget, model=given, network=self.feats.network)
+        return picks, time.perf_counter() - t
+
+    def fit(self, r: int) -> float:
+        """Fit round ``r``'s model on the labeled items; the seconds it took, with the
+        scenario's training and extraction."""
+        self.feats = self.scenario.features(r, self.labeled)
+        t = time.perf_counter()
+        self.X_fit = labeled_features(self.feats.X, self.labeled)
+        self.fitted = clone(self.template).fit(self.X_fit, self.y_true[self.labeled])
+        seconds = time.perf_counter() - t
+        extra = (self.feats.train_seconds, self.feats.extract_seconds)
+        return seconds + sum(v for v in extra if not math.isnan(v))
+
+    def result(
+        self, r: int, picks: np.ndarray, select_s: float, fit_s: float,
+        signals: RoundSignals, measured: dict[str, float],
+    ) -> RoundResult:  # fmt: skip
+        """Round ``r``'s :class:`RoundResult`, ``measured`` by :func:`evaluate`."""
+        extra = {k: v for k, v in measured.items() if k not in ALWAYS}
+        feats = self.feats
+        return RoundResult(
+            r, int(self.labeled.sum()), measured["accuracy"], measured["macro_f1"], select_s,
+            fit_s, picks, float(getattr(self.fitted, "l2_", float("nan"))),
+            net_accuracy=feats.net_accuracy, train_seconds=feats.train_seconds,
+            extract_seconds=feats.extract_seconds, signals=signals, extra=extra,
+        )  # fmt: skip
+
+    def signals(self, query: tuple | None) -> RoundSignals:
+        """The stopping signals of the model just fitted (``query``: the round's
+        strategy and picks, None for round 0)."""
+        signals, self.predicted = _signals(
+            self.fitted, self.feats.X, self.stop, self.predicted, query
         )
-        if r < len(replay):
-            continue  # replayed to rebuild a stateful strategy: already stored
-        measured = evaluate(fitted, feats.X_test, y_test, metrics)
-        yield RoundResult(
-            r,
-            int(labeled.sum()),
-            measured.pop("accuracy"),
-            measured.pop("macro_f1"),
-            select_s,
-            fit_s,
-            picks,
-            float(getattr(fitted, "l2_", float("nan"))),
-            net_accuracy=feats.net_accuracy,
-            train_seconds=feats.train_seconds,
-            extract_seconds=feats.extract_seconds,
-            signals=signals,
-            extra=measured,
-        )
+        return signals
 
 
 def _signals(

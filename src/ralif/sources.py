@@ -24,14 +24,14 @@ import itertools
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ralif._files import _npy_layout, _refuse_pickled, _size, max_array_bytes
 from ralif._validation import RalifInputError, _check_finite
-from ralif.io import _npy_layout, _refuse_pickled
 
 DEFAULT_BLOCK_BYTES = 32 << 20
 """Bytes of pool features read per block unless told otherwise."""
@@ -375,6 +375,23 @@ class NpyShards(PoolSource):
         self._files = {}
 
 
+def checked_results(results, reread: Callable[[], object], name: str, start: int, stop: int):
+    """A block function's results, refused where they are not finite (:func:`finite_results`).
+
+    The block is then read again, checked (``reread``), so that NaN, inf or values too
+    large in the features are an error naming the shard and rows; results that are not
+    finite from finite features (a product that overflows) are an error too.
+    """
+    if not finite_results(results):
+        reread()
+        raise RalifInputError(
+            f"{name}: rows {start} to {stop - 1} give scores that are not finite "
+            "though their features are; the features are too large for the model's weights "
+            "(rescale them)"
+        )
+    return results
+
+
 def _stamp_of(fh) -> tuple[int, int, int]:
     st = os.fstat(fh.fileno())
     return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
@@ -440,7 +457,7 @@ class ParquetPool(PoolSource):
     the same columns in another order gives the same rows, and a file with another
     column (renamed, missing, of text, a list of another width) is refused by name.
     A row group is read in slices of at most :data:`DEFAULT_BLOCK_BYTES` (and of a
-    sixteenth of :func:`ralif.io.max_array_bytes`), never whole.
+    sixteenth of :func:`ralif._files.max_array_bytes`), never whole.
 
     Parameters
     ----------
@@ -507,8 +524,6 @@ class ParquetPool(PoolSource):
             raise RalifInputError(f"the Parquet pool {p} has no rows")
         # A row group is read in slices no larger than a block (and a sixteenth of the
         # memory cap): blocks never cross a slice, and each slice is read once.
-        from ralif.io import max_array_bytes
-
         budget = DEFAULT_BLOCK_BYTES
         cap = max_array_bytes()
         if cap is not None:
@@ -791,7 +806,7 @@ def stream_reason(spec: object) -> str | None:
 
     The one rule every front end follows (``select``, sessions, the benchmark): a folder
     or glob of shards is always streamed, and so is a single ``.npy`` or ``.parquet``
-    file too large for memory (:func:`ralif.io.max_array_bytes`), which would otherwise
+    file too large for memory (:func:`ralif._files.max_array_bytes`), which would otherwise
     be refused.
 
     Parameters
@@ -818,8 +833,6 @@ def stream_reason(spec: object) -> str | None:
     p = Path(spec)
     if p.suffix.lower() not in (".npy", ".parquet") or not p.is_file():
         return None
-    from ralif.io import _size, max_array_bytes
-
     cap = max_array_bytes()
     if cap is None:
         return None

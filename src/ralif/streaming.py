@@ -46,7 +46,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ralif._params import validate_params
+from ralif._params import POSITIVE_INT, Either, Options, validate_params
 from ralif._softmax import logits, softmax_inplace, split_params
 from ralif._validation import RalifInputError, check_budget, check_labels, check_random_state
 from ralif.head import LinearHead
@@ -65,7 +65,7 @@ from ralif.selectors import (
     k_center_greedy,
     top_k,
 )
-from ralif.sources import PoolSource, finite_results, open_pool
+from ralif.sources import PoolSource, checked_results, open_pool
 from ralif.strategies import RALIF, Strategy, make_strategy
 from ralif.strategies.base import random_picks
 from ralif.strategies.baselines import (
@@ -269,24 +269,9 @@ def _run_partition(source, start, stop, local, fn, args, check=True):
     block = source.read(start, stop, check=check)
     if local is not None:
         block = block[local]
-    return _checked(fn(block, *args), lambda: source.read(start, stop), source.name, start, stop)
-
-
-def _checked(results, reread: Callable[[], object], name: str, start: int, stop: int):
-    """A block function's results, refused where they are not finite.
-
-    The block is then read again, checked (``reread``), so that NaN, inf or values too
-    large in the features are an error naming the shard and rows; results that are not
-    finite from finite features (a product that overflows) are an error too.
-    """
-    if not finite_results(results):
-        reread()
-        raise RalifInputError(
-            f"{name}: rows {start} to {stop - 1} give scores that are not finite "
-            "though their features are; the features are too large for the model's weights "
-            "(rescale them)"
-        )
-    return results
+    return checked_results(
+        fn(block, *args), lambda: source.read(start, stop), source.name, start, stop
+    )
 
 
 def _add(total: dict, part: dict) -> dict:
@@ -350,7 +335,7 @@ class _Runner:
                     def reread(a=start, b=stop):
                         return reader.submit(self.source.read, a, b).result()
 
-                    yield _checked(fn(block, *args), reread, self.source.name, start, stop)
+                    yield checked_results(fn(block, *args), reread, self.source.name, start, stop)
             return
         from ralif.cluster import gather_in_order
 
@@ -392,6 +377,9 @@ class StreamedQuery:
     seconds: dict = field(default_factory=dict)
 
 
+@validate_params(
+    {"max_candidates": POSITIVE_INT, "block_rows": Either(Options(None), POSITIVE_INT)}
+)
 def streamed_select(
     X: object,
     y: np.ndarray,
@@ -459,52 +447,140 @@ def streamed_select(
     """
     strat = make_strategy(strategy, random_state=random_state, **params)
     validate_params(strat)
-    kind = _streamable_kind(strat)
-    if isinstance(max_candidates, bool) or not isinstance(max_candidates, (int, np.integer)):
-        raise RalifInputError(f"max_candidates must be a positive integer, got {max_candidates!r}")
-    if max_candidates < 1:
-        raise RalifInputError(f"max_candidates must be a positive integer, got {max_candidates}")
-    device = check_device(device)
-    source = open_pool(X)
-    y = check_labels(y, source.n_rows)
-    items = _checked_rows(rows, source.n_rows)
-    pool = items[y[items] < 0]
-    labeled = items[y[items] >= 0]
-    budget = check_budget(budget, len(pool))
-    if block_rows is None:
-        block_rows = source.block_rows_for()
-    elif (
-        isinstance(block_rows, bool)
-        or not isinstance(block_rows, (int, np.integer))
-        or block_rows < 1
-    ):
-        raise RalifInputError(f"block_rows must be a positive integer, got {block_rows!r}")
+    kind, device, source = _streamable_kind(strat), check_device(device), open_pool(X)
+    y, pool, labeled, budget = _split_rows(source, y, rows, budget)
+    runner = _Runner(source, pool, int(block_rows or source.block_rows_for()), client)
+    X_labeled = _labeled_rows(source, labeled, X_labeled)
     rng = check_random_state(getattr(strat, "random_state", None))
-    runner = _Runner(source, pool, int(block_rows), client)
-    if X_labeled is None:
-        X_labeled = source.take(labeled)
-    elif np.shape(X_labeled) != (len(labeled), source.n_features):
-        raise RalifInputError(
-            f"X_labeled must hold the {len(labeled)} labeled items' {source.n_features} "
-            f"features, got shape {np.shape(X_labeled)}"
-        )
-    y_labeled = y[labeled]
-    query = _Query(strat, source, runner, pool, X_labeled, y_labeled, budget, rng, device)
+    query = _Query(strat, source, runner, pool, X_labeled, y[labeled], budget, rng, device)
     query.max_candidates = max(int(max_candidates), budget)
-    strat.model_ = None
-    strat.network_ = None
-    if strat.needs_model and len(np.unique(y_labeled)) < 2:
-        picks, scores = query.too_few_classes()
-    else:
-        if strat.needs_model:
-            with query.timed("model"):
-                strat.model_ = strat._fitted_model(model, X_labeled, y_labeled)
-        picks, scores = getattr(query, kind)(strat.model_)
+    picks, scores = query.run(kind, model)
     source.check_unchanged()
     strat.pool_index_, strat.scores_, strat.picks_ = pool, scores, picks
     return StreamedQuery(
         picks, pool, scores, strat, query.n_candidates, query.capped, query.seconds
     )
+
+
+def _split_rows(
+    source: PoolSource, y: object, rows: object, budget: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The labels, checked; the unlabeled and the labeled rows among ``rows`` (all rows
+    by default); and the budget, checked against the unlabeled ones."""
+    y = check_labels(y, source.n_rows)
+    items = _checked_rows(rows, source.n_rows)
+    pool, labeled = items[y[items] < 0], items[y[items] >= 0]
+    return y, pool, labeled, check_budget(budget, len(pool))
+
+
+def _labeled_rows(source: PoolSource, labeled: np.ndarray, given: np.ndarray | None) -> np.ndarray:
+    """The labeled rows' features: ``given`` (checked for shape) or read from ``source``."""
+    if given is None:
+        return source.take(labeled)
+    if np.shape(given) != (len(labeled), source.n_features):
+        raise RalifInputError(
+            f"X_labeled must hold the {len(labeled)} labeled items' {source.n_features} "
+            f"features, got shape {np.shape(given)}"
+        )
+    return given
+
+
+@dataclass
+class StreamedFeatures:
+    """The loop's items as rows of a pool source, read by index or in blocks, never whole.
+
+    Item ``i`` of the loop is row ``rows[i]`` of ``source``: the model is fitted on the
+    labeled items' rows (:meth:`take`), and a query reads the pool in blocks
+    (:meth:`select`, :func:`streamed_select` over ``rows`` only), so
+    the loop's indices, labels and picks are those it would have over ``X[rows]`` held
+    in memory.
+
+    Parameters
+    ----------
+    source : PoolSource
+        Where the features are (:func:`ralif.sources.open_pool`).
+    rows : ndarray of int
+        The source's rows that are items of the loop, distinct and ascending.
+    max_candidates : int, optional
+        The streamed query's candidate cap (default :data:`DEFAULT_MAX_CANDIDATES`).
+    device : str, default="cpu"
+        Where the block products run (``"cpu"``, ``"cuda"``, ``"cuda:N"``).
+    client : dask.distributed.Client, optional
+        Run the passes on its workers.
+    """
+
+    source: PoolSource
+    rows: np.ndarray
+    max_candidates: int | None = None
+    device: str = "cpu"
+    client: object = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, items: np.ndarray) -> np.ndarray:
+        """Features of the items ``items``, read by index from the source.
+
+        Parameters
+        ----------
+        items : ndarray of int or bool
+            Indices of the loop's items, or a boolean mask over them (``len(self)``).
+
+        Returns
+        -------
+        ndarray, shape (n_items, n_features)
+            Rows ``rows[items]`` of the source, in the order of ``items``.
+        """
+        items = np.asarray(items)
+        if items.dtype == bool:
+            items = np.flatnonzero(items)
+        return self.source.take(self.rows[items])
+
+    def select(
+        self,
+        strategy: Strategy,
+        y: np.ndarray,
+        budget: int,
+        model: object,
+        X_labeled: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """A streamed query of ``strategy`` (seeded) over the items.
+
+        Parameters
+        ----------
+        strategy : Strategy
+            A streamable strategy (:func:`check_streamable`), seeded.
+        y : ndarray of int, shape (len(self),)
+            The loop's labels of its items, ``-1`` for an unlabeled item.
+        budget : int
+            Items to pick.
+        model : object
+            The model fitted on the labeled items.
+        X_labeled : ndarray, optional
+            The labeled items' features in item order, where already read (the model
+            was fitted on them); read again otherwise.
+
+        Returns
+        -------
+        ndarray of int
+            The picked items, indices of the loop's items (not of the source's rows),
+            in the order picked.
+        """
+        y_rows = np.full(self.source.n_rows, -1, dtype=np.int64)
+        y_rows[self.rows] = y
+        query = streamed_select(
+            self.source,
+            y_rows,
+            budget,
+            strategy,
+            model=model,
+            rows=self.rows,
+            max_candidates=self.max_candidates or DEFAULT_MAX_CANDIDATES,
+            device=self.device,
+            client=self.client,
+            X_labeled=X_labeled,
+        )
+        return np.searchsorted(self.rows, query.picks)
 
 
 def _checked_rows(rows: object, n: int) -> np.ndarray:
@@ -577,6 +653,18 @@ class _Query:
         self.n_candidates = 0
         self.capped = False
         self.seconds: dict[str, float] = {}
+
+    def run(self, kind: str, model: object) -> tuple[np.ndarray, np.ndarray]:
+        """``(picks, scores)`` of the plan ``kind``, the strategy's model fitted first
+        (or ``model`` taken) where it needs one."""
+        strat = self.strat
+        strat.model_ = strat.network_ = None
+        if strat.needs_model and len(np.unique(self.y_labeled)) < 2:
+            return self.too_few_classes()
+        if strat.needs_model:
+            with self.timed("model"):
+                strat.model_ = strat._fitted_model(model, self.X_labeled, self.y_labeled)
+        return getattr(self, kind)(strat.model_)
 
     @contextmanager
     def timed(self, stage: str):

@@ -14,9 +14,10 @@ import numpy as np
 from ralif._validation import RalifInputError, _format_rows
 from ralif.bench.store import ResultStore, changed_fields
 from ralif.data import Dataset, load_dataset
-from ralif.loop import StreamedFeatures, initial_labeled_set, run_rounds
+from ralif.loop import initial_labeled_set, run_rounds
 from ralif.metrics import check_metrics
 from ralif.strategies import STRATEGIES, strategy_class
+from ralif.streaming import StreamedFeatures
 
 SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
 
@@ -329,7 +330,7 @@ def load_pool_dataset(config: BenchConfig) -> Dataset:
     """A pool source as a benchmark's dataset, its features never loaded whole.
 
     The test set (``config.test_size`` rows, :func:`pool_split`) is read by index and
-    held in memory; ``X`` is :class:`ralif.loop.StreamedFeatures` over the pool rows,
+    held in memory; ``X`` is :class:`ralif.streaming.StreamedFeatures` over the pool rows,
     so the loop reads only the labeled rows and streams every query. Picks index the
     pool rows.
 

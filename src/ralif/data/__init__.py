@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,20 +11,17 @@ from ralif._validation import RalifInputError, check_features, check_labels
 from ralif.data import fashion_mnist
 from ralif.data.transforms import long_tailed_indices, pca_features
 
-if TYPE_CHECKING:
-    from ralif.loop import StreamedFeatures
-
 
 @dataclass
 class Dataset:
     """A pool (``X``, ``y``) and a fixed test set, features ready for a linear head.
 
     ``X`` is an array, or for a pool source (``ralif bench --dataset SHARDS``) a
-    :class:`ralif.loop.StreamedFeatures`: the source's pool rows, read by index.
+    :class:`ralif.streaming.StreamedFeatures`: the source's pool rows, read by index.
     """
 
     name: str
-    X: np.ndarray | StreamedFeatures
+    X: np.ndarray | object  # or rows of a pool source: the data sets know no pool runner
     y: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray

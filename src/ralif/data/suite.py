@@ -348,27 +348,3 @@ def bench_settings(name: str) -> dict[str, object]:
     if name == "fashion-mnist-lt":
         settings["imbalance"] = 100.0
     return settings
-
-
-def describe(name: str) -> dict[str, object]:
-    """Size, classes and protocol of one suite set (loads it)."""
-    from ralif.data import load_dataset
-
-    s = SUITE[name]
-    settings = bench_settings(name)
-    data = load_dataset(str(settings["dataset"]), imbalance=settings.get("imbalance"))
-    pool = len(data.y) if s.pool_size is None else min(s.pool_size, len(data.y))
-    counts = np.bincount(data.y)
-    return {
-        "name": name,
-        "half": s.half,
-        "description": s.description,
-        "source": s.source,
-        "pool": pool,
-        "test": len(data.y_test),
-        "features": data.X.shape[1],
-        "classes": int((counts > 0).sum()),
-        "largest_class_share": float(counts.max() / counts.sum()),
-        "metric": s.metric,
-        "labels": f"{s.init} + {s.rounds}×{s.budget}",
-    }

@@ -149,8 +149,7 @@ def train_classifier(
     epochs = max(config.epochs, int(np.ceil(config.min_steps / steps)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps)
     gen = torch.Generator().manual_seed(config.seed)
-    use_amp = config.amp and device.type == "cuda"
-    loss_fn = nn.CrossEntropyLoss()
+    step = _Step(net, opt, sched, config.amp and device.type == "cuda")
     for epoch in range(epochs):
         net.train()
         # Every process draws the same permutation and augmentation, then keeps its share
@@ -163,26 +162,31 @@ def train_classifier(
                 continue
             idx = idx[: len(idx) - len(idx) % world]
             xb = augment(x_all[idx], config.crop_padding, config.flip, gen)
-            xb, yb = (
-                xb[rank::world].to(device, non_blocking=True),
-                y_all[idx][rank::world].to(device),
-            )
-            ctx = (
-                torch.autocast("cuda", dtype=torch.bfloat16)
-                if use_amp
-                else contextlib.nullcontext()
-            )
-            with ctx:
-                loss = loss_fn(net(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(yb)
+            yb = y_all[idx][rank::world].to(device)
+            total += step(xb[rank::world].to(device, non_blocking=True), yb) * len(yb)
             count += len(yb)
         if progress is not None:
             progress(epoch, total / max(1, count))
     return model.eval()
+
+
+class _Step:
+    """One optimizer step on a batch: the loss (under bfloat16 autocast where ``amp``),
+    its gradients, the optimizer and the schedule; returns the batch's loss."""
+
+    def __init__(self, net: nn.Module, opt: object, sched: object, amp: bool) -> None:
+        self.net, self.opt, self.sched, self.amp = net, opt, sched, amp
+        self.loss_fn = nn.CrossEntropyLoss()
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> float:
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        with ctx:
+            loss = self.loss_fn(self.net(xb), yb)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        return float(loss.detach())
 
 
 @torch.no_grad()
