@@ -237,12 +237,12 @@ def test_nested_parameters_of_a_head_given_to_ralif_are_reached_by_set_params():
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("bald", {"n_samples": 0}, r"BALD: n_samples must be an integer in \[1, inf\], got 0"),
+        ("bald", {"n_samples": 0}, "BALD: n_samples must be a positive integer, got 0"),
         ("ralif", {"tau": -1.0}, "RALIF: tau must be in"),
         ("ralif", {"diversity": "spread-out"}, "RALIF: diversity must be one of"),
         ("isal", {"damping": float("nan")}, "ISAL: damping must be in"),
         ("margin", {"l2": "big"}, "Margin: l2 must be a non-negative number or 'auto'"),
-        ("typiclust", {"n_neighbors": 2.5}, "TypiClust: n_neighbors must be an integer"),
+        ("typiclust", {"n_neighbors": 2.5}, "TypiClust: n_neighbors must be a positive integer"),
     ],
 )
 def test_bad_hyper_parameters_are_named_before_any_work(
@@ -290,15 +290,16 @@ def test_cli_select_takes_l2_for_margin_and_refuses_tau(tmp_path, problem, capsy
 
 
 def test_session_next_follows_the_same_option_rule_as_select():
-    from ralif.cli import _strategy_params, build_parser
+    from ralif.cli import make_parser
+    from ralif.cli._common import strategy_params
 
-    parser = build_parser()
+    parser = make_parser()
     for command in (["select", "--features", "f", "--labels", "l"], ["session", "next"]):
         args = parser.parse_args([*command, "--budget", "3", "--strategy", "margin", "--tau", "2"])
         with pytest.raises(RalifInputError, match="--tau does not apply to strategy margin"):
-            _strategy_params(args, args.strategy)
+            strategy_params(args, args.strategy)
         args = parser.parse_args([*command, "--budget", "3", "--strategy", "margin", "--l2", "0.5"])
-        assert _strategy_params(args, args.strategy) == {"l2": 0.5}
+        assert strategy_params(args, args.strategy) == {"l2": 0.5}
 
 
 def test_cli_bench_runs_a_strategy_named_module_colon_class(tmp_path, capsys):

@@ -1,0 +1,241 @@
+"""What the ``ralif`` subcommands share: exit codes, argument types, option groups, the
+strategy option rule and the handling of errors.
+
+Exit codes: 0 on success, 2 on bad input (one line on stderr naming the problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import sys
+from collections.abc import Callable
+
+import numpy as np
+
+from ralif._validation import RalifInputError
+from ralif.strategies import STRATEGIES, strategy_class
+
+EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool ended by SIGPIPE
+SESSION_ENV = "RALIF_SESSION"
+DEFAULT_DB_NAME = "ralif-session.db"
+DEFAULT_DB = os.environ.get(SESSION_ENV, DEFAULT_DB_NAME)
+
+
+def l2_arg(text: str) -> float | str:
+    """Parse ``--l2``: a non-negative number or ``"auto"``.
+
+    Parameters
+    ----------
+    text : str
+        The option's value as given.
+
+    Returns
+    -------
+    float or str
+        The ridge strength, or ``"auto"``.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When the value is neither ``"auto"`` nor a non-negative number.
+    """
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number or 'auto', got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {text!r}")
+    return value
+
+
+def port_arg(text: str) -> int:
+    """Parse a TCP port number, 0 to 65535 (0: any free port).
+
+    Parameters
+    ----------
+    text : str
+        The option's value as given.
+
+    Returns
+    -------
+    int
+        The port number.
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When the value is not an integer from 0 to 65535.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return value
+
+
+STRATEGY_HELP = (
+    f"query strategy: {', '.join(sorted(STRATEGIES))}, or module:Class for one of your own "
+    "(default: ralif)"
+)
+"""The help text of ``--strategy`` (select and session next)."""
+
+
+RALIF_OPTION_HELP = {
+    "l2": "ridge strength of the head, a number or 'auto' (cross-validated)",
+    "tau": "truncation of the expected score: keep labels with p > tau/C",
+    "candidate_fraction": "size the candidates as this share of the pool (instead of "
+    "--candidate-multiple)",
+    "candidate_multiple": "size the candidates as this many budgets",
+    "score": "scoring rule",
+    "target": "target set of the loss",
+    "damping": "damping added to the Hessian",
+    "candidates": "candidate rule (influence+margin: the most uncertain items compete on influence)",
+}
+"""The RALIF parameters the command line sets, with what each means; the choices and
+defaults shown come from :class:`~ralif.RALIF` itself."""
+
+STRATEGY_OPTIONS = tuple(RALIF_OPTION_HELP)
+"""Strategy parameters the command line sets (``--candidate-fraction`` for ``candidate_fraction``)."""
+
+
+def _option_choices(name: str) -> tuple[str, ...] | None:
+    """The string choices of a RALIF parameter, from its constraint table; None when it
+    also takes open values (a number), as ``l2`` takes ``"auto"`` or a ridge."""
+    from ralif._params import Either, Options
+    from ralif.strategies import RALIF
+
+    constraint = RALIF._parameter_constraints[name]
+    parts = constraint.constraints if isinstance(constraint, Either) else (constraint,)
+    if not all(isinstance(part, Options) for part in parts):
+        return None
+    return tuple(c for part in parts for c in part.choices if isinstance(c, str)) or None
+
+
+def add_ralif_options(p: argparse.ArgumentParser) -> None:
+    """Add the group "RALIF options" (``--l2``, ``--tau``, ...) to a parser.
+
+    Parameters
+    ----------
+    p : argparse.ArgumentParser
+        The parser of a command that runs a strategy.
+    """
+    from ralif.strategies import RALIF
+
+    defaults = {k: v.default for k, v in inspect.signature(RALIF).parameters.items()}
+    g = p.add_argument_group("RALIF options")
+    for name, text in RALIF_OPTION_HELP.items():
+        choices = _option_choices(name)
+        kind = l2_arg if name == "l2" else None if choices else float
+        g.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            choices=choices,
+            default=None,
+            help=f"{text} (default: {defaults[name]})",
+        )
+
+
+def db_parent() -> argparse.ArgumentParser:
+    """A parent parser with ``--db``, the session database (session commands and serve).
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        A parser without help, to give as ``parents=[...]``.
+    """
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        help=f"session database (default ${SESSION_ENV} or {DEFAULT_DB_NAME})",
+    )
+    return db
+
+
+def strategy_params(args: argparse.Namespace, strategy: str = "ralif") -> dict[str, object]:
+    """The strategy options given, refused when the strategy does not take them.
+
+    The same rule for every command: an option applies to the strategies that have that
+    parameter (``--l2`` to every model-based one, ``--tau`` to RALIF's), never silently
+    dropped.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed command line.
+    strategy : str, default "ralif"
+        The strategy the options go to: a name or ``module:Class``.
+
+    Returns
+    -------
+    dict
+        The given options by parameter name, ready as keyword arguments.
+
+    Raises
+    ------
+    RalifInputError
+        When an option given does not apply to the strategy.
+    """
+    given = {k: getattr(args, k) for k in STRATEGY_OPTIONS if getattr(args, k, None) is not None}
+    takes = set(inspect.signature(strategy_class(strategy)[0]).parameters)
+    foreign = sorted(set(given) - takes)
+    sizes = {"candidate_fraction", "candidate_multiple"}
+    if not foreign and sizes <= takes and len(sizes & set(given)) == 1:
+        # One flag sizes the candidates and replaces the other size, the default's or a
+        # preset's (both flags together are refused by RALIF's own check).
+        given.setdefault(next(iter(sizes - set(given))), None)
+    if foreign:
+        shown = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        verb = "does" if len(foreign) == 1 else "do"
+        raise RalifInputError(f"{shown} {verb} not apply to strategy {strategy}")
+    return given
+
+
+def warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning as one line on standard error (a ``warnings.showwarning``)."""
+    print(f"ralif: warning: {message}", file=sys.stderr)
+
+
+def run_guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command, turning bad input and a closed pipe into exit codes.
+
+    Parameters
+    ----------
+    run : callable
+        The command's ``run(args) -> int``.
+    args : argparse.Namespace
+        The parsed command line.
+
+    Returns
+    -------
+    int
+        The command's exit code; :data:`EXIT_BAD_INPUT` after one line on standard error
+        for bad input or a numerical failure; :data:`EXIT_BROKEN_PIPE` when the reader of
+        standard output went away.
+    """
+    try:
+        code = run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except RalifInputError as exc:
+        print(f"ralif: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except np.linalg.LinAlgError as exc:
+        print(
+            f"ralif: error: the computation failed numerically ({exc}); features on very "
+            "different scales cause this: standardize them, or give a larger --l2",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (`ralif ... | head`): stop quietly, as Unix tools do. Standard
+        # output is pointed at /dev/null so that Python's own flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
