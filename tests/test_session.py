@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -195,7 +196,12 @@ def require_server() -> None:
 
 
 class Running:
-    """A waitress server on a free loopback port, served from a thread until stopped."""
+    """A waitress server on a free loopback port, served from a thread until stopped.
+
+    The thread waits on the server's sockets and its trigger, and looks at ``stop`` after
+    each event; :meth:`close` sets ``stop`` and pulls the trigger, so the loop ends at once
+    (not at the next poll), before the sockets close under it.
+    """
 
     def __init__(self, db_path) -> None:
         require_server()
@@ -204,19 +210,26 @@ class Running:
         self.srv = make_server(db_path, host="127.0.0.1", port=0, threads=8)
         self.port = self.srv.effective_port
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread = threading.Thread(target=serve_until, args=(self.srv, self.stop), daemon=True)
         self.thread.start()
 
-    def _loop(self) -> None:
-        # Short polls, so that the loop ends before the sockets close under it.
-        while not self.stop.is_set():
-            self.srv.asyncore.loop(timeout=0.05, map=self.srv._map, count=1)
-
     def close(self) -> None:
-        self.stop.set()
-        self.thread.join()
+        stop_serving(self.srv, self.stop, self.thread)
         self.srv.task_dispatcher.shutdown()
         self.srv.close()
+
+
+def serve_until(srv, stop: threading.Event) -> None:
+    """Run a waitress server's loop until ``stop`` is set (and its trigger pulled)."""
+    while not stop.is_set():
+        srv.asyncore.loop(timeout=srv.adj.asyncore_loop_timeout, map=srv._map, count=1)
+
+
+def stop_serving(srv, stop: threading.Event, thread: threading.Thread) -> None:
+    """End :func:`serve_until` in ``thread``: the trigger wakes the loop, which sees ``stop``."""
+    stop.set()
+    srv.pull_trigger()
+    thread.join()
 
 
 def serve_batch(s, y):
@@ -313,37 +326,59 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _printed_line(proc: subprocess.Popen, timeout: float) -> str:
+    """The first line ``proc`` prints, or '' if it prints none within ``timeout`` seconds."""
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
+
+
 def start_serve(
     db_path, token: str, port: int | None = None, env: dict | None = None, timeout: float = 20
 ) -> tuple[subprocess.Popen, Client]:
-    """``ralif serve`` in a process of its own on loopback (a free port by default), answering.
+    """``ralif serve`` in a process of its own on loopback, listening.
 
-    The tests and the benchmarks start their servers here.
+    Without ``port`` the server picks a free one itself (``--port 0``), so that no other
+    process can take it in between. ``ralif serve`` prints its address only once it
+    listens: that line is waited for (at most ``timeout`` seconds), not polled for; the
+    process's standard output stays a pipe, closed by :func:`stop_serve`. The tests and
+    the benchmarks start their servers here.
     """
     require_server()
-    port = _free_port() if port is None else port
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ralif.cli", "serve", "--db", str(db_path), "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        [sys.executable, "-m", "ralif.cli", "serve", "--db", str(db_path),
+         "--port", str(0 if port is None else port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
     )  # fmt: skip
-    c = Client(f"http://127.0.0.1:{port}", token)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if c.call("/api/state", timeout=1)[0] == 200:
-                return proc, c
-        except (OSError, http.client.HTTPException):
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"ralif serve --db {db_path} --port {port} did not answer")
+    line = _printed_line(proc, timeout)
+    found = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=", line)
+    if found is None:
+        stop_serve(proc, signal.SIGKILL)
+        raise RuntimeError(f"ralif serve --db {db_path} --port {port} did not listen: {line!r}")
+    return proc, Client(f"http://127.0.0.1:{found.group(1)}", token)
 
 
-def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
-    """Label until SIGKILL at a random moment; returns (acknowledged, found after restart)."""
+def stop_serve(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    """Send ``sig`` to a server of :func:`start_serve`; its exit status once it has ended."""
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    finally:
+        proc.kill()  # nothing if it has ended; a server that would not stop is ended here
+        proc.wait()
+        proc.stdout.close()
+
+
+def kill_test_once(db_path, token: str, seed: int, timeout: float = 30) -> tuple[int, int]:
+    """Label until SIGKILL at a random moment; returns (acknowledged, found after restart).
+
+    The moment is drawn after the first label is acknowledged (waited for, at most
+    ``timeout`` seconds), so that the kill always lands while labels are being written.
+    """
     proc, c = start_serve(db_path, token)
-    rng = np.random.default_rng(seed)
+    labels = np.random.default_rng(seed)  # the labeling thread's own: Generators are not shared
+    moment = np.random.default_rng([seed, 1])
     acked = []
+    labeling = threading.Event()
     stop = threading.Event()
     with open_session(db_path) as s:
         batch = s.round_items(s.served_rounds()[-1])
@@ -355,8 +390,8 @@ def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
                 code, _ = c.call(
                     "/api/label",
                     {
-                        "item": int(rng.choice(batch)),
-                        "label": int(rng.integers(3)),
+                        "item": int(labels.choice(batch)),
+                        "label": int(labels.integers(3)),
                         "request_id": rid,
                     },
                     timeout=2,
@@ -365,12 +400,13 @@ def kill_test_once(db_path, token: str, seed: int) -> tuple[int, int]:
                 return
             if code == 200:
                 acked.append(rid)
+                labeling.set()
 
     t = threading.Thread(target=label)
     t.start()
-    time.sleep(rng.uniform(0.05, 0.5))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    labeling.wait(timeout)  # none acknowledged in time: the caller's acked > 0 fails
+    time.sleep(moment.uniform(0.05, 0.5))
+    stop_serve(proc, signal.SIGKILL)
     stop.set()
     t.join()
     with open_session(db_path) as s:

@@ -10,10 +10,7 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -21,7 +18,16 @@ import pytest
 
 from ralif.session import workflow as wf
 from tests.conftest import require
-from tests.test_session import Client, Running, make_session, serve_batch
+from tests.test_session import (
+    Client,
+    Running,
+    make_session,
+    serve_batch,
+    serve_until,
+    start_serve,
+    stop_serve,
+    stop_serving,
+)
 
 require("flask")
 require("waitress")
@@ -264,6 +270,20 @@ def test_page_allows_no_inline_script(server):
     assert scripts and all(b"src=" in attrs and not inner.strip() for attrs, inner in scripts)
 
 
+@pytest.mark.parametrize(
+    "path, name, mimetype",
+    [("/", "index.html", "text/html"), ("/app.js", "page.js", "text/javascript"),
+     ("/app.css", "page.css", "text/css")],
+)  # fmt: skip
+def test_the_page_its_script_and_style_are_the_packages_files(server, path, name, mimetype):
+    from importlib import resources
+
+    _, c = server
+    code, headers, body = _get(c, path)
+    assert code == 200 and headers["Content-Type"] == f"{mimetype}; charset=utf-8"
+    assert body == resources.files("ralif.session").joinpath("page", name).read_bytes()
+
+
 def test_page_script_never_writes_markup(server):
     _, c = server
     code, headers, body = _get(c, "/app.js", token=False)
@@ -291,7 +311,11 @@ def test_image_files_are_served_as_inert_images(server):
 
 
 # ------------------------------------------------------------------------- request bodies
-def _raw(port: int, request: bytes, timeout: float = 5) -> bytes:
+# How long a raw request waits for the first bytes of the answer: a bound, never a measure.
+REPLY_TIMEOUT = 10
+
+
+def _raw(port: int, request: bytes, timeout: float = REPLY_TIMEOUT) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
         return sock.recv(4096)
@@ -304,9 +328,13 @@ def test_a_large_declared_body_is_refused_before_it_is_sent(server):
         b"POST /api/label HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 200000000\r\n\r\n"
     )
-    start = time.monotonic()
-    reply = _raw(port, head)  # not one byte of the body is sent
-    assert reply.startswith(b"HTTP/1.1 413") and time.monotonic() - start < 5
+    # Not one byte of the body is sent, and the connection stays open: a server that
+    # waited for the body would never answer (the wait ends at the timeout and fails).
+    try:
+        reply = _raw(port, head)
+    except TimeoutError:
+        pytest.fail(f"no answer within {REPLY_TIMEOUT} s: the server waits for the body")
+    assert reply.startswith(b"HTTP/1.1 413")
 
 
 def test_a_large_chunked_body_is_cut_off(server):
@@ -385,19 +413,13 @@ def _serve_and_fetch(monkeypatch, capsys, argv: list[str]) -> tuple[int, str, st
             printed.append(capsys.readouterr())  # what was printed before serving began
             url = re.search(r"http://\S+", printed[0].out).group(0)
             stop = threading.Event()
-
-            def loop() -> None:
-                while not stop.is_set():
-                    srv.asyncore.loop(timeout=0.05, map=srv._map, count=1)
-
-            t = threading.Thread(target=loop)
+            t = threading.Thread(target=serve_until, args=(srv, stop))
             t.start()
             try:
                 with urllib.request.urlopen(url, timeout=10) as r:
                     status.append(r.status)
             finally:
-                stop.set()
-                t.join()
+                stop_serving(srv, stop, t)
 
         srv.run = run
         return srv
@@ -451,31 +473,23 @@ def test_a_busy_port_is_one_line_and_shows_no_token(session, capsys):
 
 
 def test_a_port_out_of_range_is_refused(capsys):
-    from ralif.cli import build_parser
+    from ralif.cli import make_parser
 
     with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args(["serve", "--port", "99999"])
+        make_parser().parse_args(["serve", "--port", "99999"])
     assert exit_.value.code == 2 and "0 to 65535" in capsys.readouterr().err
 
 
 def test_a_clean_stop_leaves_every_label_in_the_db_file(session, tmp_path):
     s, _ = session
     wf.next_batch(s, 30, "random")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ralif.cli", "serve", "--db", str(s.path), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc, c = start_serve(s.path, s.token)  # returns once the server listens
     try:
-        line = proc.stdout.readline()  # printed only once the server listens
-        base, token = re.search(r"(http://\S+)/\?token=(\S+)", line).groups()
-        c = Client(base, token)
         for k, item in enumerate(s.current_batch()[1][:24]):  # the batch stays unfinished
             assert c.call("/api/label", {"item": item, "label": k % 3})[0] == 200
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
     finally:
-        proc.kill()
-        proc.wait()
+        code = stop_serve(proc, signal.SIGTERM)  # killed if it is not done within the bound
+    assert code == 0
     shutil.copy(s.path, tmp_path / "copy.db")  # the .db alone, as a careless copy would
     copy = sqlite3.connect(tmp_path / "copy.db")
     assert copy.execute("SELECT COUNT(*) FROM label_events").fetchone()[0] == 24

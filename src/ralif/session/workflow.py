@@ -89,48 +89,12 @@ def next_batch(
     -------
     (round id, items in the order picked)
     """
-    streamed = stream_reason(store.features_path) is not None
-    if streamed:
-        X = open_pool(store.features_path)
-    else:
-        X = check_features(load_features(store.features_path), f"features ({store.features_path})")
-    if X.shape[0] != store.n_items():
-        raise RalifInputError(
-            f"{store.features_path} now has {X.shape[0]} rows but the session has {store.n_items()} items"
-        )
+    X, streamed = _session_features(store)
     for _ in range(_PICK_ATTEMPTS):
-        with store.reading():
-            if not force:
-                store.refuse_if_open()
-            picked_from = store.snapshot()
-            y, held = store.label_array()
-            excluded = store.pending_items() | store.unsure_items()
-            n_rounds = len(store.rounds())
-        keep = ~held
-        keep[sorted(excluded)] = False
-        rows = np.flatnonzero(keep)
+        picked_from, y, rows, n_rounds = _read_pool(store, force)
         budget = check_budget(budget, int((y[rows] < 0).sum()))
         round_seed = n_rounds if seed is None else seed
-        strat = make_strategy(strategy, random_state=round_seed, **params)
-        if getattr(strat, "stateful", False):
-            raise RalifInputError(
-                f"{strategy} learns from one batch to the next on one object, while a session "
-                "picks each batch afresh; use it in ralif bench or from Python"
-            )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            if streamed:
-                query = streamed_select(X, y, budget, strat, rows=rows)
-                picks, strat = query.picks, query.strategy
-            else:
-                picks = rows[strat.select(X[rows], y[rows], budget)]
-        metrics = {
-            "n_labeled": int((y[rows] >= 0).sum()),
-            "warnings": [str(w.message) for w in caught],
-        }
-        head = getattr(strat, "head_", None)
-        if head is not None:
-            metrics["l2"] = float(head.l2_)
+        picks, metrics, caught = _pick(X, y, rows, budget, strategy, round_seed, streamed, params)
         rid = store.add_round(
             strategy,
             {**params, "seed": round_seed, "budget": budget},
@@ -150,6 +114,76 @@ def next_batch(
     for w in caught:
         warnings.warn(str(w.message), w.category, stacklevel=2)
     return rid, picks.tolist()
+
+
+def _session_features(store: SessionStore) -> tuple[object, bool]:
+    """The session's features (a streamed pool of shards, or the whole array) and whether
+    they are streamed; an error if their rows no longer match the session's items."""
+    streamed = stream_reason(store.features_path) is not None
+    if streamed:
+        X = open_pool(store.features_path)
+    else:
+        X = check_features(load_features(store.features_path), f"features ({store.features_path})")
+    if X.shape[0] != store.n_items():
+        raise RalifInputError(
+            f"{store.features_path} now has {X.shape[0]} rows but the session has {store.n_items()} items"
+        )
+    return X, streamed
+
+
+def _read_pool(
+    store: SessionStore, force: bool
+) -> tuple[tuple[int, int], np.ndarray, np.ndarray, int]:
+    """One consistent reading of the session for a pick: the snapshot it is taken from,
+    the labels, the rows that may be picked from, and how many rounds there are.
+
+    Held-out items, items of unclosed batches still waiting and items marked unsure are
+    left out of the rows; without ``force``, an open batch is refused.
+    """
+    with store.reading():
+        if not force:
+            store.refuse_if_open()
+        picked_from = store.snapshot()
+        y, held = store.label_array()
+        excluded = store.pending_items() | store.unsure_items()
+        n_rounds = len(store.rounds())
+    keep = ~held
+    keep[sorted(excluded)] = False
+    return picked_from, y, np.flatnonzero(keep), n_rounds
+
+
+def _pick(
+    X: object,
+    y: np.ndarray,
+    rows: np.ndarray,
+    budget: int,
+    strategy: str,
+    round_seed: int,
+    streamed: bool,
+    params: dict,
+) -> tuple[np.ndarray, dict, list]:
+    """``(picks, metrics, warnings caught)`` of one pick of ``budget`` items among ``rows``."""
+    strat = make_strategy(strategy, random_state=round_seed, **params)
+    if getattr(strat, "stateful", False):
+        raise RalifInputError(
+            f"{strategy} learns from one batch to the next on one object, while a session "
+            "picks each batch afresh; use it in ralif bench or from Python"
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if streamed:
+            query = streamed_select(X, y, budget, strat, rows=rows)
+            picks, strat = query.picks, query.strategy
+        else:
+            picks = rows[strat.select(X[rows], y[rows], budget)]
+    metrics = {
+        "n_labeled": int((y[rows] >= 0).sum()),
+        "warnings": [str(w.message) for w in caught],
+    }
+    head = getattr(strat, "head_", None)
+    if head is not None:
+        metrics["l2"] = float(head.l2_)
+    return picks, metrics, caught
 
 
 def import_labels_csv(
