@@ -26,8 +26,8 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ralif import LinearHead, influence_matrix
-from ralif.bench.runner import BenchConfig, _subsample, suite_configs
-from ralif.data import load_dataset
+from ralif.bench.runner import BenchConfig, suite_configs
+from ralif.data import load_dataset, subsample
 from ralif.loop import initial_labeled_set
 
 N_ITEMS = 40
@@ -64,7 +64,9 @@ def agreement(XL, yL, XU, l2: float, rng: np.random.Generator) -> dict[str, floa
 
 
 def measure(name: str, config: BenchConfig, seeds: int) -> dict:
-    data = _subsample(load_dataset(config.dataset, dim=config.dim), config)
+    data = subsample(
+        load_dataset(config.dataset, dim=config.dim), config.pool_size, config.test_size
+    )
     X, y = data.X.astype(np.float64), data.y
     rho = {(stage, r, k): [] for stage in (0, 3) for r in RIDGES for k in KINDS}
     l2s = []

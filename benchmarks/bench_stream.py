@@ -91,14 +91,14 @@ def floor_seconds(folder: Path) -> float:
     Plain positioned reads of 32 MiB, the next one issued by a second thread while the
     product of the current one runs (as the streamed query does).
     """
+    from ralif._files import _npy_layout  # the one .npy header reader
+
     W = np.random.default_rng(1).normal(size=(C, D)).astype(np.float32)
     rows = max(1, (32 << 20) // (D * 4))
     tasks = []
     for path in sorted(folder.glob("part-*.npy")):
         with open(path, "rb") as fh:
-            np.lib.format.read_magic(fh)
-            shape, _, _ = np.lib.format.read_array_header_1_0(fh)
-            offset = fh.tell()
+            shape, _, _, offset = _npy_layout(fh, f"pool shard {path}")
         tasks += [
             (path, offset + lo * D * 4, min(rows, shape[0] - lo)) for lo in range(0, shape[0], rows)
         ]

@@ -569,3 +569,23 @@ def test_bench_records_the_stopping_signals_and_reports_the_rules(tmp_path, caps
     assert main(["report", str(out)]) == 0
     text = (out / "report.md").read_text()
     assert "## Stopping rules, against hindsight" in text
+
+
+def test_a_named_configuration_is_stored_under_its_name(tmp_path, small):
+    spec = 'tenth=ralif:{"n_candidates": 0.1}'
+    run_benchmark(_config(strategies=(spec, "random")), tmp_path, quiet=True, data=small).close()
+    with open(tmp_path / "results.csv") as fh:
+        names = {r["strategy"] for r in csv.DictReader(fh)}
+    assert names == {"tenth", "random"}
+    # Its picks are those of the same parameters under that name: the name seeds the draws.
+    initial = initial_labeled_set(len(small.y), 20, seed=0)
+    loop = list(run_rounds(small.X, small.y, small.X_test, small.y_test, spec, initial, 10, 3,
+                           seed=0, l2=0.1))  # fmt: skip
+    store = ResultStore(tmp_path)
+    try:
+        stored = store.done_picks("tenth", 0)
+    finally:
+        store.close()
+    assert [p.tolist() for p in stored[1:]] == [r.picks.tolist() for r in loop[1:]]
+    with pytest.raises(RalifInputError, match="two strategies are named random"):
+        run_benchmark(_config(strategies=("random", 'random=ralif:{"tau": 2}')), tmp_path / "b")

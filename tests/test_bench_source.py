@@ -9,8 +9,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from ralif.bench.runner import pool_split
 from ralif.cli import main
+from ralif.data.pools import pool_split
 from ralif.sources import PoolSource
 from tests.conftest import gaussian_blobs, require
 

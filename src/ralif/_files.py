@@ -1,14 +1,17 @@
-"""Files at the lowest level: the memory cap on arrays read, and ``.npy`` headers.
+"""Files at the lowest level: the memory cap on arrays read, ``.npy`` headers, OS errors.
 
 Both :mod:`ralif.io` (users' files) and :mod:`ralif.sources` (pools read in blocks)
 judge an array by its header before reading it; this is the one place that reads a
-header and the one memory cap they compare it with.
+header and the one memory cap they compare it with. It is also the one place that
+words a failure of the operating system to read or write a file (:func:`os_error`).
 """
 
 from __future__ import annotations
 
 import io as pyio
 import os
+from collections.abc import Container, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -19,6 +22,40 @@ from ralif._validation import RalifInputError
 
 MAX_ARRAY_BYTES_ENV = "RALIF_MAX_ARRAY_BYTES"
 """Environment variable: the largest array (in bytes, once loaded) ralif reads from a file."""
+
+
+@contextmanager
+def os_error(action: str, what: str, errnos: Container[int] | None = None) -> Iterator[None]:
+    """Report an ``OSError`` raised in the block as a :class:`RalifInputError`.
+
+    The one wording of such a failure: ``cannot {action} {what}: {reason}``, the reason
+    being the system's (``strerror``), or the exception's text where it has none.
+    Anything else raised in the block (a ``RalifInputError`` too) passes as it is.
+
+    Parameters
+    ----------
+    action : str
+        What could not be done: ``"read"``, ``"write"``, ``"create"``...
+    what : str
+        To what, with its path: ``"pool shard parts/part-0.npy"``.
+    errnos : container of int, optional
+        Translate only an ``OSError`` with one of these ``errno`` values; the others
+        reach the caller as they are (all are translated when None).
+
+    Examples
+    --------
+    >>> with os_error("read", "labels file /nowhere/y.npy"):
+    ...     open("/nowhere/y.npy", "rb")
+    Traceback (most recent call last):
+    ...
+    ralif._validation.RalifInputError: cannot read labels file /nowhere/y.npy: No such file or directory
+    """
+    try:
+        yield
+    except OSError as exc:
+        if errnos is not None and exc.errno not in errnos:
+            raise
+        raise RalifInputError(f"cannot {action} {what}: {exc.strerror or exc}") from None
 
 
 def _available_memory() -> int | None:

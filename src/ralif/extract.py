@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ralif._files import MAX_ARRAY_BYTES_ENV, _npy_layout, _refuse_pickled, _size, max_array_bytes
+from ralif._files import (
+    MAX_ARRAY_BYTES_ENV,
+    _npy_layout,
+    _refuse_pickled,
+    _size,
+    max_array_bytes,
+    os_error,
+)
 from ralif._params import POSITIVE_INT, validate_params
 from ralif._validation import RalifInputError, _format_rows
 from ralif.io import output_folder
@@ -125,11 +132,9 @@ def _read_image_shards(
         where = f"image shard {path}"
         if not p.is_file():
             raise RalifInputError(f"{where} is missing or not a regular file")
-        try:
+        with os_error("read", where):
             shape, dtype, header, size = _npy_header(path, where)
             st = p.stat()
-        except OSError as exc:
-            raise RalifInputError(f"cannot read {where}: {exc.strerror}") from None
         _refuse_pickled(dtype, where)
         if len(shape) not in (3, 4) or dtype.kind not in "uif":
             raise RalifInputError(
@@ -805,12 +810,10 @@ def _read_weights(path: str | os.PathLike) -> dict:
         raise RalifInputError(f"weights file not found: {p}")
     if not p.is_file():
         raise RalifInputError(f"weights path is not a regular file: {p}")
-    try:
+    with os_error("read", f"weights {p}"):
         size = p.stat().st_size
         with open(p, "rb") as fh:
             head = fh.read(4)
-    except OSError as exc:
-        raise RalifInputError(f"cannot read weights {p}: {exc.strerror}") from None
     cap = max_array_bytes()
     if cap is not None and size > cap:
         raise RalifInputError(

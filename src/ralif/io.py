@@ -29,6 +29,7 @@ from ralif._files import (
     _refuse_pickled,
     _size,
     max_array_bytes,
+    os_error,
 )
 from ralif._validation import UNLABELED, RalifInputError, check_labels
 
@@ -90,13 +91,10 @@ def _check_header(
 
 def _load_npy(p: Path, what: str, n_rows: int | None = None, as_float: bool = False) -> np.ndarray:
     """A ``.npy`` file's array, refused by its header before anything is allocated."""
-    try:
-        with open(p, "rb") as fh:
-            shape, dtype, header = _read_npy_header(fh, f"{what} file {p}")
-            stored = _check_header(shape, dtype, str(p), what, n_rows, as_float)
-            on_disk = os.fstat(fh.fileno()).st_size
-    except OSError as exc:
-        raise RalifInputError(f"cannot read {what} file {p}: {exc.strerror}") from None
+    with os_error("read", f"{what} file {p}"), open(p, "rb") as fh:
+        shape, dtype, header = _read_npy_header(fh, f"{what} file {p}")
+        stored = _check_header(shape, dtype, str(p), what, n_rows, as_float)
+        on_disk = os.fstat(fh.fileno()).st_size
     if on_disk < header + stored:
         raise RalifInputError(
             f"cannot read {what} file {p}: its header announces shape {shape} ({dtype}) "
@@ -111,11 +109,8 @@ _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 def _load_numpy(p: Path, what: str) -> object:
     # numpy takes any file that is neither .npy nor a zip archive for a pickle: only a
     # file that starts as a pickle does is called one.
-    try:
-        with open(p, "rb") as fh:
-            start = fh.read(6)
-    except OSError as exc:
-        raise RalifInputError(f"cannot read {what} file {p}: {exc.strerror}") from None
+    with os_error("read", f"{what} file {p}"), open(p, "rb") as fh:
+        start = fh.read(6)
     if len(start) >= 2 and start[0] == 0x80 and 2 <= start[1] <= 5:  # PROTO 2 to 5
         raise RalifInputError(
             f"refusing to read {p}: it holds pickled Python objects, which could run code; "
@@ -610,7 +605,7 @@ def read_csv_records(
     """
     p = _existing(path, what)
     try:
-        with open(p, newline="", encoding="utf-8-sig") as fh:
+        with os_error("read", f"{what} file {p}"), open(p, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             if reader.fieldnames is not None:
                 reader.fieldnames = [name.strip() for name in reader.fieldnames]
@@ -618,8 +613,6 @@ def read_csv_records(
             header = reader.fieldnames
     except (UnicodeDecodeError, csv.Error) as exc:
         raise RalifInputError(f"cannot read {what} file {p} as UTF-8 CSV: {exc}") from None
-    except OSError as exc:
-        raise RalifInputError(f"cannot read {what} file {p}: {exc.strerror}") from None
     if columns:
         joined = (" or " if any_of else " and ").join(repr(c) for c in columns)
         if header is None:
@@ -678,14 +671,14 @@ def _writable_folder(folder: Path, what: str, path: str | os.PathLike) -> Path:
         above = above.parent  # the folder the first new one would be made in
     if above != folder and above.is_dir() and _read_only(os.stat(above), above):
         raise RalifInputError(f"cannot write {what} {path}: the folder {above} is read-only")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise RalifInputError(
-            f"cannot write {what} {path}: {folder} (or a folder above it) is a file, not a folder"
-        ) from None
-    except OSError as exc:
-        raise RalifInputError(f"cannot create folder {folder} for {what}: {exc.strerror}") from None
+    with os_error("create", f"folder {folder} for {what}"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise RalifInputError(
+                f"cannot write {what} {path}: {folder} (or a folder above it) is a file, "
+                "not a folder"
+            ) from None
     if not folder.is_dir():
         raise RalifInputError(f"cannot write {what} {path}: {folder} is a file, not a folder")
     if _read_only(os.stat(folder), folder):
@@ -739,12 +732,11 @@ def _output_plan(
     if exclusive and os.path.islink(path):
         raise RalifInputError(f"{path} already exists (a symlink); pick another --out or remove it")
     p = Path(os.path.realpath(path))  # a symlink is followed: its target is written
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise RalifInputError(f"cannot write {what} {path}: {exc.strerror}") from None
+    with os_error("write", f"{what} {path}"):
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            st = None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise RalifInputError(f"cannot write {what} {path}: it is a folder, not a file")
     if st is not None and stat.S_ISSOCK(st.st_mode):
@@ -859,7 +851,9 @@ def open_output(
     p, atomic, old_mode, owner = _output_plan(path, what, exclusive)
     if mode is None or owner is not None:
         mode = old_mode
-    try:
+    # Only a failure to write (_WRITE_ERRNOS) is reported as such; others (a closed pipe,
+    # a network error while copying from a download) reach the caller as they are.
+    with os_error("write", f"{what} {path}", errnos=_WRITE_ERRNOS):
         if not atomic:
             with open(p, "wb" if binary else "w", **text) as fh:
                 yield _Stream(fh) if binary else fh
@@ -880,12 +874,6 @@ def open_output(
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-    except OSError as exc:
-        # Only a failure to write is reported as such; others (a closed pipe, a network
-        # error while copying from a download) reach the caller as they are.
-        if exc.errno not in _WRITE_ERRNOS or isinstance(exc, BrokenPipeError):
-            raise
-        raise RalifInputError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
 
 
 def _put_in_place(tmp: str, p: Path, path: str | os.PathLike, exclusive: bool) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ralif._files import _npy_layout, _refuse_pickled, _size, max_array_bytes
+from ralif._files import _npy_layout, _refuse_pickled, _size, max_array_bytes, os_error
 from ralif._validation import RalifInputError, _check_finite
 
 DEFAULT_BLOCK_BYTES = 32 << 20
@@ -60,14 +60,13 @@ def _stamp(path: str) -> tuple[int, int, int]:
 
 def check_shard_unchanged(shard: Shard) -> None:
     """Refuse a shard that is gone or differs from when the pool was opened."""
-    try:
-        now = _stamp(shard.path)
-    except FileNotFoundError:
-        raise RalifInputError(
-            f"pool shard {shard.path} is missing: it was removed after the pool was opened"
-        ) from None
-    except OSError as exc:
-        raise RalifInputError(f"cannot read pool shard {shard.path}: {exc.strerror}") from None
+    with os_error("read", f"pool shard {shard.path}"):
+        try:
+            now = _stamp(shard.path)
+        except FileNotFoundError:
+            raise RalifInputError(
+                f"pool shard {shard.path} is missing: it was removed after the pool was opened"
+            ) from None
     if now != shard.stamp:
         raise RalifInputError(
             f"pool shard {shard.path} changed while the pool was being read (size or "
@@ -249,12 +248,9 @@ class NpyShards(PoolSource):
                 raise RalifInputError(f"pool shard {path} is missing (file not found)")
             if not p.is_file():
                 raise RalifInputError(f"pool shard {path} is not a regular file")
-            try:
-                with open(p, "rb") as fh:
-                    shape, fortran, dt, header = _npy_layout(fh, f"pool shard {path}")
-                    stamp = _stamp(path)
-            except OSError as exc:
-                raise RalifInputError(f"cannot read pool shard {path}: {exc.strerror}") from None
+            with os_error("read", f"pool shard {path}"), open(p, "rb") as fh:
+                shape, fortran, dt, header = _npy_layout(fh, f"pool shard {path}")
+                stamp = _stamp(path)
             _refuse_pickled(dt, f"pool shard {path}")
             if dt.kind not in "fiub":
                 raise RalifInputError(f"pool shard {path} must be numeric, got dtype {dt}")
@@ -308,12 +304,8 @@ class NpyShards(PoolSource):
         if k not in self._files:
             shard = self.shards[k]
             check_shard_unchanged(shard)
-            try:
+            with os_error("read", f"pool shard {shard.path}"):
                 fh = open(shard.path, "rb")
-            except OSError as exc:
-                raise RalifInputError(
-                    f"cannot read pool shard {shard.path}: {exc.strerror}"
-                ) from None
             if _stamp_of(fh) != shard.stamp:
                 fh.close()
                 check_shard_unchanged(shard)
@@ -332,10 +324,8 @@ class NpyShards(PoolSource):
         out = np.empty((hi - lo, self.n_features), dtype=dt)
         fh = self._file(k)
         row_bytes = self.n_features * dt.itemsize
-        try:
+        with os_error("read", f"pool shard {shard.path}"):
             got = os.preadv(fh.fileno(), [memoryview(out).cast("B")], header + lo * row_bytes)
-        except OSError as exc:
-            raise RalifInputError(f"cannot read pool shard {shard.path}: {exc.strerror}") from None
         if got != out.nbytes:
             raise RalifInputError(
                 f"pool shard {shard.path} ended early: it was truncated while the pool was read"

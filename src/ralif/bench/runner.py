@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ralif._validation import RalifInputError, _format_rows
+from ralif._validation import RalifInputError
 from ralif.bench.store import ResultStore, changed_fields
-from ralif.data import Dataset, load_dataset
-from ralif.loop import initial_labeled_set, run_rounds
+from ralif.data import Dataset, load_dataset, subsample
+from ralif.data.images import load_image_data
+from ralif.data.pools import FINGERPRINT_FIELDS, is_pool_dataset, pool_name, split_pool_source
+from ralif.loop import initial_labeled_set, run_rounds, strategy_label
 from ralif.metrics import check_metrics
 from ralif.strategies import STRATEGIES, strategy_class
 from ralif.streaming import StreamedFeatures
@@ -32,10 +31,10 @@ class BenchConfig:
     same folder; the other fields define the benchmark and may not change.
 
     ``dataset`` may be a pool source too large for memory (a ``.npy`` file, a folder or
-    glob of ``.npy`` shards, Parquet: :func:`is_pool_dataset`) with one label per row in
-    the ``.npy`` file ``labels``; see :func:`load_pool_dataset`. Its queries are
-    streamed, with the candidate cap ``max_candidates``, on the dask cluster ``dask``
-    when given.
+    glob of ``.npy`` shards, Parquet: :func:`ralif.data.pools.is_pool_dataset`) with one
+    label per row in the ``.npy`` file ``labels``; see :func:`load_pool_dataset`. Its
+    queries are streamed, with the candidate cap ``max_candidates``, on the dask cluster
+    ``dask`` when given.
     """
 
     dataset: str = "fashion-mnist"
@@ -99,6 +98,12 @@ class BenchConfig:
         classes = {s: strategy_class(s)[0] for s in self.strategies}
         if not self.strategies:
             raise RalifInputError("no strategies given")
+        labels = [strategy_label(s) for s in self.strategies]
+        twice = sorted({x for x in labels if labels.count(x) > 1})
+        if twice:
+            raise RalifInputError(
+                f"two strategies are named {', '.join(twice)}: give each its own NAME="
+            )
         for name in ("seeds", "rounds", "init", "budget"):
             if getattr(self, name) < 1:
                 raise RalifInputError(f"--{name} must be at least 1, got {getattr(self, name)}")
@@ -185,165 +190,24 @@ def streamable_strategies() -> list[str]:
     return [name for name in sorted(STRATEGIES) if _streams(name)]
 
 
-_NAMED_DATASETS = ("fashion-mnist", "digits")
-
-
-def is_pool_dataset(name: str) -> bool:
-    """Whether ``--dataset`` names a pool source rather than a dataset held in memory.
-
-    A pool source is a ``.npy`` or ``.parquet`` file, a folder of ``.npy`` shards or of
-    ``.parquet`` files, or a glob of ``.npy`` shards (:func:`ralif.sources.open_pool`);
-    the names of built-in and suite data sets come first.
-
-    Parameters
-    ----------
-    name : str
-        The ``--dataset`` argument.
-
-    Returns
-    -------
-    bool
-        True for a pool source (whether or not it exists; opening it checks that).
-    """
-    from ralif.data.suite import _LOADERS
-    from ralif.sources import is_pool_spec
-
-    name = str(name)
-    if name in _NAMED_DATASETS or name in _LOADERS:
-        return False
-    return is_pool_spec(name) or Path(name).suffix.lower() in (".npy", ".parquet")
-
-
-def load_pool_labels(path: str | os.PathLike, n_rows: int) -> np.ndarray:
-    """The labels of a pool source: a ``.npy`` file of ``n_rows`` integers ``>= 0``.
-
-    The benchmark is the oracle, so every row needs its label. The file is refused by
-    its header (length, pickled objects) before it is read.
-
-    Parameters
-    ----------
-    path : path-like
-        A ``.npy`` file.
-    n_rows : int
-        Rows of the pool source.
-
-    Returns
-    -------
-    ndarray of int64, shape (n_rows,)
-    """
-    from ralif.io import load_labels
-
-    if Path(path).suffix.lower() != ".npy":
-        raise RalifInputError(f"--labels must be a .npy file of integer labels, got {path}")
-    y = load_labels(path, n_rows=n_rows)
-    if y.ndim != 1:
-        raise RalifInputError(f"labels ({path}) must be 1-D, one per pool row; got shape {y.shape}")
-    if y.dtype.kind not in "iu":
-        raise RalifInputError(
-            f"labels ({path}) must hold integer class labels, got dtype {y.dtype}; "
-            "save them with np.save(path, y.astype(int))"
-        )
-    if y.dtype.kind == "u" and y.dtype.itemsize == 8:
-        # Checked before the cast: values of 2**63 and more would wrap to negative.
-        huge = np.flatnonzero(y > np.iinfo(np.int64).max)
-        if len(huge):
-            raise RalifInputError(
-                f"labels ({path}) must be class ids below 2**63; larger in rows "
-                f"{_format_rows(huge)}"
-            )
-    negative = np.flatnonzero(y < 0)
-    if len(negative):
-        raise RalifInputError(
-            f"labels ({path}) must label every row with a class >= 0 (the benchmark is the "
-            f"oracle); negative in rows {_format_rows(negative)}"
-        )
-    return y.astype(np.int64)
-
-
-def pool_split(
-    n_rows: int,
-    test_size: int,
-    pool_size: int | None = None,
-    y: np.ndarray | None = None,
-    imbalance: float | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The pool rows and the test rows of a pool source, drawn with a fixed seed.
-
-    ``test_size`` rows form the test set; the pool is the other rows, long-tailed with
-    ``imbalance`` (by the labels ``y``) and then subsampled to ``pool_size`` when given.
-
-    Parameters
-    ----------
-    n_rows : int
-        Rows of the pool source.
-    test_size : int
-        Rows drawn for the test set, in ``[1, n_rows - 1]``.
-    pool_size : int, optional
-        Keep a random ``pool_size`` of the pool rows (all when None or larger).
-    y : ndarray of int, shape (n_rows,), optional
-        The labels of every row; needed with ``imbalance``.
-    imbalance : float, optional
-        Above 1, the pool is made long-tailed with this ratio of the largest class to
-        the smallest (:func:`ralif.data.transforms.long_tailed_indices`).
-
-    Returns
-    -------
-    pool_rows, test_rows : ndarray of int, ascending and disjoint
-    """
-    if not 1 <= test_size < n_rows:
-        raise RalifInputError(
-            f"--test-size must be in [1, {n_rows - 1}] for a pool of {n_rows} rows, got {test_size}"
-        )
-    rng = np.random.default_rng([0, 0x7E57])
-    test = np.sort(rng.choice(n_rows, test_size, replace=False))
-    pool = np.setdiff1d(np.arange(n_rows), test, assume_unique=True)
-    if imbalance is not None and imbalance > 1:
-        from ralif.data.transforms import long_tailed_indices
-
-        pool = pool[long_tailed_indices(y[pool], imbalance)]
-    if pool_size and pool_size < len(pool):
-        pool = pool[np.sort(rng.choice(len(pool), pool_size, replace=False))]
-    return pool, test
-
-
-def pool_name(spec: str | os.PathLike) -> str:
-    """A pool source's name, the same from any folder: that of its file or folder.
-
-    A glob keeps its pattern after the name of its folder (``feats/part-*.npy``).
-
-    Parameters
-    ----------
-    spec : path-like
-        The ``--dataset`` argument.
-
-    Returns
-    -------
-    str
-    """
-    path = Path(str(spec))
-    if any(c in path.name for c in "*?["):
-        return f"{path.parent.resolve().name}/{path.name}"
-    return path.resolve().name or str(spec)
-
-
 def load_pool_dataset(config: BenchConfig) -> Dataset:
     """A pool source as a benchmark's dataset, its features never loaded whole.
 
-    The test set (``config.test_size`` rows, :func:`pool_split`) is read by index and
-    held in memory; ``X`` is :class:`ralif.streaming.StreamedFeatures` over the pool rows,
-    so the loop reads only the labeled rows and streams every query. Picks index the
-    pool rows.
+    The test set (``config.test_size`` rows, :func:`ralif.data.pools.pool_split`) is read
+    by index and held in memory; ``X`` is :class:`ralif.streaming.StreamedFeatures` over
+    the pool rows, so the loop reads only the labeled rows and streams every query. Picks
+    index the pool rows.
 
     Parameters
     ----------
     config : BenchConfig
-        Its ``dataset`` a pool source (:func:`is_pool_dataset`), with ``labels`` and
-        ``test_size``.
+        Its ``dataset`` a pool source (:func:`ralif.data.pools.is_pool_dataset`), with
+        ``labels`` and ``test_size``.
 
     Returns
     -------
     Dataset
-        Named by :func:`pool_name`.
+        Named by :func:`ralif.data.pools.pool_name`.
     """
     return _load_pool(config)[0]
 
@@ -351,42 +215,17 @@ def load_pool_dataset(config: BenchConfig) -> Dataset:
 def _load_pool(config: BenchConfig) -> tuple[Dataset, dict]:
     """The dataset of :func:`load_pool_dataset`, and the pool's fingerprint: what makes
     its split and its rows the same (for :meth:`BenchConfig.identity`)."""
-    from ralif.sources import open_pool
-
-    source = open_pool(config.dataset)
-    y_all = load_pool_labels(config.labels, source.n_rows)
-    pool, test = pool_split(
-        source.n_rows, config.test_size, config.pool_size, y_all, config.imbalance
+    split = split_pool_source(
+        config.dataset, config.labels, config.test_size, config.pool_size, config.imbalance
     )
-    X_test = source.take(test)
     X = StreamedFeatures(
-        source,
-        pool,
+        split.source,
+        split.pool,
         max_candidates=config.max_candidates,
         device=_stream_device(config.device),
     )
-    fingerprint = {
-        "rows": int(source.n_rows),
-        "features": int(source.n_features),
-        "labels_sha256": _sha256(np.ascontiguousarray(y_all, dtype=np.int64)),
-        # The test rows' values stand for the features: other shards of the same shape
-        # give other test rows.
-        "test_rows_sha256": _sha256(np.ascontiguousarray(X_test, dtype=np.float64)),
-    }
-    data = Dataset(pool_name(config.dataset), X, y_all[pool], X_test, y_all[test])
-    return data, fingerprint
-
-
-def _sha256(a: np.ndarray) -> str:
-    return hashlib.sha256(memoryview(a).cast("B")).hexdigest()
-
-
-_FINGERPRINT = {
-    "rows": "rows",
-    "features": "features per row",
-    "labels_sha256": "labels",
-    "test_rows_sha256": "features of the test rows",
-}
+    data = Dataset(split.name, X, split.y[split.pool], split.X_test, split.y[split.test])
+    return data, split.fingerprint
 
 
 def _stored_identity(out: str | os.PathLike) -> dict | None:
@@ -426,7 +265,7 @@ def _pool_identity(config: BenchConfig, fingerprint: dict, out: str | os.PathLik
     old = stored["pool"] if isinstance(stored["pool"], dict) else {}
     changed = [
         f"{what} ({old.get(k)} then, {fingerprint[k]} now)" if k in ("rows", "features") else what
-        for k, what in _FINGERPRINT.items()
+        for k, what in FINGERPRINT_FIELDS.items()
         if old.get(k) != fingerprint[k]
     ]
     if changed:
@@ -485,18 +324,19 @@ def run_benchmark(
     # Under torchrun every process runs the same rounds (training is data-parallel);
     # only rank 0 reads and writes the store, and tells the others what is done.
     store = ResultStore(out, identity) if rank == 0 else None
-    if deep:
-        data = data or load_image_data(config)
-    elif not pooled:
-        data = _subsample(
-            data or load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance), config
-        )
+    if deep or not pooled:
+        data = _in_memory_data(config, data)
     if config.init + config.rounds * config.budget > len(data.y):
         raise RalifInputError(
             f"init {config.init} + {config.rounds} rounds x budget {config.budget} exceeds the pool ({len(data.y)} items)"
         )
     runs = [(seed, s) for seed in range(config.seeds) for s in config.strategies]
-    done = {(seed, s): store.done_picks(s, seed) for seed, s in runs} if store is not None else None
+    label = {s: strategy_label(s) for s in config.strategies}  # what the store knows it by
+    done = (
+        {(seed, s): store.done_picks(label[s], seed) for seed, s in runs}
+        if store is not None
+        else None
+    )
     done = _broadcast(done)
     total = len(runs) * (config.rounds + 1)
     finished = sum(min(len(v), config.rounds + 1) for v in done.values())
@@ -510,7 +350,7 @@ def run_benchmark(
             if len(prior) > config.rounds:
                 continue
             initial = initial_labeled_set(len(data.y), config.init, seed, y=data.y)
-            bar.set_description(f"{name} seed {seed}")
+            bar.set_description(f"{label[name]} seed {seed}")
             args = (
                 data.X,
                 data.y,
@@ -528,10 +368,22 @@ def run_benchmark(
                 rounds = run_rounds(*args, **kwargs)
             for result in rounds:
                 if store is not None:
-                    store.add(name, seed, result)
+                    store.add(label[name], seed, result)
                 bar.set_postfix(round=result.round, acc=f"{result.accuracy:.3f}")
                 bar.update(1)
     return store
+
+
+def _in_memory_data(config: BenchConfig, data: Dataset | None) -> Dataset:
+    """The data of a benchmark held in memory: images for the scratch-* scenarios, else
+    features (``data`` when given); long-tailed and subsampled as configured."""
+    if config.scenario.startswith("scratch"):
+        return data or load_image_data(
+            config.dataset, config.imbalance, config.pool_size, config.test_size
+        )
+    if data is None:
+        data = load_dataset(config.dataset, dim=config.dim, imbalance=config.imbalance)
+    return subsample(data, config.pool_size, config.test_size)
 
 
 def _cluster(spec: str | None):
@@ -595,31 +447,6 @@ def _broadcast(obj: object) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
-
-
-def _subsample(data: Dataset, config: BenchConfig) -> Dataset:
-    """Keep a fixed random ``pool_size`` of the pool and ``test_size`` of the test set."""
-    rng = np.random.default_rng(0)
-    X, y, Xt, yt = data.X, data.y, data.X_test, data.y_test
-    if config.pool_size and config.pool_size < len(y):
-        keep = np.sort(rng.choice(len(y), config.pool_size, replace=False))
-        X, y = X[keep], y[keep]
-    if config.test_size and config.test_size < len(yt):
-        keep = np.sort(rng.choice(len(yt), config.test_size, replace=False))
-        Xt, yt = Xt[keep], yt[keep]
-    return Dataset(data.name, X, y, Xt, yt)
-
-
-def load_image_data(config: BenchConfig) -> Dataset:
-    """Images for the deep scenarios, long-tailed and subsampled as configured."""
-    from ralif.data import load_images
-    from ralif.data.transforms import long_tailed_indices
-
-    X, y, Xt, yt = load_images(config.dataset)
-    if config.imbalance and config.imbalance > 1:
-        keep = long_tailed_indices(y, config.imbalance)
-        X, y = X[keep], y[keep]
-    return _subsample(Dataset(config.dataset, X, y, Xt, yt), config)
 
 
 def _deep_rounds(config: BenchConfig, args: tuple, kwargs: dict, out: Path, quiet: bool):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ralif._files import os_error
 from ralif._validation import RalifInputError
 from ralif.io import output_folder, write_csv
 from ralif.loop import RoundResult
@@ -127,12 +128,11 @@ class ResultStore:
         it); anything else in that place (another program's file, a symlink, a FIFO) is
         someone's data, and is left alone.
         """
-        try:
-            st = os.lstat(self.csv_path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise RalifInputError(f"cannot read {self.csv_path}: {exc.strerror}") from None
+        with os_error("read", str(self.csv_path)):
+            try:
+                st = os.lstat(self.csv_path)
+            except FileNotFoundError:
+                return
         advice = "use another --out, or move the file away"
         if not stat.S_ISREG(st.st_mode):
             raise RalifInputError(
@@ -356,12 +356,8 @@ def _lock_folder(folder: Path):
         import fcntl
     except ImportError:  # not POSIX: no advisory locks to take
         return None
-    try:
+    with os_error("write into", f"results folder {folder}"):
         fh = open(folder / ".results.lock", "a")  # held (and locked) until close()
-    except OSError as exc:
-        raise RalifInputError(
-            f"cannot write into results folder {folder}: {exc.strerror}"
-        ) from None
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -9,6 +9,7 @@ import sys
 from ralif._validation import RalifInputError
 from ralif.cli._common import l2_arg
 from ralif.metrics import ALWAYS, METRICS
+from ralif.strategies import split_specs
 
 NAME = "bench"
 
@@ -63,7 +64,8 @@ def _add_data_options(bench: argparse.ArgumentParser) -> None:
     bench.add_argument(
         "--strategies",
         default="ralif,random,margin,entropy,coreset,badge",
-        help="comma-separated names",
+        help="comma-separated strategy specs: NAME, module:Class, either with :JSON "
+        'parameters, and NAME= for a name of your own (tenth=ralif:{"n_candidates": 0.1})',
     )
     bench.add_argument(
         "--seeds", type=int, default=3, help="number of seeds (initial sets), default 3"
@@ -164,7 +166,7 @@ def _config(args: argparse.Namespace):
 
     config = BenchConfig(
         dataset=args.dataset,
-        strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
+        strategies=split_specs(args.strategies),
         seeds=args.seeds,
         rounds=args.rounds,
         init=args.init,
@@ -190,8 +192,8 @@ def _config(args: argparse.Namespace):
 def _load_data(args: argparse.Namespace, config):
     """The data set of a fixed-features run, falling back to ``--fallback-dataset`` (and
     saying so) when it cannot be had; None where ``run_benchmark`` loads it itself."""
-    from ralif.bench.runner import is_pool_dataset
     from ralif.data import load_dataset
+    from ralif.data.pools import is_pool_dataset
 
     # The scratch-* scenarios and pool sources are loaded by run_benchmark.
     if config.scenario.startswith("scratch") or is_pool_dataset(config.dataset):

@@ -31,6 +31,31 @@ class Dataset:
         return int(max(self.y.max(), self.y_test.max()) + 1)
 
 
+def subsample(data: Dataset, pool_size: int | None = None, test_size: int | None = None) -> Dataset:
+    """Keep a fixed random ``pool_size`` of the pool and ``test_size`` of the test set.
+
+    Parameters
+    ----------
+    data : Dataset
+        Held in memory.
+    pool_size, test_size : int, optional
+        Rows kept (all when None or larger); drawn with a fixed seed, in their order.
+
+    Returns
+    -------
+    Dataset
+    """
+    rng = np.random.default_rng(0)
+    X, y, Xt, yt = data.X, data.y, data.X_test, data.y_test
+    if pool_size and pool_size < len(y):
+        keep = np.sort(rng.choice(len(y), pool_size, replace=False))
+        X, y = X[keep], y[keep]
+    if test_size and test_size < len(yt):
+        keep = np.sort(rng.choice(len(yt), test_size, replace=False))
+        Xt, yt = Xt[keep], yt[keep]
+    return Dataset(data.name, X, y, Xt, yt)
+
+
 def _raw(name: str) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """(name, X, y, X_test, y_test, is_raw_pixels)."""
     if name == "fashion-mnist":
@@ -192,4 +217,5 @@ __all__ = [
     "load_npz",
     "long_tailed_indices",
     "pca_features",
+    "subsample",
 ]

@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ralif._files import os_error
 from ralif._validation import RalifInputError
 from ralif.session._backup import (
     APP_ID,
@@ -256,12 +257,13 @@ def create_session(
     from ralif.io import _writable_folder  # the rule of every output's folder
 
     _writable_folder(path.parent, "session database", path)
-    try:
-        _create_owner_only(path)
-    except FileExistsError:
-        raise RalifInputError(f"{path} already exists; pick another --db or remove it") from None
-    except OSError as exc:
-        raise RalifInputError(f"cannot create {path}: {exc.strerror or exc}") from None
+    with os_error("create", str(path)):
+        try:
+            _create_owner_only(path)
+        except FileExistsError:
+            raise RalifInputError(
+                f"{path} already exists; pick another --db or remove it"
+            ) from None
     rows = manifest or [(None, None)] * n_items
     return SessionStore(path, _fill_new_session(path, features, items_root, classes, rows))
 
