@@ -55,7 +55,7 @@ def agreement() -> bool:
         ("ralif", {}),
         ("ralif", {"score": "authors"}),
         ("ralif", {"candidates": "influence", "target": "entropy"}),
-        ("ralif", {"balanced_target": True}),
+        ("ralif", {"weighting": "balanced"}),
         ("margin", {}),
         ("entropy", {}),
         ("least_confidence", {}),

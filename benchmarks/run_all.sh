@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
-ALL=ralif,ralif_influence,ralif_authors,ralif_nodiv,ralif_argmax,ralif_damped,random,margin,entropy,least_confidence,bald,coreset,badge,isal,typiclust
+# Named configurations (ralif_authors...) are specs of benchmarks/presets.txt.
+ALL=$(bash benchmarks/presets.sh ralif,ralif_influence,ralif_authors,ralif_nodiv,ralif_argmax,ralif_damped,random,margin,entropy,least_confidence,bald,coreset,badge,isal,typiclust)
 OUT=${1:-runs}
 run() {  # name, then ralif bench arguments
     local name=$1; shift

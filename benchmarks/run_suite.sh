@@ -12,7 +12,8 @@ OUT=${1:-runs/suite}
 shift || true
 HALVES=("$@")
 [ "${#HALVES[@]}" -gt 0 ] || HALVES=(tune confirm)
-STRATEGIES=$(tr -d ' \n' < benchmarks/suite_strategies.txt)
+# Named configurations (ralif_spread, typiclust_ralif5...) are specs of benchmarks/presets.txt.
+STRATEGIES=$(bash benchmarks/presets.sh "$(tr -d ' \n' < benchmarks/suite_strategies.txt)")
 for half in "${HALVES[@]}"; do
     .venv/bin/ralif bench --suite "$half" --seeds "${SEEDS:-10}" --strategies "$STRATEGIES" --out "$OUT/$half" --quiet
     .venv/bin/ralif report "$OUT/$half" --quiet

@@ -320,3 +320,33 @@ def test_select_reads_class_names_and_writes_predictions(tmp_path, capsys):
     assert "give their order (--classes a,b,c)" in capsys.readouterr().err
     assert main([*named[:-1], "ant,bee"]) == 2
     assert "'cat' in data row" in capsys.readouterr().err
+
+
+def test_select_passes_ralifs_candidate_size_diversity_and_weighting(tmp_path, capsys):
+    import ralif
+    from ralif.cli import main
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 4)) + np.repeat(np.eye(3, 4) * 3, 100, axis=0)
+    y = np.full(300, -1)
+    y[::15] = np.arange(300)[::15] // 100
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    base = ["select", "--features", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]
+    base += ["--budget", "6", "--l2", "0.1", "--seed", "2", "--quiet"]
+    for flags, params in [
+        (["--n-candidates", "0.2", "--diversity", "none"], {"n_candidates": 0.2, "diversity": "none"}),
+        (["--n-candidates", "30", "--weighting", "balanced"], {"n_candidates": 30, "weighting": "balanced"}),
+    ]:  # fmt: skip
+        assert main([*base, *flags]) == 0
+        picks = [int(r.split(",")[0]) for r in capsys.readouterr().out.strip().splitlines()[1:]]
+        expected = ralif.select(X, y, 6, l2=0.1, random_state=2, **params)
+        assert picks == expected.tolist()
+    with pytest.raises(SystemExit):
+        main([*base, "--n-candidates", "many"])
+    assert "must be a count or a share" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--diversity", "yes"])
+    assert "invalid choice: 'yes'" in capsys.readouterr().err
+    assert main([*base, "--n-candidates", "0"]) == 2
+    assert "n_candidates must be" in capsys.readouterr().err

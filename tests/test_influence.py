@@ -115,17 +115,17 @@ def test_float32_pool_matches_float64(digits):
 
 @pytest.mark.parametrize("damping", [0.0, 0.25])
 @pytest.mark.parametrize(
-    ("target", "balanced"),
-    [("pool", False), ("all", False), ("labeled", False), ("entropy", False), ("pool", True),
-     ("entropy", True)],
+    ("target", "weighting"),
+    [("pool", "none"), ("all", "none"), ("labeled", "none"), ("entropy", "none"),
+     ("pool", "balanced"), ("entropy", "balanced"), ("pool", "confidence")],
 )  # fmt: skip
-def test_vectorized_delta_equals_per_sample_autograd(damping, target, balanced):
+def test_vectorized_delta_equals_per_sample_autograd(damping, target, weighting):
     torch = require("torch")
     X, y = gaussian_blobs(n=120, d=5, C=3, sep=1.0, seed=3)
     L, U = np.arange(40), np.arange(40, 120)
     l2 = 0.05
     head = LinearHead(l2=l2).fit(X[L], y[L])
-    settings = InfluenceSettings(target=target, damping=damping, balanced=balanced)
+    settings = InfluenceSettings(target=target, damping=damping, weighting=weighting)
     ours = pool_influence(head, X[L], y[L], X[U], settings=settings).delta
 
     t = torch.float64
@@ -144,14 +144,19 @@ def test_vectorized_delta_equals_per_sample_autograd(damping, target, balanced):
     pseudo = logits(theta, XU).argmax(dim=1)
 
     counts = torch.bincount(pseudo, minlength=3).to(t)
-    # Inverse pseudo-class frequency, as a weighted mean over the pool.
-    w = 1.0 / counts[pseudo] if balanced else torch.ones(len(U), dtype=t)
+    # Item weights, constants of the fitted head: the inverse pseudo-class frequency, or
+    # the head's confidence; the target is their weighted mean over the pool.
+    w = {
+        "none": torch.ones(len(U), dtype=t),
+        "balanced": 1.0 / counts[pseudo],
+        "confidence": torch.softmax(logits(theta, XU), dim=1).max(dim=1).values,
+    }[weighting]
 
     def target_loss(th):
         if target == "entropy":
             logp = torch.log_softmax(logits(th, XU), dim=1)
             return (w * -(logp.exp() * logp).sum(dim=1)).sum() / w.sum()
-        if target == "pool" and balanced:
+        if target == "pool" and weighting != "none":
             ce = torch.nn.functional.cross_entropy(logits(th, XU), pseudo, reduction="none")
             return (w * ce).sum() / w.sum()
         if target == "labeled":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -43,7 +45,7 @@ def test_first_pick_is_the_best_candidate(problem, candidates):
 
 def test_influence_margin_candidates_are_the_best_scores_among_the_most_uncertain(problem):
     X, y = problem
-    strat = RALIF(l2=0.05, candidate_fraction=0.1, candidate_multiple=None, random_state=0)
+    strat = RALIF(l2=0.05, n_candidates=0.1, random_state=0)
     strat.select(X, y, 10)
     n_pool = len(strat.pool_index_)
     m = margin(strat.influence_.proba)
@@ -76,7 +78,7 @@ def test_same_seed_same_picks_other_seed_other_picks(problem):
 
 def test_without_diversity_takes_the_top_scores(problem):
     X, y = problem
-    strat = RALIF(l2=0.05, diversity=False, candidates="influence")
+    strat = RALIF(l2=0.05, diversity="none", candidates="influence")
     picks = strat.select(X, y, 15)
     order = np.argsort(strat.scores_, kind="stable")[:15]
     assert picks.tolist() == strat.pool_index_[order].tolist()
@@ -84,7 +86,7 @@ def test_without_diversity_takes_the_top_scores(problem):
 
 def test_candidate_set_never_smaller_than_budget(problem):
     X, y = problem
-    strat = RALIF(l2=0.05, candidate_fraction=0.01, candidate_multiple=None, random_state=0)
+    strat = RALIF(l2=0.05, n_candidates=0.01, random_state=0)
     picks = strat.select(X, y, 100)
     assert len(strat.candidates_) == 100
     assert len(strat.candidates_) == 100
@@ -181,47 +183,51 @@ def test_unknown_strategy_and_parameter_errors(problem):
         ralif.select(X, y, 5, strategy="oracle")
     with pytest.raises(RalifInputError, match="unexpected keyword argument 'bogus'"):
         ralif.select(X, y, 5, bogus=1)
-    with pytest.raises(RalifInputError, match=r"candidate_fraction must be .*in \(0.0, 1.0\]"):
-        ralif.select(X, y, 5, candidate_fraction=0.0)
+    with pytest.raises(RalifInputError, match=r"n_candidates must be .*in \(0.0, 1.0\]"):
+        ralif.select(X, y, 5, n_candidates=0.0)
+    with pytest.raises(RalifInputError, match="diversity must be one of 'kmeans"):
+        ralif.select(X, y, 5, diversity=True)  # strings only
     with pytest.raises(RalifInputError, match="score must be one of"):
         ralif.select(X, y, 5, score="best")
 
 
-@pytest.mark.parametrize(
-    ("fraction", "multiple", "given"), [(0.2, 2.0, "both"), (None, None, "neither")]
-)
-def test_one_candidate_size_is_given_or_the_query_is_refused(problem, fraction, multiple, given):
-    X, y = problem
-    strat = RALIF(l2=0.1, candidate_fraction=fraction, candidate_multiple=multiple)
-    with pytest.raises(RalifInputError, match=f"exactly one candidate size.*got {given}"):
-        strat.select(X, y, 5)
-    with pytest.raises(RalifInputError, match="exactly one candidate size"):
-        ralif.select(X, y, 5, candidate_fraction=0.2)  # the default multiple is set too
+def test_parameters_are_keyword_only():
+    with pytest.raises(TypeError):
+        RALIF("auto", 4.0)
 
 
-def test_the_default_is_the_confirmed_rule_and_the_former_default_is_one_name_away():
+def test_the_default_is_the_confirmed_rule_and_the_papers_is_one_name_away():
     from ralif.strategies import make_strategy
 
     default = RALIF().get_params()
-    assert default["score"] == "expected" and default["candidate_multiple"] == 2.0
-    assert default["candidate_fraction"] is None and default["candidates"] == "influence+margin"
-    assert make_strategy("ralif_m2").get_params() == default
-    former = make_strategy("ralif_spread").get_params()
-    assert former["score"] == "spread" and former["candidate_fraction"] == 0.1
-    assert former["candidate_multiple"] is None
+    assert default["score"] == "expected" and default["n_candidates"] is None
+    assert default["candidates"] == "influence+margin" and default["diversity"] == "kmeans++"
+    assert default["weighting"] == "none"
     paper = make_strategy("ralif_influence").get_params()
-    assert paper["candidates"] == "influence" and paper["candidate_fraction"] == 0.1
+    assert paper["candidates"] == "influence" and paper["n_candidates"] == 0.1
 
 
-def test_candidate_multiple_sizes_the_candidate_set_in_budgets(problem):
+@pytest.mark.parametrize(
+    ("n_candidates", "asked"),
+    [
+        (None, lambda n: 14),  # twice the budget of 7
+        (21, lambda n: 21),  # a count
+        (3, lambda n: 3),  # fewer than the budget: the budget
+        (0.1, lambda n: math.ceil(0.1 * n)),  # a share of the pool
+        (1.0, lambda n: n),
+    ],
+)
+def test_n_candidates_is_a_count_a_share_or_twice_the_budget(problem, n_candidates, asked):
     X, y = problem
-    strat = RALIF(l2=0.1, candidate_multiple=3, random_state=0)
+    n_pool = int((y < 0).sum())
+    strat = RALIF(l2=0.1, n_candidates=n_candidates, random_state=0)
     strat.select(X, y, 7)
-    assert len(strat.candidates_) == 21
-    # The 21 best scores among the 42 most uncertain pool items.
+    k = max(7, asked(n_pool))
+    assert len(strat.candidates_) == k
+    # The best scores among twice as many most uncertain pool items (at least the budget).
     m = margin(strat.influence_.proba)
-    uncertain = np.argsort(m, kind="stable")[:42]
-    best = uncertain[np.argsort(strat.scores_[uncertain], kind="stable")[:21]]
+    uncertain = np.argsort(m, kind="stable")[: min(n_pool, max(7, 2 * asked(n_pool)))]
+    best = uncertain[np.argsort(strat.scores_[uncertain], kind="stable")[:k]]
     assert set(strat.candidates_.tolist()) == set(best.tolist())
 
 

@@ -574,6 +574,29 @@ def test_page_picks_the_next_batch_as_session_next_does(server, tmp_path):
     assert [r["id"] for r in json.loads(body)["items"]] == expected
 
 
+def test_page_reads_ralif_parameters_stored_under_their_former_names(server, tmp_path):
+    s, c = server
+    for k, item in enumerate(_batch(s)):
+        c.call("/api/label", {"item": item, "label": k % 3})
+    former = {"l2": 0.1, "candidate_fraction": None, "candidate_multiple": 3.0,
+              "balanced_target": True, "diversity": False, "seed": 7, "budget": 12}  # fmt: skip
+    with s.db:
+        s.db.execute(
+            "UPDATE rounds SET strategy = 'ralif', params = ? WHERE id = (SELECT MAX(id) FROM rounds)",
+            (json.dumps(former),),
+        )
+    s.backup(tmp_path / "twin.db")
+    code, body = c.call("/api/next", {"budget": 5})
+    assert code == 200, body
+    from ralif.session import open_session
+
+    with open_session(tmp_path / "twin.db") as twin:
+        _, expected = wf.next_batch(
+            twin, 5, "ralif", l2=0.1, n_candidates=15, weighting="balanced", diversity="none"
+        )
+    assert _batch(s) == expected
+
+
 def test_a_session_without_a_token_is_not_served(session):
     from ralif import RalifInputError
     from ralif.session.server import create_app

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ralif
-from ralif import LinearHead, influence_matrix
+from ralif import LinearHead, RalifInputError, influence_matrix
 from ralif.posterior import laplace_samples
 from ralif.scores import entropy, margin, mutual_information
 from ralif.selectors import gradient_kmeans_pp_select, kmeans_pp_select
@@ -165,15 +165,41 @@ def test_every_name_builds_a_valid_strategy_from_its_class_and_preset(name):
     validate_params(strategy)  # a preset the class would refuse fails here
     defaults = cls().get_params()
     changed = {k for k, v in strategy.get_params().items() if v != defaults[k]}
-    # A class's own name presets nothing; any other name pins what it means (which may
-    # equal today's default, as "ralif_m2" does) and changes nothing else.
+    # A class's own name presets nothing; any other name pins what it means and changes
+    # nothing else.
     assert set(preset) <= set(defaults) and changed <= set(preset)
     assert (name == cls.name) == (not preset)
 
 
 def test_parameters_given_with_a_preset_name_override_the_preset():
-    assert make_strategy("ralif_damped", damping=0.5).damping == 0.5
-    assert make_strategy("ralif_damped").damping != make_strategy("ralif").damping
+    assert make_strategy("ralif_influence", n_candidates=0.5).n_candidates == 0.5
+    assert make_strategy("ralif_influence").n_candidates != make_strategy("ralif").n_candidates
+
+
+def test_a_named_configuration_is_a_base_with_json_parameters():
+    from ralif.loop import strategy_label
+    from ralif.strategies import RandomShare, parse_spec, split_specs
+
+    spec = 'half=random_share:{"share": 0.5}'
+    strategy = make_strategy(spec, random_state=3)
+    assert isinstance(strategy, RandomShare) and strategy.share == 0.5
+    assert strategy.random_state == 3 and strategy_label(spec) == "half"
+    # Given parameters override the spec's; a spec without a name is its own label.
+    assert make_strategy(spec, share=0.25).share == 0.25
+    assert strategy_label('ralif:{"tau": 2}') == 'ralif:{"tau": 2}'
+    assert make_strategy('ralif:{"tau": 2}').tau == 2
+    assert split_specs(f"random,{spec},ralif") == ("random", spec, "ralif")
+    for bad, message in [
+        ('x=ralif{"tau": 2}', "write parameters as BASE:"),
+        ("x=ralif:{tau: 2}", "not JSON"),
+        ("x=ralif:{}}", "not JSON"),
+        ("=ralif", "empty name"),
+        ('x=ralif:{"bogus": 1}', "unexpected keyword argument 'bogus'"),
+        ('x=nothing:{"tau": 2}', "unknown strategy 'nothing'"),
+    ]:
+        with pytest.raises(RalifInputError, match=message):
+            make_strategy(bad)
+    assert parse_spec("x=ralif:{}") == ("x", "ralif", {})
 
 
 def test_margin_kmeans_starts_at_the_most_uncertain_item_and_stays_in_the_candidates(digits):
@@ -182,7 +208,7 @@ def test_margin_kmeans_starts_at_the_most_uncertain_item_and_stays_in_the_candid
 
     X, y = digits
     y_part = partial_labels(y, 60, seed=1)
-    strat = MarginKMeans(l2=0.1, candidate_fraction=0.05, random_state=0)
+    strat = MarginKMeans(l2=0.1, n_candidates=0.05, random_state=0)
     picks = strat.select(X, y_part, 15)
     pool, lab = np.flatnonzero(y_part < 0), y_part >= 0
     # Margins of a head fitted here, independently of the strategy.

@@ -48,13 +48,13 @@ STREAMABLE_CASES = [
     ("ralif", {}),
     ("ralif", {"candidates": "influence"}),
     ("ralif", {"score": "authors", "rescale_ridge": True}),
-    ("ralif", {"score": "spread", "candidate_multiple": 2.0}),
+    ("ralif", {"score": "spread", "n_candidates": 20}),
     ("ralif", {"diversity": "cluster"}),
     ("ralif", {"diversity": "none"}),
     ("ralif", {"target": "entropy"}),
     ("ralif", {"target": "all", "damping": 0.25}),
-    ("ralif", {"balanced_target": True}),
-    ("ralif", {"confidence_weighted": True}),
+    ("ralif", {"weighting": "balanced"}),
+    ("ralif", {"weighting": "confidence"}),
     ("ralif", {"l2_scale": 10.0, "tau": float("inf")}),
     ("random", {}),
     ("margin", {}),
@@ -106,7 +106,7 @@ def test_rows_restrict_the_query_as_if_the_pool_were_those_rows(data):
 
 def test_cap_keeps_the_best_candidates_by_score(data):
     X, y = data
-    cap, tenth = 2 * BUDGET, {"candidate_fraction": 0.1, "candidate_multiple": None}
+    cap, tenth = 2 * BUDGET, {"n_candidates": 0.1}
     q = streamed_select(X, y, BUDGET, l2=0.05, random_state=0, max_candidates=cap, **tenth)
     ref = RALIF(l2=0.05, random_state=0, **tenth)
     ref.select(X, y, BUDGET)
@@ -119,7 +119,7 @@ def test_cap_keeps_the_best_candidates_by_score(data):
 def test_cap_equal_to_budget_picks_the_best_scores(data):
     X, y = data
     q = streamed_select(X, y, BUDGET, l2=0.05, random_state=0, max_candidates=BUDGET)
-    top = ralif.select(X, y, BUDGET, l2=0.05, random_state=0, diversity=False)
+    top = ralif.select(X, y, BUDGET, l2=0.05, random_state=0, diversity="none")
     assert sorted(q.picks) == sorted(top)
 
 

@@ -153,14 +153,16 @@ L2 = _Ridge(Options("auto"), Real(0.0))
 
 BOOLEAN = Options(True, False)
 
+POSITIVE_INT = Integer(1)
+
+CANDIDATE_SIZE = Either(POSITIVE_INT, Real(0.0, 1.0, low_open=True))
+"""A candidate-set size as ``max_samples`` reads it: a count, or a share of the pool."""
+
 
 def check_param(value: object, name: str, constraint: Constraint) -> None:
     """Raise :class:`RalifInputError` naming ``name`` and ``value`` unless accepted."""
     if not constraint.accepts(value):
         raise RalifInputError(f"{name} must be {constraint.describe()}, got {value!r}")
-
-
-POSITIVE_INT = Integer(1)
 
 
 def validate_params(estimator: object) -> Callable | None:

@@ -54,11 +54,10 @@ class InfluenceSettings:
     rescale_ridge : bool, default=False
         Add the constant shift from the ridge being rescaled by ``(n+1)/n`` when the mean
         is refitted over one more item.
-    confidence_weighted : bool, default=False
-        Weight each pool item's loss in the target by the head's confidence.
-    balanced : bool, default=False
-        Weight each pool item by the inverse frequency of its pseudo class (wins over
-        ``confidence_weighted``).
+    weighting : {"none", "confidence", "balanced"}, default="none"
+        Weight of each pool item's loss in the target: none, the head's confidence, or
+        the inverse frequency of the item's pseudo class (every predicted class then
+        weighs the same).
     tol : float, default=1e-10
         Relative residual at which conjugate gradients stop.
     """
@@ -67,17 +66,16 @@ class InfluenceSettings:
     damping: float = 0.0
     solver: str = "auto"
     rescale_ridge: bool = False
-    confidence_weighted: bool = False
-    balanced: bool = False
+    weighting: str = "none"
     tol: float = 1e-10
 
     def __post_init__(self) -> None:
         check_choice(self.target, "target", TARGETS)
         check_choice(self.solver, "solver", SOLVERS)
+        check_choice(self.weighting, "weighting", WEIGHTINGS)
         object.__setattr__(self, "damping", check_in_range(self.damping, "damping", 0.0, np.inf))
         object.__setattr__(self, "tol", check_in_range(self.tol, "tol", 0.0, 1.0, low_open=True))
-        for name in ("rescale_ridge", "confidence_weighted", "balanced"):
-            object.__setattr__(self, name, bool(getattr(self, name)))
+        object.__setattr__(self, "rescale_ridge", bool(self.rescale_ridge))
 
 
 @dataclass
@@ -160,19 +158,18 @@ def _pool_proba_and_gradient(
     head: LinearHead,
     X: np.ndarray,
     rows: np.ndarray | None,
-    confidence_weighted: bool = False,
+    weighting: str = "none",
     *,
     expected: bool = False,
-    balanced: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
     """Pool probabilities, and the target loss and gradient sums over the pool, with the
     total weight of the pool items (their count, or the summed weights).
 
     The target is the pseudo-label cross-entropy, or with ``expected`` the expected
     log-loss under the head's own predictive distribution (the predictive entropy,
-    whose logit gradient is ``-p (log p + H)``). Item weights: the head's confidence
-    (``confidence_weighted``), or the inverse frequency of the item's pseudo class
-    (``balanced``), so that every predicted class weighs the same in the target.
+    whose logit gradient is ``-p (log p + H)``). Item weights (``weighting``): the
+    head's confidence, or the inverse frequency of the item's pseudo class, so that
+    every predicted class weighs the same in the target.
     """
     W, b = head.coef_, head.intercept_ if head.fit_intercept else None
     n_pool = X.shape[0] if rows is None else len(rows)
@@ -193,12 +190,12 @@ def _pool_proba_and_gradient(
         gW[...] += gradient_sum(G, block)
         gb[...] += G.sum(axis=0)
 
-    if not balanced:
+    if weighting != "balanced":
         # One pass: each item's weight is known from its own probabilities.
         for sl, block in row_blocks(X, rows):
             proba[sl] = softmax_inplace(logits(block, W, b))
             P = proba[sl]  # float64, whatever the features' precision
-            accumulate(block, P, P.max(axis=1) if confidence_weighted else None)
+            accumulate(block, P, P.max(axis=1) if weighting == "confidence" else None)
         return proba, gW, gb, loss, total
     # Class-balanced weights need every item's pseudo class first: a second pass.
     for sl, block in row_blocks(X, rows):
@@ -305,9 +302,9 @@ def pool_influence(
     """Influence of every (pool item, class) pair; inputs are trusted (see :func:`influence_matrix`).
 
     ``X[rows]`` is the pool (``rows=None``: all of ``X``); it is read in blocks, twice.
-    ``settings.confidence_weighted`` weights each pool item's pseudo-label loss by the
-    head's confidence in it (a weighted mean), so that doubtful pseudo labels count
-    less; ``settings.balanced`` weights it by the inverse frequency of its pseudo class.
+    ``settings.weighting="confidence"`` weights each pool item's pseudo-label loss by
+    the head's confidence in it (a weighted mean), so that doubtful pseudo labels count
+    less; ``"balanced"`` weights it by the inverse frequency of its pseudo class.
     ``target="entropy"`` predicts the change of the pool's expected log-loss under the
     head's own predictive distribution (an expected-error-reduction target, Roy &
     McCallum 2001) instead of the pseudo-label loss.
@@ -318,9 +315,8 @@ def pool_influence(
         head,
         X,
         rows,
-        settings.confidence_weighted,
+        settings.weighting,
         expected=target == "entropy",
-        balanced=settings.balanced,
     )
     s, info, loss, n_target = solve_target_direction(
         head, X_labeled, y_labeled, gW, gb, loss, n_target, settings

@@ -28,7 +28,7 @@ from ralif._validation import RalifInputError
 from ralif.head import LinearHead
 from ralif.metrics import ALWAYS, check_metrics, scores
 from ralif.stopping import RoundSignals, round_signals, stop_set
-from ralif.strategies import make_strategy, strategy_class
+from ralif.strategies import make_strategy, parse_spec, strategy_class
 from ralif.strategies.base import Strategy
 from ralif.streaming import StreamedFeatures
 
@@ -155,9 +155,10 @@ def evaluate(
 
 
 def strategy_label(strategy: str | Strategy) -> str:
-    """The name a strategy's draws are seeded by (and a results store knows it by)."""
+    """The name a strategy's draws are seeded by (and a results store knows it by): a
+    spec's ``NAME=`` part, or the spec itself (:func:`ralif.strategies.parse_spec`)."""
     if isinstance(strategy, str):
-        return strategy
+        return parse_spec(strategy)[0]
     return strategy.name or type(strategy).__qualname__
 
 

@@ -68,6 +68,35 @@ def candidate_set(scores: np.ndarray, fraction: float, budget: int) -> np.ndarra
     return top_k(scores, m, largest=False)
 
 
+def candidate_share(n_candidates: int | float | None, budget: int, n_pool: int) -> float:
+    """The share of the pool a candidate-set size stands for (see ``RALIF``).
+
+    Parameters
+    ----------
+    n_candidates : int, float or None
+        A count (int), a share of the pool (float in (0, 1]), or None: twice the budget.
+    budget : int
+        Items to pick.
+    n_pool : int
+        Items in the pool.
+
+    Returns
+    -------
+    float
+        In (0, 1]; the candidate set takes ``max(budget, ceil(share * n_pool))`` items.
+
+    Examples
+    --------
+    >>> candidate_share(None, 10, 1000), candidate_share(50, 10, 1000), candidate_share(0.1, 10, 1000)
+    (0.02, 0.05, 0.1)
+    """
+    if n_candidates is None:
+        return min(1.0, 2.0 * budget / n_pool)
+    if isinstance(n_candidates, float):
+        return n_candidates
+    return min(1.0, int(n_candidates) / n_pool)
+
+
 def uncertain_candidate_set(
     scores: np.ndarray, margins: np.ndarray, fraction: float, budget: int
 ) -> np.ndarray:

@@ -93,8 +93,7 @@ _KNOWN_SETTINGS = {
     "damping",
     "solver",
     "rescale_ridge",
-    "confidence_weighted",
-    "balanced",
+    "weighting",
     "tol",
 }
 
@@ -211,7 +210,7 @@ def _ralif_pass1(block, device, W, b, settings: InfluenceSettings):
     p_top = P[idx, top]
     per_item = {"margin": margin(P)}
     item_loss, G = target_terms(P, expected=settings.target == "entropy")
-    if settings.balanced:
+    if settings.weighting == "balanced":
         # The weights (inverse pseudo-class frequency) are known only after the pass:
         # keep one sum per pseudo class and weigh them then.
         gW = np.zeros((C, C, block.shape[1]))
@@ -225,7 +224,7 @@ def _ralif_pass1(block, device, W, b, settings: InfluenceSettings):
         counts = np.bincount(top, minlength=C).astype(np.float64)
         return per_item, {"gW": gW, "gb": gb, "loss": loss, "counts": counts}
     weight = float(n)
-    if settings.confidence_weighted:
+    if settings.weighting == "confidence":
         item_loss = item_loss * p_top
         G *= p_top[:, None]
         weight = float(p_top.sum())
@@ -731,7 +730,7 @@ class _Query:
         # Pass 1: margins, and the target's loss and gradient.
         with self.timed("pass 1"):
             per_item, sums = self.runner.run(_ralif_pass1, self.device, W, b, settings)
-        if settings.balanced:
+        if settings.weighting == "balanced":
             counts = sums["counts"]
             w = class_balance_weights(counts)
             gW = np.tensordot(w, sums["gW"], axes=1)
@@ -761,7 +760,7 @@ class _Query:
             cand, self.capped = cand[: self.max_candidates], True
         strat.head_, strat.candidates_ = head, cand
         strat.influence_ = None  # the pool-by-class matrix is never formed
-        if strat._diversity_rule() == "none":
+        if strat.diversity == "none":
             return self.pool[cand[: self.budget]], scores
         XC = self._read_pool_rows(cand)
         with self.timed("diversity"):

@@ -53,6 +53,34 @@ def l2_arg(text: str) -> float | str:
     return value
 
 
+def count_or_share_arg(text: str) -> int | float:
+    """Parse a size as ``max_samples`` reads it: ``"50"`` a count, ``"0.1"`` a share.
+
+    Parameters
+    ----------
+    text : str
+        The option's value as given.
+
+    Returns
+    -------
+    int or float
+        An int for an integer literal, else a float (checked by the strategy).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        When the value is not a number.
+    """
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a count or a share, got {text!r}") from None
+
+
 def port_arg(text: str) -> int:
     """Parse a TCP port number, 0 to 65535 (0: any free port).
 
@@ -90,19 +118,20 @@ STRATEGY_HELP = (
 RALIF_OPTION_HELP = {
     "l2": "ridge strength of the head, a number or 'auto' (cross-validated)",
     "tau": "truncation of the expected score: keep labels with p > tau/C",
-    "candidate_fraction": "size the candidates as this share of the pool (instead of "
-    "--candidate-multiple)",
-    "candidate_multiple": "size the candidates as this many budgets",
+    "n_candidates": "candidates competing in the diversity step: a count (50) or a share of "
+    "the pool (0.1); twice the budget when not given",
     "score": "scoring rule",
     "target": "target set of the loss",
     "damping": "damping added to the Hessian",
     "candidates": "candidate rule (influence+margin: the most uncertain items compete on influence)",
+    "diversity": "how the batch is drawn from the candidates",
+    "weighting": "weight of each pool item in the target loss",
 }
 """The RALIF parameters the command line sets, with what each means; the choices and
 defaults shown come from :class:`~ralif.RALIF` itself."""
 
 STRATEGY_OPTIONS = tuple(RALIF_OPTION_HELP)
-"""Strategy parameters the command line sets (``--candidate-fraction`` for ``candidate_fraction``)."""
+"""Strategy parameters the command line sets (``--n-candidates`` for ``n_candidates``)."""
 
 
 def _option_choices(name: str) -> tuple[str, ...] | None:
@@ -132,7 +161,8 @@ def add_ralif_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("RALIF options")
     for name, text in RALIF_OPTION_HELP.items():
         choices = _option_choices(name)
-        kind = l2_arg if name == "l2" else None if choices else float
+        kind = {"l2": l2_arg, "n_candidates": count_or_share_arg}.get(name)
+        kind = kind or (None if choices else float)
         g.add_argument(
             "--" + name.replace("_", "-"),
             type=kind,
@@ -186,11 +216,6 @@ def strategy_params(args: argparse.Namespace, strategy: str = "ralif") -> dict[s
     given = {k: getattr(args, k) for k in STRATEGY_OPTIONS if getattr(args, k, None) is not None}
     takes = set(inspect.signature(strategy_class(strategy)[0]).parameters)
     foreign = sorted(set(given) - takes)
-    sizes = {"candidate_fraction", "candidate_multiple"}
-    if not foreign and sizes <= takes and len(sizes & set(given)) == 1:
-        # One flag sizes the candidates and replaces the other size, the default's or a
-        # preset's (both flags together are refused by RALIF's own check).
-        given.setdefault(next(iter(sizes - set(given))), None)
     if foreign:
         shown = ", ".join("--" + k.replace("_", "-") for k in foreign)
         verb = "does" if len(foreign) == 1 else "do"

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from ralif._validation import RalifInputError
 from ralif.session.store import SessionStore, check_labeler, open_session
+from ralif.strategies import RALIF, strategy_class
+from ralif.strategies.ralif import upgrade_params
 
 # A label is a few dozen bytes; nothing the page sends comes near this.
 MAX_BODY = 8 * 1024
@@ -326,6 +328,8 @@ def _add_api_routes(app, session: _Session) -> None:
         last = rounds[-1] if rounds else {"strategy": "ralif", "params": {}}
         budget = _positive_int(body.get("budget", session.state()["next_budget"]), "budget")
         params = {k: v for k, v in last["params"].items() if k not in ("seed", "budget")}
+        if issubclass(strategy_class(last["strategy"])[0], RALIF):  # former names?
+            params = upgrade_params(params, budget)
         try:
             wf.next_batch(s, budget, last["strategy"], None, **params)
         except ValueError as exc:

@@ -45,6 +45,8 @@ _CLASSES: tuple[type[Strategy], ...] = (
     MCDropoutEntropy,
     MarginKMeans,
     ClusterMargin,
+    RandomShare,
+    BudgetSwitch,
     ALBL,
 )
 
@@ -53,58 +55,78 @@ STRATEGIES: dict[str, tuple[type[Strategy], dict[str, object]]] = {
 }
 """Every strategy name: its class and the parameters that name presets."""
 
-# RALIF variants. A name measured before the present default (the expected score over
-# 2 B candidates, k-means++) pins the rule it was measured with, candidates a tenth of the
-# pool, so that it keeps meaning what the tables in benchmarks/results report; the names
-# added with the present default are one change from it.
-_FRACTION = {"candidate_fraction": 0.1, "candidate_multiple": None}
-_EXPECTED = {"score": "expected", **_FRACTION}
-STRATEGIES.update(
-    {
-        # The default before the suite's confirmation: the spread score, a tenth of the pool.
-        "ralif_spread": (RALIF, {"score": "spread", **_FRACTION}),
-        "ralif_expected": (RALIF, _EXPECTED),
-        # These four keep the rule of the tables that report them (benchmarks/results).
-        "ralif_authors": (RALIF, {"score": "authors", **_FRACTION}),
-        "ralif_nodiv": (RALIF, {"score": "spread", **_FRACTION, "diversity": False}),
-        "ralif_argmax": (RALIF, {**_EXPECTED, "tau": float("inf")}),
-        "ralif_damped": (RALIF, {**_EXPECTED, "damping": 0.25}),
-        # The paper's method: the best rho of the whole pool by the truncated expectation.
-        "ralif_influence": (RALIF, {**_EXPECTED, "candidates": "influence"}),
-        # Knobs studied on the benchmark suite's tune half.
-        "ralif_entropy_target": (RALIF, {**_EXPECTED, "target": "entropy"}),
-        "ralif_balanced": (RALIF, {**_EXPECTED, "balanced_target": True}),
-        "ralif_cluster": (RALIF, {**_EXPECTED, "diversity": "cluster"}),
-        "ralif_m2": (RALIF, {"candidate_multiple": 2.0}),  # the default's rule, by its old name
-        "ralif_m1_nodiv": (RALIF, {"candidate_multiple": 1.0, "diversity": "none"}),
-        "ralif_ridge10": (RALIF, {**_EXPECTED, "l2_scale": 10.0}),
-        "ralif_m2_cluster": (RALIF, {"diversity": "cluster"}),
-        "ralif_m4": (RALIF, {"candidate_multiple": 4.0}),
-        "ralif_spread_m2": (RALIF, {"score": "spread"}),
-        # Mechanisms studied for reliability (benchmarks/results/suite-*.md): a target that
-        # weights rare predicted classes as macro-F1 does, a random share of each batch,
-        # and typicality while labels per class are few.
-        "ralif_macro": (RALIF, {"balanced_target": True}),
-        # The influence head at ten times the cross-validated ridge, where influence agrees
-        # better with refitting (benchmarks/results/fidelity.md).
-        "ralif_l2x10": (RALIF, {"l2_scale": 10.0}),
-        "ralif_random10": (RandomShare, {"share": 0.1}),
-        "ralif_random25": (RandomShare, {"share": 0.25}),
-        "ralif_random50": (RandomShare, {"share": 0.5}),
-        "typiclust_ralif5": (BudgetSwitch, {"labels_per_class": 5.0}),
-        "typiclust_ralif10": (BudgetSwitch, {"labels_per_class": 10.0}),
-    }
-)
+# The paper's method: the best tenth of the whole pool by the truncated expectation.
+# Other configurations are named where they are studied (benchmarks/), as
+# ``NAME=BASE:JSON`` (see :func:`strategy_class`).
+STRATEGIES["ralif_influence"] = (RALIF, {"candidates": "influence", "n_candidates": 0.1})
+
+
+def parse_spec(spec: str) -> tuple[str, str, dict[str, object]]:
+    """Split a strategy spec into ``(label, base, params)``.
+
+    A spec is ``BASE``, ``BASE:JSON`` or ``NAME=BASE[:JSON]``: ``BASE`` a name of
+    :data:`STRATEGIES` or ``module:Class``, ``JSON`` an object of constructor
+    parameters, ``NAME`` what a benchmark calls it (its label; by default the spec).
+
+    Examples
+    --------
+    >>> parse_spec('tenth=ralif:{"n_candidates": 0.1}')
+    ('tenth', 'ralif', {'n_candidates': 0.1})
+    >>> parse_spec("my_module:Smallest")
+    ('my_module:Smallest', 'my_module:Smallest', {})
+    """
+    import json
+
+    spec = str(spec).strip()
+    head, brace, tail = spec.partition("{")
+    name, eq, base = head.partition("=")
+    label, base = (name.strip(), base) if eq else (spec, head)
+    params: dict[str, object] = {}
+    if brace:
+        if not base.endswith(":"):
+            raise RalifInputError(f"strategy {spec!r}: write parameters as BASE:{{...}}")
+        base = base[:-1]
+        try:
+            params = json.loads(brace + tail)
+        except ValueError as exc:
+            raise RalifInputError(
+                f"strategy {spec!r}: its parameters are not JSON ({exc})"
+            ) from None
+        if not isinstance(params, dict):
+            raise RalifInputError(f"strategy {spec!r}: its parameters must be a JSON object")
+    if not label or not base.strip():
+        raise RalifInputError(f"strategy {spec!r}: empty name or strategy")
+    return label, base.strip(), params
+
+
+def split_specs(text: str) -> tuple[str, ...]:
+    """The comma-separated strategy specs of ``text``; commas inside ``{...}`` (a spec's
+    JSON parameters) do not separate.
+
+    Examples
+    --------
+    >>> split_specs('random, tenth=ralif:{"n_candidates": 0.1, "tau": 2}')
+    ('random', 'tenth=ralif:{"n_candidates": 0.1, "tau": 2}')
+    """
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            out.append(text[start:i])
+            start = i + 1
+    out.append(text[start:])
+    return tuple(s.strip() for s in out if s.strip())
 
 
 def strategy_class(spec: str) -> tuple[type[Strategy], dict[str, object]]:
-    """The class and preset parameters a strategy name stands for.
+    """The class and preset parameters a strategy spec stands for.
 
     ``spec`` is a name of :data:`STRATEGIES`, or ``"module:Class"`` naming a
-    :class:`Strategy` subclass importable from here (no preset). Either may end in
-    ``#K`` (``"random#2"``): the same strategy under another name, so that a benchmark
-    seeds its draws from another stream (:func:`ralif.loop.round_seed`) and measures
-    the strategy against itself, the noise floor of a comparison.
+    :class:`Strategy` subclass importable from here (no preset), either one optionally
+    followed by ``:JSON`` parameters and preceded by ``NAME=`` (:func:`parse_spec`).
+    A name may end in ``#K`` (``"random#2"``): the same strategy under another name, so
+    that a benchmark seeds its draws from another stream (:func:`ralif.loop.round_seed`)
+    and measures the strategy against itself, the noise floor of a comparison.
 
     Raises
     ------
@@ -112,23 +134,25 @@ def strategy_class(spec: str) -> tuple[type[Strategy], dict[str, object]]:
         For an unknown name, a module or class that cannot be imported, or a class that
         is not a Strategy.
     """
-    base, mark, stream = str(spec).rpartition("#")
+    _, spec, params = parse_spec(spec)
+    base, mark, stream = spec.rpartition("#")
     if mark and base and stream.isdigit():
         spec = base
     if spec in STRATEGIES:
-        return STRATEGIES[spec]
-    _, sep, _ = str(spec).partition(":")
+        cls, preset = STRATEGIES[spec]
+        return cls, {**preset, **params}
+    _, sep, _ = spec.partition(":")
     if not sep:
         raise RalifInputError(
             f"unknown strategy {spec!r}; choose from {', '.join(sorted(STRATEGIES))}, "
             "or name your own as module:Class"
         )
-    obj = import_object(str(spec), "strategy")
+    obj = import_object(spec, "strategy")
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise RalifInputError(
             f"strategy {spec!r} is {obj!r}, not a subclass of ralif.strategies.Strategy"
         )
-    return obj, {}
+    return obj, params
 
 
 def make_strategy(name: str | Strategy, random_state: object = None, **params: object) -> Strategy:
@@ -137,8 +161,9 @@ def make_strategy(name: str | Strategy, random_state: object = None, **params: o
     Parameters
     ----------
     name : str or Strategy
-        A name of :data:`STRATEGIES`, ``"module:Class"``, or a strategy object (cloned,
-        so the caller's object is left as it was).
+        A spec (a name of :data:`STRATEGIES`, ``"module:Class"``, with ``:JSON``
+        parameters or a ``NAME=`` label: :func:`strategy_class`), or a strategy object
+        (cloned, so the caller's object is left as it was).
     random_state : None, int or Generator
         Seed of the strategy's draws (set on a given object too, unless None).
     **params
@@ -194,5 +219,7 @@ __all__ = [
     "Strategy",
     "TypiClust",
     "make_strategy",
+    "parse_spec",
+    "split_specs",
     "strategy_class",
 ]

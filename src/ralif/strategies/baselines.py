@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ralif._params import L2, CallableOrNone, Constraint, Integer, RandomState, Real
+from ralif._params import CANDIDATE_SIZE, L2, CallableOrNone, Constraint, Integer, RandomState, Real
 from ralif._softmax import logits, softmax_inplace
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
@@ -16,6 +16,7 @@ from ralif.posterior import laplace_samples, sample_heads
 from ralif.scores import entropy, least_confidence, margin, mutual_information
 from ralif.selectors import (
     candidate_set,
+    candidate_share,
     cluster_round_robin_select,
     gradient_kmeans_pp_select,
     k_center_greedy,
@@ -129,8 +130,8 @@ class Margin(_UncertaintyStrategy):
 class MarginKMeans(_ModelStrategy):
     """k-means++ among the most uncertain items: RALIF's candidates without influence.
 
-    The ``candidate_fraction`` of the pool with the smallest top-2 margin (never fewer
-    than ``budget``), then k-means++ seeding over their features, starting from the most
+    The ``n_candidates`` pool items with the smallest top-2 margin (never fewer than
+    ``budget``), then k-means++ seeding over their features, starting from the most
     uncertain one, with distances measured from the labeled items. It is RALIF with the
     influence term taken out, so comparing the two isolates what influence adds.
 
@@ -138,8 +139,9 @@ class MarginKMeans(_ModelStrategy):
     ----------
     l2 : float or "auto", default="auto"
         Ridge strength of the default model (the linear head).
-    candidate_fraction : float, default=0.1
-        Share of the pool kept as candidates.
+    n_candidates : int or float, default=0.1
+        Candidates kept, as ``RALIF`` reads it: a count (int) or a share of the pool
+        (float in (0, 1]).
     random_state : None, int or Generator
     """
 
@@ -148,19 +150,23 @@ class MarginKMeans(_ModelStrategy):
     score_direction = "lower"
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         **_ModelStrategy._parameter_constraints,
-        "candidate_fraction": Real(0.0, 1.0, low_open=True),
+        "n_candidates": CANDIDATE_SIZE,
     }
 
     def __init__(
-        self, l2: float | str = "auto", candidate_fraction: float = 0.1, random_state: object = None
+        self,
+        *,
+        l2: float | str = "auto",
+        n_candidates: int | float = 0.1,
+        random_state: object = None,
     ) -> None:
         self.l2 = l2
-        self.candidate_fraction = candidate_fraction
+        self.n_candidates = n_candidates
         self.random_state = random_state
 
     def query(self, model, X, y, pool, budget, rng):
         scores = margin(pool_proba(model, X, pool))
-        cand = candidate_set(scores, self.candidate_fraction, budget)
+        cand = candidate_set(scores, candidate_share(self.n_candidates, budget, len(pool)), budget)
         rows = kmeans_pp_select(
             X[pool[cand]], budget, first=0, X_reference=X[y >= 0], random_state=rng
         )

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import ClassVar
 
 import numpy as np
 from sklearn.base import clone
 
-from ralif._params import BOOLEAN, L2, Anything, Constraint, Either, Options, RandomState, Real
+from ralif._params import (
+    BOOLEAN,
+    CANDIDATE_SIZE,
+    L2,
+    Anything,
+    Constraint,
+    Either,
+    Options,
+    RandomState,
+    Real,
+)
 from ralif._validation import RalifInputError
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
-from ralif.influence import SOLVERS, TARGETS, InfluenceSettings, PoolInfluence, pool_influence
+from ralif.influence import (
+    SOLVERS,
+    TARGETS,
+    WEIGHTINGS,
+    InfluenceSettings,
+    PoolInfluence,
+    pool_influence,
+)
 from ralif.scores import authors_score, influence_spread, margin, truncated_expectation
 from ralif.selectors import (
     candidate_set,
+    candidate_share,
     cluster_best_select,
     kmeans_pp_select,
     uncertain_candidate_set,
@@ -25,6 +44,44 @@ from ralif.strategies.base import Strategy
 SCORES = ("expected", "spread", "authors")
 CANDIDATES = ("influence", "influence+margin")
 DIVERSITY = ("kmeans++", "cluster", "none")
+
+
+def upgrade_params(params: dict[str, object], budget: int) -> dict[str, object]:
+    """RALIF parameters stored under their former names (a session's earlier rounds), in
+    today's: ``candidate_fraction`` and ``candidate_multiple`` become ``n_candidates``,
+    ``balanced_target`` and ``confidence_weighted`` become ``weighting``, and a boolean
+    ``diversity`` its name.
+
+    Parameters
+    ----------
+    params : dict
+        Stored parameters; those with today's names pass through.
+    budget : int
+        The batch size they are used with (a multiple of it becomes a count).
+
+    Returns
+    -------
+    dict
+
+    Examples
+    --------
+    >>> upgrade_params({"candidate_multiple": 3.0, "candidate_fraction": None, "tau": 2}, 10)
+    {'tau': 2, 'n_candidates': 30}
+    >>> upgrade_params({"balanced_target": True, "diversity": False}, 10)
+    {'diversity': 'none', 'weighting': 'balanced'}
+    """
+    out = dict(params)
+    fraction, multiple = out.pop("candidate_fraction", None), out.pop("candidate_multiple", None)
+    if fraction is not None:
+        out["n_candidates"] = float(fraction)
+    elif multiple is not None and float(multiple) != 2.0:
+        out["n_candidates"] = math.ceil(float(multiple) * budget)
+    balanced, confident = out.pop("balanced_target", False), out.pop("confidence_weighted", False)
+    if balanced or confident:
+        out["weighting"] = "balanced" if balanced else "confidence"
+    if isinstance(out.get("diversity"), bool):
+        out["diversity"] = "kmeans++" if out["diversity"] else "none"
+    return out
 
 
 class DiversityFallbackWarning(UserWarning):
@@ -44,8 +101,9 @@ class RALIF(Strategy):
 
     The defaults are the rule confirmed on data not used to choose it (the benchmark
     suite's tune half chose it, the confirm half and seven unseen data sets confirmed
-    it); the previous default (``score="spread"``, candidates a tenth of the pool) is
-    the preset ``"ralif_spread"``, the paper's rule ``"ralif_influence"``.
+    it). The paper's rule, the best tenth of the whole pool by score, is
+    ``RALIF(candidates="influence", n_candidates=0.1)``, the preset ``"ralif_influence"``.
+    Parameters are keyword-only.
 
     Parameters
     ----------
@@ -55,10 +113,12 @@ class RALIF(Strategy):
     tau : float, default=4.0
         Truncation of ``score="expected"`` and ``"authors"``: labels with
         ``p > tau / C`` are kept, the top label always.
-    candidate_fraction : float or None, default=None
-        ``rho``: size the candidate set as the best ``ceil(rho N)`` of the ``N`` pool
-        items (at least ``budget``), as the paper does. Give it with
-        ``candidate_multiple=None``: the two sizes are exclusive.
+    n_candidates : int, float or None, default=None
+        How many candidates compete in the diversity step (never fewer than the
+        budget), as ``max_samples`` reads in scikit-learn: an int is a count, a float
+        in (0, 1] a share ``rho`` of the ``N`` pool items (``ceil(rho N)``, as the paper
+        does), None twice the budget. With ``candidates="influence+margin"`` they are
+        the best by score among twice as many most uncertain items.
     score : {"expected", "spread", "authors"}, default="expected"
         ``"expected"``: the paper's truncated expectation with renormalized
         probabilities (for two classes it keeps the pseudo label alone). ``"spread"``:
@@ -76,25 +136,19 @@ class RALIF(Strategy):
     rescale_ridge : bool, default=False
         Include the ridge rescaling ``(n+1)/n`` of refitting the mean over one more item
         (a constant shift of Delta; it matters for ``score="authors"`` only).
-    diversity : {"kmeans++", "cluster", "none"} or bool, default="kmeans++"
-        How the batch is drawn from the candidates: k-means++ seeding (``True``), the
+    diversity : {"kmeans++", "cluster", "none"}, default="kmeans++"
+        How the batch is drawn from the candidates: k-means++ seeding, the
         best-scoring candidate of each of ``budget`` k-means clusters, or the top
-        ``budget`` candidates by score (``False``).
+        ``budget`` candidates by score.
     candidates : {"influence+margin", "influence"}, default="influence+margin"
         ``"influence"``: the candidates are the best ``rho`` of the whole pool by score,
         as in the paper. ``"influence+margin"``: only the twice as many most uncertain
         pool items (smallest top-2 margin) compete on score. Influence on its own
         favours high-leverage outliers and is weakest with few labels.
-    confidence_weighted : bool, default=False
-        Weight each pool item's pseudo-label loss in the target by the head's
-        confidence (measured: worse on Fashion-MNIST, kept as an option).
-    balanced_target : bool, default=False
-        Weight each pool item in the target by the inverse frequency of its pseudo
-        class, so that rare predicted classes count as much as common ones.
-    candidate_multiple : float or None, default=2.0
-        Size the candidate set in budgets: ``ceil(multiple * budget)`` items, from the
-        ``2 * multiple * budget`` most uncertain with ``"influence+margin"``. ``None``
-        sizes it by ``candidate_fraction`` instead; exactly one of the two is set.
+    weighting : {"none", "confidence", "balanced"}, default="none"
+        Weight of each pool item's pseudo-label loss in the target: none, the head's
+        confidence, or the inverse frequency of its pseudo class (rare predicted
+        classes then count as much as common ones).
     l2_scale : float, default=1.0
         Fit the head that influence is computed on with ``l2_scale`` times the ridge
         (``l2``, or the cross-validated one): a larger ridge keeps one added item's
@@ -139,17 +193,15 @@ class RALIF(Strategy):
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "l2": L2,
         "tau": Real(0.0, inf=True),  # inf keeps the pseudo label alone
-        "candidate_fraction": Either(Options(None), Real(0.0, 1.0, low_open=True)),
+        "n_candidates": Either(Options(None), *CANDIDATE_SIZE.constraints),
         "score": Options(*SCORES),
         "target": Options(*TARGETS),
         "damping": Real(0.0),
         "solver": Options(*SOLVERS),
         "rescale_ridge": BOOLEAN,
-        "diversity": Options(True, False, *DIVERSITY),
+        "diversity": Options(*DIVERSITY),
         "candidates": Options(*CANDIDATES),
-        "confidence_weighted": BOOLEAN,
-        "balanced_target": BOOLEAN,
-        "candidate_multiple": Either(Options(None), Real(1.0)),
+        "weighting": Options(*WEIGHTINGS),
         "l2_scale": Real(0.0, low_open=True),
         "head": Anything(),  # a model: checked by influence_head
         "random_state": RandomState(),
@@ -157,26 +209,25 @@ class RALIF(Strategy):
 
     def __init__(
         self,
+        *,
         l2: float | str = "auto",
         tau: float = 4.0,
-        candidate_fraction: float | None = None,
+        n_candidates: int | float | None = None,
         score: str = "expected",
         target: str = "pool",
         damping: float = 0.0,
         solver: str = "auto",
         rescale_ridge: bool = False,
-        diversity: bool = True,
+        diversity: str = "kmeans++",
         candidates: str = "influence+margin",
-        confidence_weighted: bool = False,
-        balanced_target: bool = False,
-        candidate_multiple: float | None = 2.0,
+        weighting: str = "none",
         l2_scale: float = 1.0,
         head: object = None,
         random_state: object = None,
     ) -> None:
         self.l2 = l2
         self.tau = tau
-        self.candidate_fraction = candidate_fraction
+        self.n_candidates = n_candidates
         self.score = score
         self.target = target
         self.damping = damping
@@ -184,28 +235,10 @@ class RALIF(Strategy):
         self.rescale_ridge = rescale_ridge
         self.diversity = diversity
         self.candidates = candidates
-        self.confidence_weighted = confidence_weighted
-        self.balanced_target = balanced_target
-        self.candidate_multiple = candidate_multiple
+        self.weighting = weighting
         self.l2_scale = l2_scale
         self.head = head
         self.random_state = random_state
-
-    def _check_param_combination(self) -> None:
-        """The candidate set has one size: a share of the pool or a multiple of the budget."""
-        fraction, multiple = self.candidate_fraction, self.candidate_multiple
-        if (fraction is None) == (multiple is None):
-            given = "both" if fraction is not None else "neither"
-            raise RalifInputError(
-                f"RALIF: give exactly one candidate size, candidate_fraction (a share of the "
-                f"pool) or candidate_multiple (budgets), and set the other to None; got {given} "
-                f"(candidate_fraction={fraction!r}, candidate_multiple={multiple!r})"
-            )
-
-    def _diversity_rule(self) -> str:
-        if self.diversity is True or self.diversity is False:
-            return "kmeans++" if self.diversity else "none"
-        return str(self.diversity)
 
     def influence_settings(self) -> InfluenceSettings:
         """The influence computation these parameters ask for."""
@@ -214,8 +247,7 @@ class RALIF(Strategy):
             damping=self.damping,
             solver=self.solver,
             rescale_ridge=self.rescale_ridge,
-            confidence_weighted=self.confidence_weighted,
-            balanced=self.balanced_target,
+            weighting=self.weighting,
         )
 
     def default_model(self) -> object:
@@ -235,7 +267,7 @@ class RALIF(Strategy):
         scores = self._score(infl)
         cand = self.candidate_positions(scores, margin(infl.proba), budget)
         self.head_, self.influence_, self.candidates_ = head, infl, cand
-        if self._diversity_rule() == "none":
+        if self.diversity == "none":
             return pool[cand[:budget]], scores
         rows = self.diversify(X[pool[cand]], scores[cand], budget, X_labeled, rng)
         return pool[cand[rows]], scores
@@ -252,10 +284,7 @@ class RALIF(Strategy):
         self, scores: np.ndarray, margins: np.ndarray, budget: int
     ) -> np.ndarray:
         """Positions of the candidates in the pool, best score first (the candidate rule)."""
-        if self.candidate_multiple is not None:
-            fraction = min(1.0, self.candidate_multiple * budget / len(scores))
-        else:
-            fraction = self.candidate_fraction
+        fraction = candidate_share(self.n_candidates, budget, len(scores))
         if self.candidates == "influence+margin":
             return uncertain_candidate_set(scores, margins, fraction, budget)
         if self.candidates == "influence":
@@ -272,7 +301,7 @@ class RALIF(Strategy):
         rng: np.random.Generator,
     ) -> np.ndarray:
         """Rows of the candidates (ordered best first) to pick, by the diversity rule."""
-        if self._diversity_rule() == "cluster":
+        if self.diversity == "cluster":
             return cluster_best_select(X_candidates, candidate_scores, budget, random_state=rng)
         # The candidates are ordered best first, so row 0 is the first pick.
         return kmeans_pp_select(
