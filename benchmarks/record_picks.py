@@ -73,7 +73,13 @@ def main() -> None:
     ap.add_argument("--out", default="-")
     args = ap.parse_args()
     X, y = problem()
-    from ralif.streaming import STREAMABLE, streamed_select
+    import ralif.streaming as streaming
+    from ralif.streaming import streamed_select
+
+    if hasattr(streaming, "streamable"):
+        STREAMABLE = streaming.streamable()
+    else:  # a revision before the one query path
+        STREAMABLE = streaming.STREAMABLE
 
     out: dict[str, dict[str, list[int]]] = {"memory": {}, "shards": {}}
     configs = []

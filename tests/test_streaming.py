@@ -220,12 +220,12 @@ def test_a_dask_array_gives_the_in_memory_picks(data):
 
 def test_the_torch_device_computes_the_numpy_device_products():
     require("torch")
-    from ralif.streaming import _NumpyDevice, _TorchDevice
+    from ralif._devices import NumpyDevice, TorchDevice
 
     rng = np.random.default_rng(0)
     block = rng.normal(size=(50, 7)).astype(np.float32)
     W, b, G = rng.normal(size=(3, 7)), rng.normal(size=3), rng.normal(size=(50, 3))
-    cpu, torch_cpu = _NumpyDevice(), _TorchDevice("cpu")
+    cpu, torch_cpu = NumpyDevice(), TorchDevice("cpu")
     np.testing.assert_allclose(torch_cpu.proba(block, W, b), cpu.proba(block, W, b), rtol=1e-5)
     np.testing.assert_allclose(torch_cpu.product(block, W), cpu.product(block, W), rtol=1e-5)
     # Both in the block's precision (float32), summed as float64.
@@ -242,6 +242,7 @@ def test_the_torch_device_computes_the_numpy_device_products():
 @pytest.mark.parametrize("strategy", ["ralif", "margin", "badge"])
 def test_a_query_through_the_torch_device_picks_what_numpy_picks(data, monkeypatch, strategy):
     require("torch")
+    import ralif._devices as devices
     import ralif.streaming as streaming
 
     X, y = data
@@ -249,7 +250,8 @@ def test_a_query_through_the_torch_device_picks_what_numpy_picks(data, monkeypat
     # The GPU code path, run by torch on the CPU (CUDA itself is checked on a GPU machine
     # by benchmarks/gpu_check.sh).
     monkeypatch.setattr(streaming, "check_device", lambda name: name)
-    monkeypatch.setattr(streaming, "_device", lambda name: streaming._TorchDevice("cpu"))
+    on_cpu = devices.TorchDevice
+    monkeypatch.setattr(devices, "TorchDevice", lambda name: on_cpu("cpu"))
     got = streamed_select(X, y, BUDGET, strategy, l2=0.05, random_state=0, device="cuda")
     np.testing.assert_array_equal(got.picks, want)
 
@@ -317,15 +319,30 @@ def test_nan_reaching_the_second_pass_unscanned_is_still_named(data):
         streamed_select(_NanAfterFirstPass(X), y, BUDGET, l2=0.05, block_rows=128)
 
 
-def test_check_streamable_names_how_each_strategy_streams():
-    from ralif.streaming import check_streamable
+def test_every_strategy_with_a_plan_streams_and_no_other():
+    from ralif.strategies import STRATEGIES, Margin
+    from ralif.streaming import check_streamable, streamable
 
-    assert check_streamable("ralif") == "ralif"
-    assert check_streamable(RALIF(score="authors")) == "ralif"
-    assert check_streamable("margin") == check_streamable("entropy") == "measure"
-    assert check_streamable("badge") == "badge"
+    assert set(streamable()) == {
+        "ralif", "ralif_influence", "random", "margin", "entropy", "least_confidence",
+        "badge", "coreset",
+    }  # fmt: skip
+    assert all(STRATEGIES[n][0].plan is not ralif.Strategy.plan for n in streamable())
+    assert isinstance(check_streamable(RALIF(score="authors")), RALIF)
     with pytest.raises(RalifInputError, match="bald cannot be streamed"):
         check_streamable("bald")
+
+    class Rewritten(Margin):  # a query of its own replaces the plan: not streamed
+        def query(self, model, X, y, pool, budget, rng):
+            return pool[:budget], np.zeros(len(pool))
+
+    with pytest.raises(RalifInputError, match="cannot be streamed"):
+        check_streamable(Rewritten())
+
+    class Smallest(Margin):  # a measure of its own runs in the same plan, streamed too
+        measure = staticmethod(lambda P: -P.max(axis=1))
+
+    assert isinstance(check_streamable(Smallest()), Smallest)
 
 
 def test_results_not_finite_from_finite_features_are_an_error():

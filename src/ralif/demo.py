@@ -37,7 +37,8 @@ class Demo:
     Attributes
     ----------
     strategy : RALIF
-        After its query (``head_``, ``influence_``, ``candidates_``, ``scores_``).
+        After its query (``head_``, ``target_loss_``, ``solve_``, ``candidates_``,
+        ``scores_``).
     picks : ndarray
         Indices of the picked items (into the pool ``X``).
     y_true : ndarray
@@ -47,6 +48,8 @@ class Demo:
         Held-out accuracy of the head on the labeled items, and with the picks added.
     accuracy_random : ndarray
         The same with ``budget`` random picks instead, for 20 draws.
+    proba : ndarray
+        The head's probabilities of the picked items.
     """
 
     strategy: RALIF
@@ -58,6 +61,7 @@ class Demo:
     accuracy_before: float
     accuracy_ralif: float
     accuracy_random: np.ndarray
+    proba: np.ndarray
 
 
 def compute_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: object) -> Demo:
@@ -106,18 +110,19 @@ def compute_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params:
             for idx in (np.r_[labeled, rng.choice(pool, budget, replace=False)] for _ in range(20))
         ]
     )
+    proba = strategy.head_.predict_proba(X[picks])
     return Demo(
-        strategy, picks, y_true, len(labeled), len(test), budget, base, acc_ralif, acc_random
+        strategy, picks, y_true, len(labeled), len(test), budget, base, acc_ralif, acc_random, proba
     )
 
 
 def format_demo(demo: Demo) -> str:
     """The demonstration as the text ``ralif demo`` prints."""
     strategy, picks, y_true, budget = demo.strategy, demo.picks, demo.y_true, demo.budget
-    head, infl = strategy.head_, strategy.influence_
+    head, solve = strategy.head_, strategy.solve_
     pos = np.searchsorted(strategy.pool_index_, picks)
     cand_rank = {int(c): r for r, c in enumerate(strategy.candidates_, start=1)}
-    proba = infl.proba[pos]
+    proba = demo.proba
     kept = kept_classes(proba, strategy.tau)
     lines = [
         "RALIF demonstration on scikit-learn's digits (8x8 images, 10 classes, 64 features)",
@@ -129,8 +134,8 @@ def format_demo(demo: Demo) -> str:
         f"  head: l2 = {head.l2_:g}{cv}, gradient norm at the optimum {head.grad_norm_:.1e}"
     )
     lines.append(
-        f"  target loss L_T (pool, pseudo labels) = {infl.target_loss:.4f}; "
-        f"H^-1 g by {infl.solve.solver} (residual {infl.solve.residual:.1e})"
+        f"  target loss L_T (pool, pseudo labels) = {strategy.target_loss_:.4f}; "
+        f"H^-1 g by {solve.solver} (residual {solve.residual:.1e})"
     )
     lines.append(
         f"  candidates: the {len(strategy.candidates_)} pool items with the largest predicted loss drop"

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ralif._softmax import Curvature, complement, join_params, logits, softmax_inplace, split_params
+from ralif._devices import block_device
+from ralif._softmax import Curvature, complement, join_params, split_params
 from ralif._solve import SolveInfo, solve_hessian_system
 from ralif._validation import (
     RalifInputError,
@@ -28,6 +29,7 @@ from ralif._validation import (
     check_labels,
 )
 from ralif.head import LinearHead
+from ralif.scores import margin
 
 TARGETS = ("pool", "all", "labeled", "entropy")
 WEIGHTINGS = ("none", "confidence", "balanced")
@@ -130,81 +132,91 @@ def class_balance_weights(counts: np.ndarray) -> np.ndarray:
     return w
 
 
-def gradient_sum(G: np.ndarray, block: np.ndarray) -> np.ndarray:
-    """``G^T block``: a block's target gradient (C x d) from its logit gradients ``G``.
+def target_sums_block(
+    block: np.ndarray, device: str, W, b, settings: InfluenceSettings, keep_proba: bool = False
+):
+    """Pass 1 of an influence query over one block of pool rows.
 
-    The product runs in the features' precision (float32 features: a float32 product,
-    with ``G`` rounded to float32), and comes back as float64 for the sums over blocks.
-    Upcasting a float32 block instead costs a copy of it and a float64 product, about
-    seven times the time, for digits the features do not have. Shared by the in-memory
-    and the streamed query, so that both sum the same numbers.
-
-    Parameters
-    ----------
-    G : ndarray of shape (n, C)
-        Each item's gradient of the target loss with respect to its logits.
-    block : ndarray of shape (n, d)
-        The items' features (float32 or float64).
+    Per item: the head's probabilities' top-2 ``margin`` (and, with ``keep_proba``, the
+    probabilities); summed: the target loss and its gradient (``gW``, ``gb``) and the
+    target's total weight. Class-balanced weights (``weighting="balanced"``) are known
+    only after the pass, so the sums are then kept per pseudo class (with ``counts``)
+    and weighed by :func:`target_sums`.
 
     Returns
     -------
-    ndarray of shape (C, d)
-        ``G^T block``, float64.
+    (dict, dict)
+        Per-item arrays and sums, as :meth:`ralif.query.PoolQuery.map` joins them.
     """
-    return (G.astype(block.dtype, copy=False).T @ block).astype(np.float64, copy=False)
+    dev = block_device(device)
+    P = dev.proba(block, W, b)
+    n, C = P.shape
+    per_item = {"margin": margin(P), **({"proba": P} if keep_proba else {})}
+    item_loss, G = target_terms(P, expected=settings.target == "entropy")
+    if settings.weighting == "balanced":
+        top = P.argmax(axis=1)
+        gW = np.zeros((C, C, block.shape[1]))
+        gb = np.zeros((C, C))
+        loss = np.zeros(C)
+        for c in np.unique(top):
+            m = top == c
+            gW[c] = dev.gradient(G[m], block[m])
+            gb[c] = G[m].sum(axis=0)
+            loss[c] = item_loss[m].sum()
+        counts = np.bincount(top, minlength=C).astype(np.float64)
+        return per_item, {"gW": gW, "gb": gb, "loss": loss, "counts": counts}
+    weight = float(n)
+    if settings.weighting == "confidence":
+        p_top = P.max(axis=1)
+        item_loss = item_loss * p_top
+        G *= p_top[:, None]
+        weight = float(p_top.sum())
+    return per_item, {
+        "gW": dev.gradient(G, block),
+        "gb": G.sum(axis=0),
+        "loss": float(item_loss.sum()),
+        "weight": weight,
+    }
 
 
-def _pool_proba_and_gradient(
-    head: LinearHead,
-    X: np.ndarray,
-    rows: np.ndarray | None,
-    weighting: str = "none",
-    *,
-    expected: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
-    """Pool probabilities, and the target loss and gradient sums over the pool, with the
-    total weight of the pool items (their count, or the summed weights).
+def target_sums(
+    sums: dict, settings: InfluenceSettings
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """``(gW, gb, loss, total weight)`` of the pool's target from pass 1's sums
+    (:func:`target_sums_block`), the class-balanced weights applied where asked."""
+    if settings.weighting != "balanced":
+        return sums["gW"], sums["gb"], float(sums["loss"]), float(sums["weight"])
+    w = class_balance_weights(sums["counts"])
+    gW = np.tensordot(w, sums["gW"], axes=1)
+    return gW, w @ sums["gb"], float(w @ sums["loss"]), float(w @ sums["counts"])
 
-    The target is the pseudo-label cross-entropy, or with ``expected`` the expected
-    log-loss under the head's own predictive distribution (the predictive entropy,
-    whose logit gradient is ``-p (log p + H)``). Item weights (``weighting``): the
-    head's confidence, or the inverse frequency of the item's pseudo class, so that
-    every predicted class weighs the same in the target.
-    """
-    W, b = head.coef_, head.intercept_ if head.fit_intercept else None
-    n_pool = X.shape[0] if rows is None else len(rows)
-    C = W.shape[0]
-    proba = np.empty((n_pool, C))
-    gW = np.zeros_like(W)
-    gb = np.zeros(C)
-    loss = total = 0.0
 
-    def accumulate(block: np.ndarray, P: np.ndarray, w: np.ndarray | None) -> None:
-        nonlocal loss, total
-        item_loss, G = target_terms(P, expected)
-        if w is not None:
-            item_loss = item_loss * w
-            G *= w[:, None]
-        loss += float(item_loss.sum())
-        total += len(P) if w is None else float(w.sum())
-        gW[...] += gradient_sum(G, block)
-        gb[...] += G.sum(axis=0)
+def delta_block(P: np.ndarray, A: np.ndarray, n: int, shift: float) -> np.ndarray:
+    """Pass 2 for a block: every (item, class) influence from the probabilities ``P``
+    and the products ``A = X S_W^T + s_b``: ``-(1/n) (p - e_y)^T a`` for every class
+    ``y`` at once, less the ridge-rescaling ``shift``."""
+    delta = _centered(A, P) / n
+    if shift:
+        delta -= shift
+    return delta
 
-    if weighting != "balanced":
-        # One pass: each item's weight is known from its own probabilities.
-        for sl, block in row_blocks(X, rows):
-            proba[sl] = softmax_inplace(logits(block, W, b))
-            P = proba[sl]  # float64, whatever the features' precision
-            accumulate(block, P, P.max(axis=1) if weighting == "confidence" else None)
-        return proba, gW, gb, loss, total
-    # Class-balanced weights need every item's pseudo class first: a second pass.
-    for sl, block in row_blocks(X, rows):
-        proba[sl] = softmax_inplace(logits(block, W, b))
-    top = proba.argmax(axis=1)
-    weights = class_balance_weights(np.bincount(top, minlength=C))[top]
-    for sl, block in row_blocks(X, rows):
-        accumulate(block, proba[sl], weights[sl])
-    return proba, gW, gb, loss, total
+
+def scores_block(block, device, W, b, S_W, s_b, n, shift, target_loss, score):
+    """Pass 2 of an influence query over one block: each item's ``score`` of its row of
+    influence (a callable of a :class:`PoolInfluence` over the block)."""
+    P, A = block_device(device).proba_and_product(block, W, b, S_W)
+    if s_b is not None:
+        A += s_b
+    infl = PoolInfluence(delta_block(P, A, n, shift), P, target_loss, np.empty(0), None)
+    return {"score": score(infl)}, {}
+
+
+def ridge_shift(head: LinearHead, S_W: np.ndarray, n: int, settings: InfluenceSettings) -> float:
+    """The constant shift of every influence when refitting over ``n + 1`` items also
+    rescales the ridge by ``(n+1)/n`` (``settings.rescale_ridge``; else 0)."""
+    if not settings.rescale_ridge:
+        return 0.0
+    return head.l2_ * float((head.coef_ * S_W).sum()) / n
 
 
 def target_terms(P: np.ndarray, expected: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -309,30 +321,26 @@ def pool_influence(
     head's own predictive distribution (an expected-error-reduction target, Roy &
     McCallum 2001) instead of the pseudo-label loss.
     """
-    target = settings.target
     n = X_labeled.shape[0]
-    proba, gW, gb, loss, n_target = _pool_proba_and_gradient(
-        head,
-        X,
-        rows,
-        settings.weighting,
-        expected=target == "entropy",
-    )
+    W, b = head.coef_, head.intercept_ if head.fit_intercept else None
+    parts = [
+        target_sums_block(block, "cpu", W, b, settings, True) for _, block in row_blocks(X, rows)
+    ]
+    proba = np.concatenate([p["proba"] for p, _ in parts])
+    sums: dict = {}
+    for _, part in parts:
+        sums = {k: sums[k] + v for k, v in part.items()} if sums else dict(part)
+    gW, gb, loss, n_target = target_sums(sums, settings)
     s, info, loss, n_target = solve_target_direction(
         head, X_labeled, y_labeled, gW, gb, loss, n_target, settings
     )
     S_W, s_b = split_params(s, len(head.classes_), X.shape[1], head.fit_intercept)
+    shift = ridge_shift(head, S_W, n, settings)
     delta = np.empty_like(proba)
-    S_W_x = S_W.astype(X.dtype)
+    dev = block_device("cpu")
     for sl, block in row_blocks(X, rows):
-        A = block @ S_W_x.T
-        A = A.astype(np.float64) + (s_b if s_b is not None else 0.0)
-        # -(1/n) (p - e_y)^T a  for every class y at once.
-        delta[sl] = _centered(A, proba[sl]) / n
-    if settings.rescale_ridge:
-        # Refitting the mean over n+1 items with the same l2 also scales the ridge by
-        # (n+1)/n: a shift of -(l2/n) <W, S_W> shared by every pair.
-        delta -= head.l2_ * float((head.coef_ * S_W).sum()) / n
+        A = dev.product(block, S_W).astype(np.float64) + (s_b if s_b is not None else 0.0)
+        delta[sl] = delta_block(proba[sl], A, n, shift)
     return PoolInfluence(delta, proba, loss / n_target, s, info)
 
 

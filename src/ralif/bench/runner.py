@@ -15,7 +15,7 @@ from ralif.data.images import load_image_data
 from ralif.data.pools import FINGERPRINT_FIELDS, is_pool_dataset, pool_name, split_pool_source
 from ralif.loop import initial_labeled_set, run_rounds, strategy_label
 from ralif.metrics import check_metrics
-from ralif.strategies import STRATEGIES, strategy_class
+from ralif.strategies import strategy_class
 from ralif.streaming import StreamedFeatures
 
 SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
@@ -187,7 +187,9 @@ def streamable_strategies() -> list[str]:
     list of str
         Sorted; the strategies ``ralif bench`` runs on a pool source.
     """
-    return [name for name in sorted(STRATEGIES) if _streams(name)]
+    from ralif.streaming import streamable
+
+    return list(streamable())
 
 
 def load_pool_dataset(config: BenchConfig) -> Dataset:

@@ -40,6 +40,7 @@ from ralif._validation import (
     check_random_state,
 )
 from ralif.classifier import Classifier, check_fitted_on, check_influence_model, is_fitted
+from ralif.query import PoolQuery
 
 
 class RandomFallbackWarning(UserWarning):
@@ -103,6 +104,7 @@ class Strategy(BaseEstimator):
     needs_influence: ClassVar[bool] = False
     needs_network: ClassVar[bool] = False
     stateful: ClassVar[bool] = False
+    fallback_reads_features: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {"random_state": RandomState()}
 
     def __init__(self, random_state: object = None) -> None:
@@ -207,7 +209,32 @@ class Strategy(BaseEstimator):
             ``scores[i]`` scores ``X[pool[i]]`` (NaN where the strategy has none); which
             end is wanted first is ``score_direction``.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement query()")
+        if type(self).plan is Strategy.plan:
+            raise NotImplementedError(f"{type(self).__name__} must implement query() or plan()")
+        return self.plan(PoolQuery.in_memory(self, X, y, pool, budget, rng), model)
+
+    def plan(self, query: PoolQuery, model: object) -> tuple[np.ndarray, np.ndarray]:
+        """Pick ``query.budget`` items of the pool, written once over a pool view.
+
+        A strategy that writes ``plan`` instead of :meth:`query` runs the same code on
+        an array (:meth:`query` calls it over :meth:`ralif.query.PoolQuery.in_memory`)
+        and on a pool read in blocks (:func:`ralif.streaming.streamed_select`): it maps
+        block functions over the pool (``query.map``) and reads the few rows it needs
+        by position (``query.take``).
+
+        Parameters
+        ----------
+        query : ralif.query.PoolQuery
+            The pool, the labeled rows, the budget and the random generator.
+        model : classifier or None
+            As for :meth:`query`.
+
+        Returns
+        -------
+        picks, scores
+            As for :meth:`query`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no plan over a pool")
 
     def default_model(self) -> object:
         """The unfitted classifier fitted when :meth:`select` is given none: the linear

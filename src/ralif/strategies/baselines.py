@@ -7,8 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from ralif._devices import block_device
 from ralif._params import CANDIDATE_SIZE, L2, CallableOrNone, Constraint, Integer, RandomState, Real
 from ralif._softmax import logits, softmax_inplace
+from ralif._validation import RalifInputError
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
 from ralif.influence import InfluenceSettings, pool_influence, row_blocks
@@ -42,18 +44,37 @@ __all__ = [
 ]
 
 
+def proba_block(block: np.ndarray, device: str, model: object) -> np.ndarray:
+    """The model's probabilities on a block of rows (columns: ``classes_``): a linear
+    head's in the block's dtype on ``device``, without the per-call input checks of
+    ``predict_proba``; any other model's ``predict_proba``."""
+    if isinstance(model, LinearHead):
+        b = model.intercept_ if model.fit_intercept else None
+        return block_device(device).proba(block, model.coef_, b)
+    return np.asarray(model.predict_proba(block), dtype=np.float64)
+
+
 def pool_proba(model: object, X: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """The model's probabilities on ``X[pool]``, read in blocks (columns: ``classes_``)."""
     out = np.empty((len(pool), len(model.classes_)))
-    if isinstance(model, LinearHead):
-        # In the dtype of X, without the per-call input checks of predict_proba.
-        b = model.intercept_ if model.fit_intercept else None
-        for sl, block in row_blocks(X, pool):
-            out[sl] = softmax_inplace(logits(block, model.coef_, b))
-        return out
     for sl, block in row_blocks(X, pool):
-        out[sl] = model.predict_proba(block)
+        out[sl] = proba_block(block, "cpu", model)
     return out
+
+
+# Block functions of the plans (ralif.query.PoolQuery.map): module-level, so that dask
+# workers can run them; each returns (per-item arrays, sums).
+def measure_block(block: np.ndarray, device: str, model: object, measure: Callable):
+    """An uncertainty ``measure`` of the model's probabilities, per item."""
+    return {"score": measure(proba_block(block, device, model))}, {}
+
+
+def badge_norms_block(block: np.ndarray, device: str, model: object):
+    """The norm of each item's gradient embedding ``(p - e_yhat) (x) [x, 1]``."""
+    R = proba_block(block, device, model)
+    R[np.arange(len(R)), R.argmax(axis=1)] -= 1.0
+    x_sq = (block.astype(np.float64) ** 2).sum(axis=1)
+    return {"score": np.sqrt((R * R).sum(axis=1) * (x_sq + 1.0))}, {}
 
 
 class Random(Strategy):
@@ -67,8 +88,8 @@ class Random(Strategy):
     name = "random"
     score_meaning = "none"
 
-    def query(self, model, X, y, pool, budget, rng):
-        return random_picks(pool, budget, rng)
+    def plan(self, q, model):
+        return random_picks(q.pool, q.budget, q.rng)
 
 
 class _ModelStrategy(Strategy):
@@ -90,9 +111,10 @@ class _UncertaintyStrategy(_ModelStrategy):
 
     measure: Callable[[np.ndarray], np.ndarray]
 
-    def query(self, model, X, y, pool, budget, rng):
-        scores = type(self).measure(pool_proba(model, X, pool))
-        return pool[top_k(scores, budget, largest=self.score_direction == "higher")], scores
+    def plan(self, q, model):
+        per_item, _ = q.map(measure_block, model, type(self).measure)
+        scores = per_item["score"]
+        return q.pool[top_k(scores, q.budget, largest=self.score_direction == "higher")], scores
 
 
 class Entropy(_UncertaintyStrategy):
@@ -288,9 +310,11 @@ class CoreSet(Strategy):
     name = "coreset"
     score_meaning = "none"
 
-    def query(self, model, X, y, pool, budget, rng):
-        rows = k_center_greedy(X[pool], budget, X_reference=X[y >= 0], random_state=rng)
-        return pool[rows], np.full(len(pool), np.nan)
+    def plan(self, q, model):
+        sample = q.sample()  # the whole pool, or past a streamed query's cap a sample
+        X_sample = q.take(sample)
+        rows = k_center_greedy(X_sample, q.budget, X_reference=q.X_labeled, random_state=q.rng)
+        return q.pool[sample[rows]], np.full(len(q.pool), np.nan)
 
 
 class BADGE(_ModelStrategy):
@@ -325,19 +349,26 @@ class BADGE(_ModelStrategy):
         self.network_proba = network_proba
         self.random_state = random_state
 
-    def query(self, model, X, y, pool, budget, rng):
+    def plan(self, q, model):
         network_proba = self.network_proba
         if network_proba is None and getattr(self, "network_", None) is not None:
             network_proba = self.network_.proba
+        if network_proba is not None and q.streamed:
+            raise RalifInputError("BADGE with network_proba cannot be streamed")
+        if network_proba is None:
+            per_item, _ = q.map(badge_norms_block, model)
+        sample = q.sample()  # the whole pool, or past a streamed query's cap a sample
+        X_sample = q.take(sample)
         if network_proba is not None:
-            P = np.array(network_proba(pool), dtype=np.float64)
+            P = np.array(network_proba(q.pool[sample]), dtype=np.float64)
         else:
-            P = pool_proba(model, X, pool)
-        P[np.arange(len(pool)), P.argmax(axis=1)] -= 1.0
-        Xp = X[pool]
-        rows = gradient_kmeans_pp_select(P, Xp, budget, random_state=rng)
-        norms = np.sqrt((P * P).sum(axis=1) * ((Xp.astype(np.float64) ** 2).sum(axis=1) + 1.0))
-        return pool[rows], norms
+            P = pool_proba(model, X_sample, np.arange(len(sample)))
+        P[np.arange(len(P)), P.argmax(axis=1)] -= 1.0
+        rows = gradient_kmeans_pp_select(P, X_sample, q.budget, random_state=q.rng)
+        if network_proba is not None:  # its embeddings' norms, from the same numbers
+            x_sq = (X_sample.astype(np.float64) ** 2).sum(axis=1)
+            per_item = {"score": np.sqrt((P * P).sum(axis=1) * (x_sq + 1.0))}
+        return q.pool[sample[rows]], per_item["score"]
 
 
 class ISAL(_ModelStrategy):

@@ -20,6 +20,7 @@ from ralif._params import (
     RandomState,
     Real,
 )
+from ralif._softmax import split_params
 from ralif._validation import RalifInputError
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
@@ -29,9 +30,13 @@ from ralif.influence import (
     WEIGHTINGS,
     InfluenceSettings,
     PoolInfluence,
-    pool_influence,
+    ridge_shift,
+    scores_block,
+    solve_target_direction,
+    target_sums,
+    target_sums_block,
 )
-from ralif.scores import authors_score, influence_spread, margin, truncated_expectation
+from ralif.scores import authors_score, influence_spread, truncated_expectation
 from ralif.selectors import (
     candidate_set,
     candidate_share,
@@ -165,12 +170,17 @@ class RALIF(Strategy):
     ----------
     head_ : LinearHead
         The head fitted in the last call.
-    influence_ : PoolInfluence
-        Influence matrix, pool probabilities and target loss of the last call.
     scores_ : ndarray
         The chosen score per pool item (lower = larger predicted loss drop).
+    target_loss_ : float
+        The target loss ``L_T`` of the last call.
+    solve_ : SolveInfo
+        How ``(H + damping I)^{-1} grad L_T`` was solved (solver, residual).
     candidates_ : ndarray
         Positions (into ``pool_index_``) of the candidate set, best first.
+
+    The query never forms the pool-by-class influence matrix, in memory or streamed (two
+    passes over the pool give every score); :func:`ralif.influence_matrix` computes it.
 
     Examples
     --------
@@ -190,6 +200,7 @@ class RALIF(Strategy):
     score_is_loss_change = True
     needs_model = True
     needs_influence = True
+    fallback_reads_features = True  # with too few classes: k-means++ over the pool
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "l2": L2,
         "tau": Real(0.0, inf=True),  # inf keeps the pseudo label alone
@@ -259,18 +270,39 @@ class RALIF(Strategy):
             return clone(self.head)
         return self.head
 
-    def query(self, model, X, y, pool, budget, rng):
-        labeled = np.flatnonzero(y >= 0)
-        X_labeled, y_labeled = X[labeled], y[labeled]
-        head = self.fit_influence_head(model, X_labeled, y_labeled)
-        infl = pool_influence(head, X_labeled, y_labeled, X, pool, self.influence_settings())
-        scores = self._score(infl)
-        cand = self.candidate_positions(scores, margin(infl.proba), budget)
-        self.head_, self.influence_, self.candidates_ = head, infl, cand
+    def plan(self, q, model):
+        XL, yL = q.X_labeled, q.y_labeled
+        head = self.fit_influence_head(model, XL, yL)
+        settings = self.influence_settings()
+        W, b = head.coef_, head.intercept_ if head.fit_intercept else None
+        n = XL.shape[0]
+        # Pass 1: margins, and the target's loss and gradient.
+        with q.timed("pass 1"):
+            per_item, sums = q.map(target_sums_block, W, b, settings)
+        gW, gb, loss, n_target = target_sums(sums, settings)
+        with q.timed("solve"):
+            s, info, loss, n_target = solve_target_direction(
+                head, XL, yL, gW, gb, loss, n_target, settings
+            )
+            S_W, s_b = split_params(s, len(head.classes_), XL.shape[1], head.fit_intercept)
+        shift = ridge_shift(head, S_W, n, settings)
+        q.check_unchanged()  # the solve belongs to pass 1's pool
+        # Pass 2: each item's score of its row of influence (never the whole matrix).
+        with q.timed("pass 2"):
+            args = (W, b, S_W, s_b, n, shift, loss / n_target, self._score)
+            scored, _ = q.map(scores_block, *args, check=False)
+        scores = scored["score"]
+        cand = self.candidate_positions(scores, per_item["margin"], q.budget)
+        if q.max_candidates is not None and len(cand) > q.max_candidates:
+            cand, q.capped = cand[: q.max_candidates], True
+        self.head_, self.candidates_ = head, cand
+        self.target_loss_, self.solve_ = loss / n_target, info
         if self.diversity == "none":
-            return pool[cand[:budget]], scores
-        rows = self.diversify(X[pool[cand]], scores[cand], budget, X_labeled, rng)
-        return pool[cand[rows]], scores
+            return q.pool[cand[: q.budget]], scores
+        X_candidates = q.take(cand)
+        with q.timed("diversity"):
+            rows = self.diversify(X_candidates, scores[cand], q.budget, XL, q.rng)
+        return q.pool[cand[rows]], scores
 
     def fit_influence_head(self, model, X_labeled: np.ndarray, y_labeled: np.ndarray):
         """The head influence is computed on: the model's, refitted with ``l2_scale``
@@ -323,7 +355,7 @@ class RALIF(Strategy):
             DiversityFallbackWarning,
             stacklevel=3,
         )
-        self.head_ = self.influence_ = None
+        self.head_ = None
         self.candidates_ = np.arange(len(pool))
         rows = kmeans_pp_select(X[pool], budget, X_reference=X[y >= 0], random_state=rng)
         return pool[rows], np.full(len(pool), np.nan)

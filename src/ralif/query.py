@@ -1,0 +1,218 @@
+"""The one query path: a strategy's plan over a pool, in memory or read in blocks.
+
+A built-in strategy writes its query once, as ``plan(query, model)``: maps of block
+functions over the pool (:meth:`PoolQuery.map`) and reads of a few rows by position
+(:meth:`PoolQuery.take`). :meth:`ralif.Strategy.select` runs the plan over an array
+(:meth:`PoolQuery.in_memory`); :func:`ralif.streaming.streamed_select` over a pool source
+read twice, block by block, with a candidate cap, on a GPU or on dask workers. Per-item
+results are joined in pool order and sums added in block order, so every way of running
+gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+from ralif.sources import ArrayPool, PoolSource, checked_results
+
+
+def _run_partition(source, start, stop, local, fn, args, check=True):
+    block = source.read(start, stop, check=check)
+    if local is not None:
+        block = block[local]
+    return checked_results(
+        fn(block, *args), lambda: source.read(start, stop), source.name, start, stop
+    )
+
+
+def _add(total: dict, part: dict) -> dict:
+    if not total:
+        return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in part.items()}
+    for k, v in part.items():
+        total[k] = total[k] + v
+    return total
+
+
+class BlockRunner:
+    """Runs a block function over the pool items of every partition, in order.
+
+    Per-item arrays are concatenated (one entry per pool item, in pool order) and sums
+    are added in partition order, whether the blocks run here or on dask workers.
+    """
+
+    def __init__(
+        self,
+        source: PoolSource,
+        pool: np.ndarray,
+        block_rows: int,
+        client: object = None,
+        trusted: bool = False,
+    ) -> None:
+        self.source, self.pool, self.client = source, pool, client
+        self.trusted = trusted  # features checked already (an array select validated)
+        self.tasks = []
+        for start, stop in source.partitions(block_rows):
+            a, b = np.searchsorted(pool, [start, stop])
+            if a == b:
+                continue
+            local = None if b - a == stop - start else pool[a:b] - start
+            self.tasks.append((start, stop, local))
+
+    def run(self, fn, *args, check: bool = True) -> tuple[dict, dict]:
+        """``fn(block, *args)`` over every block: per-item arrays joined, sums added.
+
+        ``check=False`` reads blocks without the scan for NaN, inf and values too large
+        to square (RALIF's second pass: the first pass scanned the same, unchanged
+        files); NaN or inf that reach ``fn``'s results are still an error naming the rows.
+        """
+        per_item: dict[str, list] = {}
+        sums: dict = {}
+        for items, part in self._results(fn, args, check and not self.trusted):
+            for k, v in items.items():
+                per_item.setdefault(k, []).append(v)
+            sums = _add(sums, part)
+        return {k: np.concatenate(v) for k, v in per_item.items()}, sums
+
+    def _read(self, task, check: bool) -> np.ndarray:
+        start, stop, local = task
+        block = self.source.read(start, stop, check=check)
+        return block if local is None else block[local]
+
+    def _results(self, fn, args, check):
+        if self.client is None:
+            # The next block is read by a second thread while this one is computed: file
+            # reads release the GIL, so reading and the products overlap (two blocks held).
+            with ThreadPoolExecutor(max_workers=1) as reader:
+                ahead = None
+                for i, task in enumerate(self.tasks):
+                    block = (ahead or reader.submit(self._read, task, check)).result()
+                    more = i + 1 < len(self.tasks)
+                    ahead = reader.submit(self._read, self.tasks[i + 1], check) if more else None
+                    start, stop = task[:2]
+
+                    # Read again through the reader: a source is read by one thread at a time.
+                    def reread(a=start, b=stop):
+                        return reader.submit(self.source.read, a, b).result()
+
+                    yield checked_results(fn(block, *args), reread, self.source.name, start, stop)
+            return
+        from ralif.cluster import gather_in_order
+
+        yield from gather_in_order(
+            self.client, _run_partition, self.source, self.tasks, fn, args, check=check
+        )
+
+
+class PoolQuery:
+    """The pool as a strategy's plan sees it: a map over blocks, rows by position.
+
+    A strategy written once over a pool (a ``plan(query, model)`` method) runs through
+    this object whether the pool is an array in memory (:meth:`in_memory`) or a source
+    read in blocks, here, on a GPU or on dask workers (:func:`ralif.streaming.streamed_select`).
+
+    Attributes
+    ----------
+    pool : ndarray of int
+        The unlabeled items (rows of the source), ascending; positions index it.
+    X_labeled, y_labeled : ndarray
+        The labeled items' features and labels, in row order.
+    budget : int
+    rng : numpy.random.Generator
+    device : str
+        Where block products run (:func:`ralif._devices.block_device`).
+    max_candidates : int or None
+        The candidate cap of a streamed query (None: none, as in memory).
+    streamed : bool
+        The pool is a source read in blocks, not an array held in memory.
+    """
+
+    def __init__(self, strat, source, runner, pool, X_labeled, y_labeled, budget, rng, device):
+        self.strat, self.source, self.runner, self.pool = strat, source, runner, pool
+        self.X_labeled, self.y_labeled = X_labeled, y_labeled
+        self.budget, self.rng, self.device = budget, rng, device
+        self.max_candidates: int | None = None
+        self.streamed = False  # a pool source read in blocks (else an array in memory)
+        self.n_candidates = 0
+        self.capped = False
+        self.seconds: dict[str, float] = {}
+
+    @classmethod
+    def in_memory(
+        cls, strat: object, X: np.ndarray, y: np.ndarray, pool: np.ndarray, budget: int, rng
+    ) -> PoolQuery:
+        """The query over the rows of an array, already checked, without a cap."""
+        source = ArrayPool(X)
+        labeled = np.flatnonzero(y >= 0)
+        runner = BlockRunner(source, pool, source.block_rows_for(), trusted=True)
+        return cls(strat, source, runner, pool, X[labeled], y[labeled], budget, rng, "cpu")
+
+    def map(self, fn: Callable, *args: object, check: bool = True) -> tuple[dict, dict]:
+        """``fn(block, device, *args)`` over the pool's blocks: per-item arrays joined in
+        pool order, sums added (:class:`BlockRunner`)."""
+        return self.runner.run(fn, self.device, *args, check=check)
+
+    def run(self, model: object) -> tuple[np.ndarray, np.ndarray]:
+        """``(picks, scores)`` of the strategy's plan, its model fitted first (or
+        ``model`` taken) where it needs one."""
+        strat = self.strat
+        strat.model_ = strat.network_ = None
+        if strat.needs_model and len(np.unique(self.y_labeled)) < 2:
+            return self.too_few_classes()
+        if strat.needs_model:
+            with self.timed("model"):
+                strat.model_ = strat._fitted_model(model, self.X_labeled, self.y_labeled)
+        return strat.plan(self, strat.model_)
+
+    @contextmanager
+    def timed(self, stage: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
+
+    def check_unchanged(self) -> None:
+        """Refuse a pool whose files changed since the query began (a second pass must
+        read what the first read)."""
+        self.source.check_unchanged()
+
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """Features of the pool items at ``positions`` (into :attr:`pool`), in that order."""
+        self.source.check_unchanged()
+        self.n_candidates = len(positions)
+        with self.timed("read candidates"):
+            return self.source.take(self.pool[positions])
+
+    def sample(self) -> np.ndarray:
+        """Positions of the pool whose features the diversity step reads: all, or a
+        uniform sample of ``max_candidates`` (the cap)."""
+        n = len(self.pool)
+        if self.max_candidates is None or n <= self.max_candidates:
+            return np.arange(n)
+        self.capped = True
+        return np.sort(self.rng.choice(n, self.max_candidates, replace=False))
+
+    def too_few_classes(self):
+        """The strategy's own fallback (a model-based strategy with labels of fewer than
+        two classes), given the labeled rows and the pool's (past the cap, a sample) where
+        it reads features; random picks need none."""
+        if not self.strat.fallback_reads_features:
+            return self.strat._too_few_classes(
+                None, self.y_labeled, self.pool, self.budget, self.rng
+            )
+        sample = self.sample()
+        X_sample = self.take(sample)
+        nL = len(self.y_labeled)
+        # The fallback reads X[y >= 0] and X[pool]: hand it just those rows.
+        X = np.concatenate([self.X_labeled, X_sample.astype(self.X_labeled.dtype)])
+        y = np.concatenate([self.y_labeled, np.full(len(sample), -1)])
+        local_pool = np.arange(nL, nL + len(sample))
+        picks, sample_scores = self.strat._too_few_classes(X, y, local_pool, self.budget, self.rng)
+        scores = np.full(len(self.pool), np.nan)
+        scores[sample] = sample_scores
+        return self.pool[sample[picks - nL]], scores
