@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
-import time
+import struct
 
 import numpy as np
 import pytest
@@ -15,6 +16,37 @@ from ralif.streaming import streamed_select
 from tests.conftest import require
 
 N = 3000
+HANG_SECONDS = 120
+"""A bound on tests that would hang if the probe let dask wait: a guard, not a timing."""
+
+
+@pytest.fixture()
+def hang_guard():
+    """Fail a test that hangs (an alarm after :data:`HANG_SECONDS`) instead of the suite."""
+
+    def expired(signum, frame):
+        pytest.fail(f"still running after {HANG_SECONDS} s: it hangs", pytrace=False)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(HANG_SECONDS)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture()
+def no_dask_client(monkeypatch, hang_guard):
+    """dask's own client, which retries a refused or silent address for its whole
+    timeout, fails the test as soon as it is made: the probe must refuse first."""
+    distributed = require("distributed")
+
+    class Forbidden(distributed.Client):
+        def __new__(cls, *args, **kwargs):
+            pytest.fail("dask's client was tried on an address the probe should refuse")
+
+    monkeypatch.setattr(distributed, "Client", Forbidden)
 
 
 @pytest.fixture(scope="module")
@@ -86,16 +118,16 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_scheduler_address_where_nothing_listens_fails_at_once_naming_it():
-    require("distributed")
-    address = f"tcp://127.0.0.1:{_closed_port()}"
-    started = time.monotonic()
+def test_a_scheduler_address_where_nothing_listens_fails_at_once_naming_it(no_dask_client):
+    # Refused by the probe, before dask's client (which retries for its whole timeout).
+    port = _closed_port()
+    address = f"tcp://127.0.0.1:{port}"
     with (
-        pytest.raises(RalifInputError, match=re.escape(address) + ".*connection refused"),
+        pytest.raises(RalifInputError, match=re.escape(address) + ".*connection refused") as err,
         dask_client(address),
     ):
         pass
-    assert time.monotonic() - started < 3  # dask alone retries for its whole timeout (20 s)
+    assert f"dask scheduler --port {port}" in str(err.value)
 
 
 def test_a_running_schedulers_address_connects(client):
@@ -105,21 +137,21 @@ def test_a_running_schedulers_address_connects(client):
         assert len(other.scheduler_info()["workers"]) == 2
 
 
-def test_select_with_a_closed_scheduler_port_exits_2_at_once_naming_it(tmp_path, capsys):
+def test_select_with_a_closed_scheduler_port_exits_2_at_once_naming_it(
+    tmp_path, capsys, no_dask_client
+):
     from ralif.cli import main
 
-    require("distributed")
     rng = np.random.default_rng(0)
     np.save(tmp_path / "X.npy", rng.normal(size=(50, 3)))
     np.save(tmp_path / "y.npy", np.r_[np.arange(10) % 2, np.full(40, -1)])
     address = f"tcp://127.0.0.1:{_closed_port()}"
     argv = ["select", "--features", str(tmp_path / "X.npy"), "--labels", str(tmp_path / "y.npy")]
-    started = time.monotonic()
     assert main([*argv, "--budget", "3", "--l2", "0.1", "--dask", address]) == 2
-    assert time.monotonic() - started < 3
     out = capsys.readouterr()
     assert out.out == "" and out.err.count("\n") == 1
     assert f"cannot reach the dask scheduler at {address}" in out.err
+    assert "(connection refused)" in out.err
 
 
 def test_ralif_select_of_a_dask_array_runs_on_the_open_client(client, shards):
@@ -181,22 +213,64 @@ class _Peer:
             c.close()
 
 
+def _message(frames: list[bytes]) -> bytes:
+    """A dask-framed message: its byte count, the frame count, the frame sizes, frames."""
+    body = struct.pack("<Q", len(frames)) + b"".join(struct.pack("<Q", len(f)) for f in frames)
+    body += b"".join(frames)
+    return struct.pack("<Q", len(body)) + body
+
+
+SILENT_SECONDS = 0.05
+"""The probe's injected timeout where the peer sends nothing more: it is waited out."""
+
+
 @pytest.mark.parametrize(
-    "greeting",
+    ("first", "problem"),
     [
-        None,  # an HTTP server (a dashboard port) waits for the request: dask hung here
-        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",  # read as a 3 EiB frame
-        b"\x05\x00\x00\x00\x00\x00\x00\x00hello",  # a short binary greeting, then silence
+        (b"", f"it sent nothing within {SILENT_SECONDS:g} s of connecting, as a web server does"),
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", "its first message is not a dask message"),
+        (b"\x05\x00\x00\x00\x00\x00\x00\x00hello", "its first message is not a dask message"),
+        (b"\x05\x00\x00", "its first message was cut short"),
+        (_message([b"x" * 40])[:20], "its first message was cut short"),
+        (struct.pack("<QQ", 16, 99) + bytes(8), "its first message is not a dask message"),
+        (
+            _message([b"a msgpack map of something else"]),
+            "its first message is not a dask greeting",
+        ),
+        (_message([b"...pickle-protocol..."]), None),
+    ],
+)
+def test_the_first_message_on_a_connection_is_judged_as_a_dask_greeting(first, problem):
+    from ralif.cluster import _greeting_problem
+
+    here, there = socket.socketpair()
+    with here, there:
+        there.sendall(first)  # all sent before the probe reads: no race with the timeout
+        assert _greeting_problem(here, SILENT_SECONDS) == problem
+
+
+@pytest.mark.parametrize(
+    ("greeting", "problem"),
+    [
+        # An HTTP server (a dashboard port) waits for the request: dask hung here.
+        (None, f"it sent nothing within {SILENT_SECONDS:g} s of connecting, as a web server does"),
+        # dask read this as a 3 EiB frame.
+        (
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            "its first message is not a dask message",
+        ),
+        (b"\x05\x00\x00\x00\x00\x00\x00\x00hello", "its first message is not a dask message"),
     ],
 )
 def test_an_address_that_is_not_a_dask_scheduler_is_refused_in_one_line(
-    greeting, monkeypatch, tmp_path, capsys
+    greeting, problem, monkeypatch, tmp_path, capsys, no_dask_client
 ):
-    require("distributed")
     from ralif import cluster
     from ralif.cli import main
 
-    monkeypatch.setattr(cluster, "PROBE_SECONDS", 0.5)
+    # A silent peer is waited out for the injected timeout; one that sends is judged on
+    # what it sent, however long that takes to arrive.
+    monkeypatch.setattr(cluster, "PROBE_SECONDS", SILENT_SECONDS if greeting is None else 60.0)
     peer = _Peer(greeting)
     try:
         rng = np.random.default_rng(0)
@@ -204,11 +278,23 @@ def test_an_address_that_is_not_a_dask_scheduler_is_refused_in_one_line(
         np.save(tmp_path / "y.npy", np.r_[np.arange(10) % 2, np.full(40, -1)])
         argv = ["select", "--features", str(tmp_path / "X.npy")]
         argv += ["--labels", str(tmp_path / "y.npy"), "--budget", "3", "--l2", "0.1"]
-        started = time.monotonic()
         assert main([*argv, "--dask", peer.address]) == 2
-        assert time.monotonic() - started < 5
     finally:
         peer.close()
     out = capsys.readouterr()
     assert out.out == "" and out.err.count("\n") == 1, out.err
-    assert f"{peer.address} is not a dask scheduler" in out.err
+    assert f"{peer.address} is not a dask scheduler ({problem})" in out.err
+
+
+def test_the_probe_waits_for_a_greeting_as_long_as_it_is_told(monkeypatch, hang_guard):
+    require("distributed")
+    from ralif import cluster
+
+    # Were the given timeout ignored, the default would keep it waiting past the guard.
+    monkeypatch.setattr(cluster, "PROBE_SECONDS", 10.0 * HANG_SECONDS)
+    peer = _Peer(None)
+    try:
+        with pytest.raises(RalifInputError, match=f"sent nothing within {SILENT_SECONDS:g} s"):
+            cluster._probe_scheduler(peer.address, timeout=SILENT_SECONDS)
+    finally:
+        peer.close()

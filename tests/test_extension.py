@@ -224,6 +224,65 @@ def test_clone_and_set_params_round_trip_every_strategy(name):
     assert twin.get_params()["random_state"] == 11 and strategy.random_state == 3
 
 
+def _strategy_classes() -> list[type[Strategy]]:
+    """Every class behind a name of STRATEGIES, and every public composite strategy."""
+    from ralif.strategies import composite
+
+    classes = {cls for cls, _ in STRATEGIES.values()}
+    classes |= {
+        obj
+        for name, obj in vars(composite).items()
+        if isinstance(obj, type)
+        and issubclass(obj, Strategy)
+        and obj.__module__ == composite.__name__
+        and not name.startswith("_")
+    }
+    return sorted(classes, key=lambda cls: cls.__name__)
+
+
+# scikit-learn's checks that hold for any estimator: a strategy is not a classifier
+# (no fit), so those of check_estimator that fit or predict do not apply.
+_ESTIMATOR_CHECKS = (
+    "check_parameters_default_constructible",
+    "check_no_attributes_set_in_init",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_mixin_order",
+)
+
+
+def test_the_estimator_checks_cover_every_strategy_class():
+    import ralif.strategies
+
+    exported = [getattr(ralif.strategies, name) for name in ralif.strategies.__all__]
+    strategies = {c for c in exported if isinstance(c, type) and issubclass(c, Strategy)}
+    assert strategies - {Strategy} <= set(_strategy_classes())
+
+
+@pytest.mark.parametrize("cls", _strategy_classes(), ids=lambda cls: cls.__name__)
+def test_every_strategy_class_passes_scikit_learns_estimator_checks(cls):
+    from sklearn.utils import estimator_checks
+
+    for check in _ESTIMATOR_CHECKS:
+        getattr(estimator_checks, check)(cls.__name__, cls())
+    if not cls.needs_network:  # scikit-learn's checks of this run fit: select instead
+        from joblib import hash as joblib_hash
+
+        X, y_true = gaussian_blobs(n=80, d=3, C=3, seed=1)
+        y = partial_labels(y_true, 15, seed=2)
+        strategy = cls(random_state=0)
+        before = joblib_hash(strategy.get_params(deep=True))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            strategy.select(X, y, 4)
+        assert joblib_hash(strategy.get_params(deep=True)) == before, "select changed a parameter"
+
+
 def test_nested_parameters_of_a_head_given_to_ralif_are_reached_by_set_params():
     strategy = RALIF(head=LinearHead(l2=0.1), tau=2.0)
     assert strategy.get_params(deep=True)["head__l2"] == 0.1

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -59,29 +59,42 @@ def test_features_equal_the_encoder_on_all_images_in_order(tmp_path):
 def test_a_killed_run_resumes_with_the_shards_it_had_not_written(tmp_path):
     pattern = _images(tmp_path / "img", n_shards=4, per=50)
     out = tmp_path / "f"
+    # 200 images, shards of 40 in batches of 10: 5 shards of 4 batches. The encoder's
+    # 9th call is the first batch of shard 2, so shards 0 and 1 are written; there it
+    # says so and waits (on its stdin) to be killed, so the kill lands at a known point.
     script = textwrap.dedent(
         f"""
-        import time, torch
+        import sys, torch
         from ralif.extract import extract_features
         torch.manual_seed(0)
         enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))
         class Slow(torch.nn.Module):
             def __init__(self, inner):
-                super().__init__(); self.inner = inner
+                super().__init__(); self.inner, self.calls = inner, 0
             def forward(self, x):
-                time.sleep(0.05)
+                self.calls += 1
+                if self.calls == 9:
+                    print("in shard 2", flush=True)
+                    sys.stdin.read()  # until killed (or the test ends and closes it)
                 return self.inner(x)
         extract_features(Slow(enc), {pattern!r}, {str(out)!r}, shard_rows=40, batch_size=10, quiet=True)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    deadline = time.time() + 60
-    while not (out / "part-00001.npy").exists() and time.time() < deadline:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        # A generous guard against a child that never gets there, not a timing.
+        ready, _, _ = select.select([proc.stdout], [], [], 300)
+        line = proc.stdout.readline() if ready else ""
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+    assert line == "in shard 2\n", f"the extraction never reached shard 2 (printed {line!r})"
     written = sorted(p.name for p in out.glob("part-*.npy"))
-    assert "part-00001.npy" in written and "part-00004.npy" not in written
+    assert written == ["part-00000.npy", "part-00001.npy"]
     # The same encoder, counted: only the missing shards' batches run again.
     torch.manual_seed(0)
     enc = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 5))

@@ -73,7 +73,8 @@ def test_out_to_a_fifo_writes_into_the_pipe(inputs, tmp_path):
     reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
     reader.start()
     assert _select(inputs, str(fifo)) == 0
-    reader.join(timeout=60)
+    reader.join(timeout=60)  # a guard against a hang, not a timing
+    assert not reader.is_alive(), "the reader of the fifo got no end of file within 60 s"
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
     assert len(_picks(got[0])) == 3
 

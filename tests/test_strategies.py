@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ralif
-from ralif import LinearHead, RalifInputError, influence_matrix
+from ralif import LinearHead, RalifInputError
 from ralif.posterior import laplace_samples
 from ralif.scores import entropy, margin, mutual_information
 from ralif.selectors import gradient_kmeans_pp_select, kmeans_pp_select
@@ -21,6 +21,48 @@ def _line_problem():
     X = np.r_[lab_x, pool_x][:, None]
     y = np.r_[[0, 0, 0, 1, 1, 1], [-1] * 5]
     return X, y
+
+
+def _ridge_softmax(theta, X, y, l2, n_classes, weights=None):
+    """``sum_i w_i CE(x_i, y_i) / n + (l2/2) ||W||^2`` and its gradient, written from
+    LinearHead's documented objective alone (no ralif code); ``theta`` is ``[W, b]``
+    with ``W`` row-major by class, ``w_i`` is 1 unless given and ``n`` counts the rows
+    of weight 1."""
+    n_rows, d = X.shape
+    W, b = theta[: n_classes * d].reshape(n_classes, d), theta[n_classes * d :]
+    w = np.ones(n_rows) if weights is None else weights
+    n = np.count_nonzero(w == 1.0)
+    Z = X @ W.T + b
+    Z -= Z.max(axis=1, keepdims=True)
+    log_p = Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
+    R = np.exp(log_p)
+    R[np.arange(n_rows), y] -= 1.0  # d CE / d logits = p - e_y
+    value = -(w * log_p[np.arange(n_rows), y]).sum() / n + 0.5 * l2 * (W**2).sum()
+    grad_W = (w[:, None] * R).T @ X / n + l2 * W
+    return value, np.r_[grad_W.ravel(), (w[:, None] * R).sum(axis=0) / n]
+
+
+def _fd_hessian(grad, theta, h=1e-5):
+    """The Hessian by central differences of ``grad``."""
+    H = np.array(
+        [(grad(theta + h * e) - grad(theta - h * e)) / (2 * h) for e in np.eye(theta.size)]
+    )
+    return (H + H.T) / 2
+
+
+def _minimize(loss, theta):
+    """Newton's method on ``loss`` (value, gradient) with the finite-difference Hessian;
+    least squares steps, as the bias can move along a direction of no change."""
+    for _ in range(100):
+        value, g = loss(theta)
+        if np.abs(g).max() < 1e-11:
+            return theta
+        step = np.linalg.lstsq(_fd_hessian(lambda t: loss(t)[1], theta), g, rcond=None)[0]
+        t = 1.0
+        while loss(theta - t * step)[0] > value and t > 1e-6:
+            t /= 2
+        theta = theta - t * step
+    raise AssertionError(f"no optimum reached: gradient {np.abs(g).max():.1e}")
 
 
 @pytest.mark.parametrize("name", ["margin", "entropy", "least_confidence"])
@@ -59,10 +101,15 @@ def test_laplace_samples_have_covariance_inverse_hessian_over_n():
     y = (X[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(int)
     head = LinearHead(l2=0.3).fit(X, y)
     samples = laplace_samples(head, X, 20000, np.random.default_rng(1))
-    curv = head.curvature(X)
-    # Directions that change no probability are not sampled: compare on the rest.
-    keep = np.eye(curv.size) - np.stack([curv.null_projection(e) for e in np.eye(curv.size)])
-    want = keep @ np.linalg.inv(curv.dense(null_weight=1.0)) @ keep / len(y)
+    # H: the Hessian of the objective by finite differences of its gradient, written
+    # here (not ralif's Curvature, which the sampler uses).
+    C, d = 2, 2
+    H = _fd_hessian(lambda t: _ridge_softmax(t, X, y, 0.3, C)[1], head.params_)
+    # Directions that change no probability (the same vector added to every class:
+    # 1 e_j^T for each feature and the bias) are not sampled: compare on the rest.
+    null = np.array([np.r_[np.tile(e[:d], C), np.full(C, e[d])] for e in np.eye(d + 1)])
+    keep = np.eye(H.shape[0]) - null.T @ np.linalg.solve(null @ null.T, null)
+    want = keep @ np.linalg.pinv(keep @ H @ keep) @ keep / len(y)
     got = np.cov(samples, rowvar=False)
     np.testing.assert_allclose(
         samples.mean(axis=0), head.params_, atol=0.05 * np.sqrt(np.diag(want)).max()
@@ -88,21 +135,34 @@ def test_badge_distances_equal_explicit_gradient_embeddings():
     assert got.tolist() == want.tolist()
 
 
-def test_isal_scores_are_influence_on_labeled_loss_under_pseudo_label(digits):
-    X, y_true = digits
-    y = partial_labels(y_true, 80)
-    strat = make_strategy("isal", l2=0.05)
-    picks = strat.select(X, y, 10)
-    lab, pool = y >= 0, y < 0
-    head = LinearHead(l2=0.05).fit(X[lab], y[lab])
-    delta = influence_matrix(head, X[lab], y[lab], X[pool], target="labeled")
-    pseudo = head.predict_proba(X[pool]).argmax(axis=1)
-    np.testing.assert_allclose(
-        strat.scores_, delta[np.arange(pool.sum()), pseudo], rtol=1e-6, atol=1e-12
-    )
-    assert (
-        picks.tolist() == strat.pool_index_[np.argsort(strat.scores_, kind="stable")[:10]].tolist()
-    )
+def test_isal_scores_are_influence_on_labeled_loss_under_pseudo_label():
+    # By brute force, without ralif's head or influence code: the score of pool item z
+    # is d/de of the mean labeled loss at the optimum of the objective with z added,
+    # under its pseudo label, at weight e (central differences of two refits).
+    rng = np.random.default_rng(3)
+    C, d, l2, eps = 3, 2, 0.05, 1e-3
+    y_lab = np.tile(np.arange(C), 5)
+    X_lab = np.array([[0.0, 2.0], [-2.0, -1.0], [2.0, -1.0]])[y_lab] + rng.normal(size=(15, d))
+    X_pool = 2.0 * rng.normal(size=(8, d))
+    theta = _minimize(lambda t: _ridge_softmax(t, X_lab, y_lab, l2, C), np.zeros(C * (d + 1)))
+    W, b = theta[: C * d].reshape(C, d), theta[C * d :]
+
+    def labeled_loss_with(z, label, e):
+        """The mean labeled loss at the optimum with (z, label) added at weight e."""
+        X_z, y_z, w = np.vstack([X_lab, z]), np.r_[y_lab, label], np.r_[np.ones(len(y_lab)), e]
+        theta_e = _minimize(lambda t: _ridge_softmax(t, X_z, y_z, l2, C, w), theta)
+        return _ridge_softmax(theta_e, X_lab, y_lab, 0.0, C)[0]
+
+    pseudo = (X_pool @ W.T + b).argmax(axis=1)
+    want = [
+        (labeled_loss_with(z, c, eps) - labeled_loss_with(z, c, -eps)) / (2 * eps)
+        for z, c in zip(X_pool, pseudo, strict=True)
+    ]
+    X, y = np.vstack([X_lab, X_pool]), np.r_[y_lab, np.full(len(X_pool), -1)]
+    strat = make_strategy("isal", l2=l2)
+    picks = strat.select(X, y, 3)
+    np.testing.assert_allclose(strat.scores_, want, rtol=1e-4, atol=1e-8)
+    assert picks.tolist() == (len(y_lab) + np.argsort(want)[:3]).tolist()  # largest drops
 
 
 def test_typiclust_picks_the_typical_point_of_each_uncovered_cluster():
@@ -219,19 +279,22 @@ def test_margin_kmeans_starts_at_the_most_uncertain_item_and_stays_in_the_candid
     assert set(picks.tolist()) <= set(order[:n_cand].tolist())
 
 
-def test_cluster_margin_picks_only_among_the_most_uncertain(digits):
-    from ralif.scores import margin
+def test_cluster_margin_picks_only_among_the_most_uncertain():
     from ralif.strategies import ClusterMargin
 
-    X, y = digits
-    y_part = partial_labels(y, 60, seed=2)
-    strat = ClusterMargin(l2=0.1, margin_multiple=3, random_state=0)
-    picks = strat.select(X, y_part, 10)
-    pool, lab = np.flatnonzero(y_part < 0), y_part >= 0
-    m = margin(LinearHead(l2=0.1).fit(X[lab], y_part[lab]).predict_proba(X[pool]))
-    most_uncertain = set(pool[np.argsort(m, kind="stable")[:30]].tolist())
-    assert set(picks.tolist()) <= most_uncertain
-    assert len(set(picks.tolist())) == 10
+    # The labeled items of _line_problem are symmetric (x -> -x swaps the classes), so
+    # the fitted logit difference is odd, a x, and the top-2 margin |2 sigmoid(a x) - 1|
+    # grows with |x|: the 2 x 3 most uncertain pool items are the six with |x| < 0.7,
+    # three pairs far apart, one pick from each pair.
+    X_line, y_line = _line_problem()
+    pairs = [[-0.62, -0.58], [-0.07, 0.03], [0.47, 0.51]]
+    pool_x = np.r_[np.ravel(pairs), -1.0, 1.3, -1.6, 1.9, 2.2, -2.4, 2.6]
+    X = np.r_[X_line[:6, 0], pool_x][:, None]
+    y = np.r_[y_line[:6], np.full(len(pool_x), -1)]
+    for seed in range(5):
+        strat = ClusterMargin(l2=0.1, margin_multiple=2, random_state=seed)
+        picks = strat.select(X, y, 3) - 6  # as positions in pool_x
+        assert sorted(p // 2 for p in picks) == [0, 1, 2], pool_x[picks]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from ralif.bench.suite_report import (
 )
 from ralif.data import rdata_files
 from ralif.data.suite import SUITE, SUITES, suite_members, tabular_features
+from tests.conftest import missing
 
 
 def _serialized(obj) -> bytes:
@@ -137,6 +138,10 @@ def test_real_r_data_packages_load():
     """The Debian packages' real files (installed by .ci/run) go through the reader."""
     from ralif.data import load_dataset
 
+    try:
+        rdata_files.package_data_dir("modeldata")
+    except RalifInputError as exc:
+        missing(str(exc))  # names the Debian package and scripts/suite_data.sh
     data = load_dataset("hpc")
     assert len(data.y) + len(data.y_test) == 4331  # hpc_data's documented size
     assert data.n_classes == 4

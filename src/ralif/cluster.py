@@ -86,7 +86,7 @@ def dask_client(spec: object) -> Iterator[object]:
         )
     _probe_scheduler(text)
     try:
-        client = distributed.Client(text, timeout="20s")
+        client = distributed.Client(text, timeout=f"{CONNECT_SECONDS:g}s")
     except (OSError, TimeoutError, ValueError) as exc:
         raise RalifInputError(f"cannot reach the dask scheduler at {text}: {exc}") from None
     try:
@@ -96,21 +96,29 @@ def dask_client(spec: object) -> Iterator[object]:
 
 
 PROBE_SECONDS = 5.0
-"""How long a scheduler's address may take to accept a TCP connection."""
+"""How long a scheduler's address may take to accept a TCP connection, and then to
+send its greeting (the default ``timeout`` of :func:`_probe_scheduler`)."""
+
+CONNECT_SECONDS = 20.0
+"""How long dask's client may take to connect once the probe has found a scheduler."""
 
 _TCP_SCHEMES = ("tcp", "tls", "ws", "wss")
 
 
-def _probe_scheduler(address: str) -> None:
+def _probe_scheduler(address: str, timeout: float | None = None) -> None:
     """Refuse at once a scheduler address where nothing accepts a connection.
 
-    dask retries a refused connection until its timeout (20 s here, 30 s by default);
-    one plain connection attempt tells a closed port or an unknown host in
-    milliseconds, and an address that drops packets in :data:`PROBE_SECONDS`.
+    dask retries a refused connection until its timeout (:data:`CONNECT_SECONDS` here,
+    30 s by default); one plain connection attempt tells a closed port or an unknown
+    host in milliseconds, and an address that drops packets in ``timeout`` seconds
+    (None: :data:`PROBE_SECONDS`), which also bounds the wait for the greeting.
     """
     import socket
 
     from distributed.comm.addressing import parse_address, parse_host_port
+
+    if timeout is None:
+        timeout = PROBE_SECONDS
 
     try:
         scheme, location = parse_address(address)
@@ -125,7 +133,7 @@ def _probe_scheduler(address: str) -> None:
             f"--dask {address!r} names no port: give the scheduler's, e.g. {scheme}://host:8786"
         ) from None
     try:
-        conn = socket.create_connection((host, port), timeout=PROBE_SECONDS)
+        conn = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as exc:
         raise RalifInputError(
             f"cannot reach the dask scheduler at {address}: host {host!r} is unknown "
@@ -138,7 +146,7 @@ def _probe_scheduler(address: str) -> None:
         ) from None
     except TimeoutError:
         raise RalifInputError(
-            f"cannot reach the dask scheduler at {address}: no answer within {PROBE_SECONDS:g} s"
+            f"cannot reach the dask scheduler at {address}: no answer within {timeout:g} s"
         ) from None
     except OSError as exc:
         raise RalifInputError(
@@ -146,7 +154,7 @@ def _probe_scheduler(address: str) -> None:
         ) from None
     with conn:
         if scheme == "tcp":  # behind tls or ws the greeting is not plain bytes
-            problem = _greeting_problem(conn)
+            problem = _greeting_problem(conn, timeout)
             if problem:
                 raise RalifInputError(
                     f"{address} is not a dask scheduler ({problem}); give the scheduler's "
@@ -158,7 +166,7 @@ _GREETING_BYTES = 1 << 16
 """The most a scheduler's greeting may take; a few dozen bytes in practice."""
 
 
-def _greeting_problem(conn) -> str | None:
+def _greeting_problem(conn, timeout: float) -> str | None:
     """What is wrong with the first message on a fresh connection, or None if it is
     a dask greeting.
 
@@ -166,11 +174,11 @@ def _greeting_problem(conn) -> str | None:
     uint64 byte count, a frame count, the frame sizes, then a msgpack map naming its
     Python version and pickle protocol). An HTTP server waits for a request instead,
     where dask's own client would wait for ever or read ``HTTP/1.1 4`` as the size of
-    a frame of exbibytes; here every read is bounded by :data:`PROBE_SECONDS`.
+    a frame of exbibytes; here all the reads together take at most ``timeout`` seconds.
     """
     import struct
 
-    deadline = time.monotonic() + PROBE_SECONDS
+    deadline = time.monotonic() + timeout
     data = b""
 
     def read_to(n: int) -> bool:
@@ -192,7 +200,7 @@ def _greeting_problem(conn) -> str | None:
     if not read_to(8):
         if data:
             return "its first message was cut short"
-        return f"it sent nothing within {PROBE_SECONDS:g} s of connecting, as a web server does"
+        return f"it sent nothing within {timeout:g} s of connecting, as a web server does"
     (size,) = struct.unpack("<Q", data[:8])
     if not 16 <= size <= _GREETING_BYTES:
         return "its first message is not a dask message"
