@@ -9,8 +9,17 @@ from sklearn.base import clone
 from ralif import LinearHead, RalifInputError
 from ralif.loop import initial_labeled_set, run_rounds
 from ralif.scores import margin
-from ralif.strategies import ALBL, BudgetSwitch, Margin, Random, RandomShare, TypiClust
-from tests.conftest import gaussian_blobs
+from ralif.strategies import (
+    ALBL,
+    BudgetSwitch,
+    DiversityFallbackWarning,
+    Margin,
+    Random,
+    RandomShare,
+    TypiClust,
+    make_strategy,
+)
+from tests.conftest import gaussian_blobs, partial_labels
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +139,41 @@ def test_the_loop_keeps_one_albl_across_rounds_and_replays_it_to_resume():
     with pytest.raises(RalifInputError, match="replaying round 1"):
         wrong = [first[0].picks, first[2].picks, first[1].picks]
         list(run_rounds(*args, 4, l2=0.1, done=wrong))
+
+
+@pytest.mark.parametrize("inner", ["ralif", "badge", "coreset", "margin"])
+def test_subsample_in_memory_picks_what_the_streamed_cap_picks(digits, inner):
+    from ralif.strategies import SubSample
+    from ralif.streaming import streamed_select
+
+    X, y_true = digits
+    y = partial_labels(y_true, 60, seed=2)
+    part = make_strategy(inner, **({} if inner == "coreset" else {"l2": 0.1}))
+    cap = 30 if inner == "ralif" else 150  # RALIF's own candidates number 40
+    capped = SubSample(part, max_candidates=cap, random_state=4)
+    picks = capped.select(X, y, 20)
+    streamed = streamed_select(X, y, 20, part, random_state=4, max_candidates=cap, block_rows=200)
+    assert picks.tolist() == streamed.picks.tolist()
+    if inner != "margin":  # margin reads no candidates: the cap changes nothing
+        assert streamed.capped
+    # Below the cap the picks are the strategy's own.
+    wide = SubSample(part, max_candidates=10_000, random_state=4).select(X, y, 20)
+    assert wide.tolist() == clone(part).set_params(random_state=4).select(X, y, 20).tolist()
+
+
+def test_subsample_caps_ralifs_candidates_at_its_best_by_score(digits):
+    from ralif.strategies import RALIF, SubSample
+
+    X, y_true = digits
+    y = partial_labels(y_true, 60, seed=2)
+    capped = SubSample(RALIF(l2=0.1, n_candidates=0.2), max_candidates=30, random_state=0)
+    capped.select(X, y, 10)
+    whole = RALIF(l2=0.1, n_candidates=0.2, random_state=0)
+    whole.select(X, y, 10)
+    # The cap keeps the first 30 of the same candidates, best first.
+    assert capped.strategy_.candidates_.tolist() == whole.candidates_[:30].tolist()
+    with pytest.raises(RalifInputError, match="writes its own query"):
+        SubSample(make_strategy("typiclust")).select(X, y, 5)
+    with pytest.warns(DiversityFallbackWarning):  # one class: the part's own fallback
+        picks = SubSample(RALIF(l2=0.1), random_state=0).select(X, np.where(y == 3, 3, -1), 5)
+    assert len(set(picks.tolist())) == 5

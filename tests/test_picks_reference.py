@@ -31,7 +31,8 @@ def test_picks_equal_the_recorded_reference():
     )
     now = json.loads(out.stdout)
     for kind in ("memory", "shards"):
-        assert sorted(now[kind]) == sorted(reference[kind]), kind  # the same strategies
+        # Every recorded strategy still runs (a strategy added since has no reference).
+        assert set(reference[kind]) <= set(now[kind]), kind
         differ = [k for k in reference[kind] if now[kind][k] != reference[kind][k]]
         assert differ == [], f"{kind}: other picks from {', '.join(differ)}"
     # Every strategy that streams picks the same from shards as in memory.

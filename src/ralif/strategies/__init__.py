@@ -26,7 +26,7 @@ from ralif.strategies.baselines import (
     RandomFallbackWarning,
     TypiClust,
 )
-from ralif.strategies.composite import ALBL, BudgetSwitch, RandomShare
+from ralif.strategies.composite import ALBL, BudgetSwitch, RandomShare, SubSample
 from ralif.strategies.network import MCDropoutBALD, MCDropoutEntropy
 from ralif.strategies.ralif import RALIF, DiversityFallbackWarning
 
@@ -47,6 +47,7 @@ _CLASSES: tuple[type[Strategy], ...] = (
     ClusterMargin,
     RandomShare,
     BudgetSwitch,
+    SubSample,
     ALBL,
 )
 
@@ -217,6 +218,7 @@ __all__ = [
     "RandomFallbackWarning",
     "RandomShare",
     "Strategy",
+    "SubSample",
     "TypiClust",
     "make_strategy",
     "parse_spec",

@@ -1,5 +1,5 @@
-"""Strategies made of strategies: a random share of each batch, a switch by budget, and
-an online choice among strategies (Active Learning by Learning).
+"""Strategies made of strategies: a random share of each batch, a switch by budget, an
+online choice among strategies (Active Learning by Learning), and the candidate cap.
 
 Each takes its parts as strategy objects (any :class:`~ralif.Strategy`, a user's own
 too), calls their public :meth:`~ralif.Strategy.select` with the model it was given, and
@@ -14,11 +14,11 @@ from typing import ClassVar
 import numpy as np
 from sklearn.base import clone
 
-from ralif._params import Anything, Constraint, RandomState, Real
+from ralif._params import POSITIVE_INT, Anything, Constraint, RandomState, Real
 from ralif._validation import RalifInputError
 from ralif.strategies.base import Strategy
 
-__all__ = ["ALBL", "BudgetSwitch", "RandomShare"]
+__all__ = ["ALBL", "BudgetSwitch", "RandomShare", "SubSample"]
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -330,3 +330,80 @@ class ALBL(_Composite):
         self.log_weights_ = self.log_weights_.copy()
         self.log_weights_[self.arm_] += self.learning_rate * reward / self.probabilities_[self.arm_]
         self.last_reward_ = reward
+
+
+class SubSample(_Composite):
+    """A strategy whose diversity step reads at most ``max_candidates`` pool items.
+
+    The candidate cap of a query over a pool too large to hold its candidates'
+    features, in memory as streamed (:func:`ralif.streaming.streamed_select` applies the
+    same cap): RALIF keeps its best ``max_candidates`` candidates by score; BADGE and
+    core-set, whose diversity step runs over the whole pool, run it over a uniform
+    sample of ``max_candidates`` pool items, drawn with the query's seed. Never fewer
+    than the budget. Below the cap the picks are the strategy's own.
+
+    Parameters
+    ----------
+    strategy : Strategy or None, default=None
+        A strategy written as a plan over a pool (:meth:`ralif.Strategy.plan`;
+        ``None``: RALIF with its defaults).
+    max_candidates : int, default=20000
+        The cap.
+    random_state : None, int or Generator
+
+    Attributes
+    ----------
+    strategy_ : Strategy
+        The copy of ``strategy`` that picked (its ``scores_``, ``head_``...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import RALIF, SubSample
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(400, 4)); y = np.full(400, -1); y[:20] = [0, 1] * 10
+    >>> capped = SubSample(RALIF(l2=0.1), max_candidates=12, random_state=0)
+    >>> picks = capped.select(X, y, 10)
+    >>> len(capped.strategy_.candidates_)
+    12
+    """
+
+    name = "subsample"
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "strategy": Anything(),
+        "max_candidates": POSITIVE_INT,
+        "random_state": RandomState(),
+    }
+
+    def __init__(
+        self,
+        strategy: Strategy | None = None,
+        max_candidates: int = 20_000,
+        random_state: object = None,
+    ) -> None:
+        self.strategy = strategy
+        self.max_candidates = max_candidates
+        self.random_state = random_state
+
+    def plan(self, q, model):
+        part = _part(self.strategy, _default_ralif(), "strategy")
+        if type(part).plan is Strategy.plan or type(part).query is not Strategy.query:
+            raise RalifInputError(
+                f"SubSample caps a strategy written as a plan over a pool; "
+                f"{type(part).__name__} writes its own query"
+            )
+        cap = max(int(self.max_candidates), q.budget)
+        q.max_candidates = cap if q.max_candidates is None else min(q.max_candidates, cap)
+        part.set_params(random_state=self.random_state)
+        part.model_ = None
+        if part.needs_model and len(np.unique(q.y_labeled)) < 2:
+            q.strat = part  # the part's own answer to a model it cannot fit
+            picks, scores = q.too_few_classes()
+        elif part.needs_model:
+            part.model_ = part._fitted_model(model, q.X_labeled, q.y_labeled)
+            picks, scores = part.plan(q, part.model_)
+        else:
+            picks, scores = part.plan(q, None)
+        part.pool_index_, part.scores_, part.picks_ = q.pool, scores, picks
+        self.strategy_ = part
+        return picks, scores
