@@ -48,8 +48,7 @@ def pca_features(
     The components keep their relative variances (no whitening), scaled together to
     unit mean variance: whitening would give the weakest, noisiest components as much
     weight in distances as the strongest, which misleads every distance-based selector
-    (measured on Fashion-MNIST PCA-64: random sampling's AUBC 75.3 % whitened,
-    77.4 % not; core-set 49.8 % vs 62.0 %).
+    (benchmarks/results/pca-whitening.md).
 
     Returns float32 arrays.
     """

@@ -14,7 +14,7 @@ from ralif._validation import RalifInputError
 
 
 class SmallCNN(nn.Module):
-    """Two conv blocks and a 128-unit layer: fast on CPU, ~90 % on Fashion-MNIST.
+    """Two conv blocks and a 128-unit layer, small enough to train on a CPU each round.
 
     Parameters
     ----------
