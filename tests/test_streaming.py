@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 import ralif
 from ralif import RALIF, RalifInputError
 from ralif._params import Anything
-from ralif.sources import ArrayPool
+from ralif.sources import ArrayPool, open_pool
 from ralif.strategies import Margin
 from ralif.streaming import streamed_select
 from tests.conftest import gaussian_blobs, require
@@ -325,7 +325,7 @@ def test_every_strategy_with_a_plan_streams_and_no_other():
 
     assert set(streamable()) == {
         "ralif", "ralif_influence", "random", "margin", "entropy", "least_confidence",
-        "badge", "coreset",
+        "badge", "coreset", "subsample",
     }  # fmt: skip
     assert all(STRATEGIES[n][0].plan is not ralif.Strategy.plan for n in streamable())
     assert isinstance(check_streamable(RALIF(score="authors")), RALIF)
@@ -370,3 +370,26 @@ def test_labeled_features_handed_in_are_not_read_again(data):
     assert src.taken == got.n_candidates  # only the candidates, by index
     with pytest.raises(RalifInputError, match="X_labeled must hold the 80 labeled items"):
         streamed_select(X, y, BUDGET, l2=0.05, X_labeled=X[labeled[:-1]])
+
+
+def test_select_reads_a_path_by_the_one_rule(data, tmp_path):
+    from ralif.sources import stream_reason
+
+    X, y = data
+    for k, part in enumerate(np.array_split(X, 3)):
+        np.save(tmp_path / f"part-{k}.npy", part)
+    np.save(tmp_path / "X.npy", X)
+    want = ralif.select(X, y, BUDGET, l2=0.05, random_state=0)
+    # A folder of shards is streamed, a file that fits is read whole: the same picks.
+    assert stream_reason(str(tmp_path)) == "a folder or glob of shards"
+    assert stream_reason(str(tmp_path / "X.npy")) is None
+    assert stream_reason(X) is None and stream_reason(open_pool(X)) == "a pool source"
+    shards = sorted(str(p) for p in tmp_path.glob("part-*.npy"))
+    glob = str(tmp_path / "part-*.npy")
+    assert ralif.select(glob, y, BUDGET, l2=0.05, random_state=0).tolist() == want.tolist()
+    whole = ralif.select(str(tmp_path / "X.npy"), y, BUDGET, l2=0.05, random_state=0)
+    assert whole.tolist() == want.tolist() and len(shards) == 3
+    held = np.arange(0, len(y), 7)
+    kept = ralif.select(X, y, BUDGET, l2=0.05, random_state=0, exclude=held)
+    streamed = ralif.select(glob, y, BUDGET, l2=0.05, random_state=0, exclude=held)
+    assert streamed.tolist() == kept.tolist() and not set(held) & set(streamed.tolist())

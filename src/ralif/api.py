@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ralif.strategies import Strategy, make_strategy
@@ -22,13 +24,14 @@ def select(
 
     Parameters
     ----------
-    X : array-like of shape (N, d)
+    X : array-like of shape (N, d), or a path
         Features of all items (e.g. embeddings from a frozen encoder). float32 input
-        stays float32 throughout. A ``dask.array`` or a :class:`ralif.sources.PoolSource`
-        (``ralif.sources.open_pool('shards/*.npy')``) is streamed: read in blocks, never
-        whole, on the dask client's workers when one is running (see
+        stays float32 throughout. A ``dask.array``, a :class:`ralif.sources.PoolSource`,
+        a folder or glob of ``.npy`` shards, or a file too large for memory is streamed
+        (:func:`ralif.sources.stream_reason`, the rule every front end follows): read in
+        blocks, never whole, on the dask client's workers when one is running (see
         :func:`ralif.streaming.streamed_select` for the candidate cap and the strategies
-        that stream).
+        that stream). A features file that fits is read whole.
     y : array-like of shape (N,)
         Integer class labels; ``-1`` marks unlabeled items (scikit-learn's
         semi-supervised convention).
@@ -64,21 +67,31 @@ def select(
     >>> ralif.select(X, y, budget=5, l2=0.1, random_state=0).shape
     (5,)
     """
-    from ralif.sources import PoolSource, is_dask_array
+    from ralif.sources import stream_reason
 
-    if is_dask_array(X) or isinstance(X, PoolSource):
-        # A pool that may not fit in memory: read in blocks (on the dask client's
-        # workers when there is one), never whole.
-        from ralif._validation import check_exclude
-        from ralif.cluster import default_client
-        from ralif.streaming import streamed_select
+    if stream_reason(X):
+        return _select_streamed(X, y, budget, strategy, random_state, model, exclude, params)
+    if isinstance(X, (str, os.PathLike)):  # a features file that fits in memory
+        from ralif.io import load_features
 
-        client = default_client() if is_dask_array(X) else None
-        rows = None if exclude is None else check_exclude(exclude, int(X.shape[0]))
-        query = streamed_select(
-            X, y, budget, strategy, random_state, model=model, client=client, rows=rows, **params
-        )
-        return query.picks
+        X = load_features(X)
     return make_strategy(strategy, random_state=random_state, **params).select(
         X, y, budget, model=model, exclude=exclude
     )
+
+
+def _select_streamed(X, y, budget, strategy, random_state, model, exclude, params) -> np.ndarray:
+    """A pool that may not fit in memory: read in blocks (on the dask client's workers
+    when there is one), never whole."""
+    from ralif._validation import check_exclude
+    from ralif.cluster import default_client
+    from ralif.sources import is_dask_array, open_pool
+    from ralif.streaming import streamed_select
+
+    source = open_pool(X)
+    client = default_client() if is_dask_array(X) else None
+    rows = None if exclude is None else check_exclude(exclude, source.n_rows)
+    query = streamed_select(
+        source, y, budget, strategy, random_state, model=model, client=client, rows=rows, **params
+    )
+    return query.picks

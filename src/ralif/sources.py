@@ -794,16 +794,16 @@ def is_pool_spec(spec: object) -> bool:
 def stream_reason(spec: object) -> str | None:
     """Why the features named by ``spec`` are read in blocks, or None to read them whole.
 
-    The one rule every front end follows (``select``, sessions, the benchmark): a folder
-    or glob of shards is always streamed, and so is a single ``.npy`` or ``.parquet``
-    file too large for memory (:func:`ralif._files.max_array_bytes`), which would otherwise
-    be refused.
+    The one rule every front end follows (:func:`ralif.select`, ``ralif select``,
+    sessions): a pool source or a dask array is streamed, a folder or glob of shards too,
+    and so is a single ``.npy`` or ``.parquet`` file too large for memory
+    (:func:`ralif._files.max_array_bytes`), which would otherwise be refused; an array
+    in memory, or a file that fits, is read whole.
 
     Parameters
     ----------
     spec : object
-        A ``--features`` argument: a path, a glob, or an array-like (never streamed
-        here; :func:`ralif.select` decides for those).
+        Features: a path, a glob, a pool source, or an array-like.
 
     Returns
     -------
@@ -816,6 +816,10 @@ def stream_reason(spec: object) -> str | None:
     >>> stream_reason("no-such-file.npy") is None
     True
     """
+    if isinstance(spec, PoolSource):
+        return "a pool source"
+    if is_dask_array(spec):
+        return "a dask array"
     if is_pool_spec(spec):
         return "a folder or glob of shards"
     if not isinstance(spec, (str, os.PathLike)):
