@@ -188,6 +188,13 @@ class PoolQuery:
         with self.timed("read candidates"):
             return self.source.take(self.pool[positions])
 
+    def capped_candidates(self, positions: np.ndarray) -> np.ndarray:
+        """Candidates ordered best first, the first ``max_candidates`` of them past the cap."""
+        if self.max_candidates is not None and len(positions) > self.max_candidates:
+            self.capped = True
+            return positions[: self.max_candidates]
+        return positions
+
     def sample(self) -> np.ndarray:
         """Positions of the pool whose features the diversity step reads: all, or a
         uniform sample of ``max_candidates`` (the cap)."""

@@ -9,11 +9,17 @@ import numpy as np
 
 from ralif._devices import block_device
 from ralif._params import CANDIDATE_SIZE, L2, CallableOrNone, Constraint, Integer, RandomState, Real
-from ralif._softmax import logits, softmax_inplace
+from ralif._softmax import logits, softmax_inplace, split_params
 from ralif._validation import RalifInputError
 from ralif.classifier import influence_head
 from ralif.head import LinearHead
-from ralif.influence import InfluenceSettings, pool_influence, row_blocks
+from ralif.influence import (
+    InfluenceSettings,
+    PoolInfluence,
+    row_blocks,
+    scores_block,
+    solve_target_direction,
+)
 from ralif.posterior import laplace_samples, sample_heads
 from ralif.scores import entropy, least_confidence, margin, mutual_information
 from ralif.selectors import (
@@ -67,6 +73,20 @@ def pool_proba(model: object, X: np.ndarray, pool: np.ndarray) -> np.ndarray:
 def measure_block(block: np.ndarray, device: str, model: object, measure: Callable):
     """An uncertainty ``measure`` of the model's probabilities, per item."""
     return {"score": measure(proba_block(block, device, model))}, {}
+
+
+def mutual_information_block(block: np.ndarray, device: str, W_all, b_all, n_samples: int):
+    """BALD's mutual information per item, from ``n_samples`` heads stacked in ``W_all``."""
+    C = W_all.shape[0] // n_samples
+    Z = logits(block, W_all, b_all).reshape(len(block), n_samples, C)
+    return {
+        "score": mutual_information(softmax_inplace(Z.transpose(1, 0, 2).astype(np.float64)))
+    }, {}
+
+
+def pseudo_label_delta(infl: PoolInfluence) -> np.ndarray:
+    """Each item's influence under its pseudo label (ISAL's score)."""
+    return infl.delta[np.arange(len(infl.proba)), infl.proba.argmax(axis=1)]
 
 
 def badge_norms_block(block: np.ndarray, device: str, model: object):
@@ -186,13 +206,14 @@ class MarginKMeans(_ModelStrategy):
         self.n_candidates = n_candidates
         self.random_state = random_state
 
-    def query(self, model, X, y, pool, budget, rng):
-        scores = margin(pool_proba(model, X, pool))
-        cand = candidate_set(scores, candidate_share(self.n_candidates, budget, len(pool)), budget)
+    def plan(self, q, model):
+        scores = q.map(measure_block, model, margin)[0]["score"]
+        share = candidate_share(self.n_candidates, q.budget, len(q.pool))
+        cand = q.capped_candidates(candidate_set(scores, share, q.budget))
         rows = kmeans_pp_select(
-            X[pool[cand]], budget, first=0, X_reference=X[y >= 0], random_state=rng
+            q.take(cand), q.budget, first=0, X_reference=q.X_labeled, random_state=q.rng
         )
-        return pool[cand[rows]], scores
+        return q.pool[cand[rows]], scores
 
 
 class ClusterMargin(_ModelStrategy):
@@ -226,12 +247,12 @@ class ClusterMargin(_ModelStrategy):
         self.margin_multiple = margin_multiple
         self.random_state = random_state
 
-    def query(self, model, X, y, pool, budget, rng):
-        scores = margin(pool_proba(model, X, pool))
-        n_cand = min(len(pool), int(np.ceil(self.margin_multiple * budget)))
-        cand = top_k(scores, n_cand, largest=False)
-        rows = cluster_round_robin_select(X[pool[cand]], budget, budget, random_state=rng)
-        return pool[cand[rows]], scores
+    def plan(self, q, model):
+        scores = q.map(measure_block, model, margin)[0]["score"]
+        n_cand = min(len(q.pool), int(np.ceil(self.margin_multiple * q.budget)))
+        cand = q.capped_candidates(top_k(scores, n_cand, largest=False))
+        rows = cluster_round_robin_select(q.take(cand), q.budget, q.budget, random_state=q.rng)
+        return q.pool[cand[rows]], scores
 
 
 class LeastConfidence(_UncertaintyStrategy):
@@ -281,19 +302,13 @@ class BALD(_ModelStrategy):
         self.n_samples = n_samples
         self.random_state = random_state
 
-    def query(self, model, X, y, pool, budget, rng):
-        labeled = np.flatnonzero(y >= 0)
-        head = influence_head(model, X[labeled], y[labeled])
-        samples = sample_heads(laplace_samples(head, X[labeled], int(self.n_samples), rng), head)
-        C = len(head.classes_)
+    def plan(self, q, model):
+        head = influence_head(model, q.X_labeled, q.y_labeled)
+        samples = sample_heads(laplace_samples(head, q.X_labeled, int(self.n_samples), q.rng), head)
         W_all = np.concatenate([W for W, _ in samples])  # (S*C, d): all samples in one pass
         b_all = np.concatenate([b for _, b in samples]) if head.fit_intercept else None
-        scores = np.empty(len(pool))
-        for sl, block in row_blocks(X, pool):
-            Z = logits(block, W_all, b_all).reshape(len(block), len(samples), C)
-            P = softmax_inplace(Z.transpose(1, 0, 2).astype(np.float64))
-            scores[sl] = mutual_information(P)
-        return pool[top_k(scores, budget)], scores
+        scores = q.map(mutual_information_block, W_all, b_all, len(samples))[0]["score"]
+        return q.pool[top_k(scores, q.budget)], scores
 
 
 class CoreSet(Strategy):
@@ -401,13 +416,19 @@ class ISAL(_ModelStrategy):
         self.damping = damping
         self.random_state = random_state
 
-    def query(self, model, X, y, pool, budget, rng):
-        labeled = np.flatnonzero(y >= 0)
-        head = influence_head(model, X[labeled], y[labeled])
+    def plan(self, q, model):
+        XL, yL = q.X_labeled, q.y_labeled
+        head = influence_head(model, XL, yL)
         settings = InfluenceSettings(target="labeled", damping=self.damping)
-        infl = pool_influence(head, X[labeled], y[labeled], X, pool, settings)
-        scores = infl.delta[np.arange(len(pool)), infl.proba.argmax(axis=1)]
-        return pool[top_k(scores, budget, largest=False)], scores
+        # The labeled loss is the target: no pass over the pool before the solve.
+        C, d = head.coef_.shape
+        none = (np.zeros((C, d)), np.zeros(C), 0.0, 0.0)
+        s, _, loss, n_target = solve_target_direction(head, XL, yL, *none, settings)
+        S_W, s_b = split_params(s, C, d, head.fit_intercept)
+        b = head.intercept_ if head.fit_intercept else None
+        args = (head.coef_, b, S_W, s_b, XL.shape[0], 0.0, loss / n_target, pseudo_label_delta)
+        scores = q.map(scores_block, *args)[0]["score"]
+        return q.pool[top_k(scores, q.budget, largest=False)], scores
 
 
 class TypiClust(Strategy):

@@ -292,9 +292,7 @@ class RALIF(Strategy):
             args = (W, b, S_W, s_b, n, shift, loss / n_target, self._score)
             scored, _ = q.map(scores_block, *args, check=False)
         scores = scored["score"]
-        cand = self.candidate_positions(scores, per_item["margin"], q.budget)
-        if q.max_candidates is not None and len(cand) > q.max_candidates:
-            cand, q.capped = cand[: q.max_candidates], True
+        cand = q.capped_candidates(self.candidate_positions(scores, per_item["margin"], q.budget))
         self.head_, self.candidates_ = head, cand
         self.target_loss_, self.solve_ = loss / n_target, info
         if self.diversity == "none":
