@@ -4,7 +4,7 @@ Run:
   OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_cap.py --dataset fashion-mnist \\
       --pool-size 20000 --seeds 3 --rounds 8 --init 100 --budget 100 --caps 100,300,1000
 
-RALIF in memory against the same RALIF through :func:`ralif.streaming.streamed_select`
+RALIF in memory against the same RALIF through :func:`ralif.pools.streaming.streamed_select`
 with ``max_candidates`` = each cap (its candidates are then the best ``cap`` by score
 instead of the best ``rho N``), plus random. Same seeds, initial sets and evaluated model
 as ``ralif bench`` (``ralif.loop.run_rounds``). Prints the AUBC (mean test accuracy over
@@ -26,7 +26,7 @@ from ralif._params import L2, Integer, RandomState
 from ralif.data import load_dataset
 from ralif.head import LinearHead
 from ralif.loop import initial_labeled_set, run_rounds
-from ralif.streaming import streamed_select
+from ralif.pools.streaming import streamed_select
 
 
 class StreamedRALIF(Strategy):

@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 CHILD = """
 import sys, numpy as np
 from ralif.io import load_features
-from ralif.sources import open_pool
+from ralif.pools.sources import open_pool
 from ralif._validation import RalifInputError
 
 def hwm():

@@ -12,7 +12,7 @@ that its peak resident memory (VmHWM) is its own. In that process:
 
   floor  one read of the pool plus one pool-by-weights product (block @ W.T, W of C x d),
          with plain file reads of the shards: what any query must at least do;
-  query  ralif.streaming.streamed_select with RALIF's defaults (l2 fixed at 0.01, so
+  query  ralif.pools.streaming.streamed_select with RALIF's defaults (l2 fixed at 0.01, so
          that the head's cross-validation is not timed), reading the same shards.
 
 The floor is measured before and after the query; the smaller is reported. Both read the
@@ -133,18 +133,18 @@ def peak_rss_mib() -> float:
 
 
 def child(folder: Path, dask_workers: int) -> dict:
-    from ralif.streaming import streamed_select
+    from ralif.pools.streaming import streamed_select
 
     y = np.load(folder / "labels.npy")
     pattern = str(folder / "part-*.npy")
     out = {"n": len(y)}
     floors = [floor_seconds(folder)]
     if dask_workers:
-        from ralif.cluster import dask_client
+        from ralif.pools.cluster import dask_client
 
         with dask_client(f"local:{dask_workers}") as client:
             # Workers import ralif on their first task: done before the clock starts.
-            client.run(importlib.import_module, "ralif.streaming")
+            client.run(importlib.import_module, "ralif.pools.streaming")
             t = time.perf_counter()
             q = streamed_select(pattern, y, BUDGET, random_state=0, l2=0.01, client=client)
             out["query_s"] = time.perf_counter() - t

@@ -47,7 +47,7 @@ def pool(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def agreement() -> bool:
-    from ralif.streaming import streamed_select
+    from ralif.pools.streaming import streamed_select
 
     X, y = pool(50_000, seed=1)
     ok = True
@@ -84,7 +84,7 @@ def agreement() -> bool:
 
 
 def speed(sizes: list[int]) -> None:
-    from ralif.streaming import streamed_select
+    from ralif.pools.streaming import streamed_select
 
     print("2. streamed RALIF query, pool in memory, d=768, C=10, 1,000 labeled, budget 1,000")
     for n in sizes:

@@ -10,7 +10,7 @@ Every strategy class of ``ralif.strategies`` (found by its ``name``, so the scri
 older revisions too) picks 20 of digits' pool with 60 labels (seed 0, ridge 0.1 where the
 strategy takes one), with its defaults; RALIF also with the variants below. The strategies
 that can stream also pick from the same rows saved as four ``.npy`` shards and read in
-blocks of 97 rows (``ralif.streaming.streamed_select``). Strategies that need a network
+blocks of 97 rows (``ralif.pools.streaming.streamed_select``). Strategies that need a network
 are left out (they sample a network no fixed features come with).
 """
 
@@ -73,8 +73,8 @@ def main() -> None:
     ap.add_argument("--out", default="-")
     args = ap.parse_args()
     X, y = problem()
-    import ralif.streaming as streaming
-    from ralif.streaming import streamed_select
+    import ralif.pools.streaming as streaming
+    from ralif.pools.streaming import streamed_select
 
     if hasattr(streaming, "streamable"):
         STREAMABLE = streaming.streamable()

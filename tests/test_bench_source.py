@@ -11,7 +11,7 @@ import pytest
 
 from ralif.cli import main
 from ralif.data.pools import pool_split
-from ralif.sources import PoolSource
+from ralif.pools.sources import PoolSource
 from tests.conftest import gaussian_blobs, require
 
 N, D, TEST = 600, 8, 100

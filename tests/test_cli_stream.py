@@ -7,7 +7,7 @@ import pytest
 
 import ralif
 from ralif.cli import main
-from ralif.sources import open_pool
+from ralif.pools.sources import open_pool
 from tests.conftest import require
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ralif import RalifInputError
-from ralif.cluster import dask_client
-from ralif.streaming import streamed_select
+from ralif.pools.cluster import dask_client
+from ralif.pools.streaming import streamed_select
 from tests.conftest import require
 
 N = 3000
@@ -156,7 +156,7 @@ def test_select_with_a_closed_scheduler_port_exits_2_at_once_naming_it(
 
 def test_ralif_select_of_a_dask_array_runs_on_the_open_client(client, shards):
     import ralif
-    from ralif.cluster import default_client
+    from ralif.pools.cluster import default_client
 
     da = require("dask.array")
     _, X, y = shards
@@ -241,7 +241,7 @@ SILENT_SECONDS = 0.05
     ],
 )
 def test_the_first_message_on_a_connection_is_judged_as_a_dask_greeting(first, problem):
-    from ralif.cluster import _greeting_problem
+    from ralif.pools.cluster import _greeting_problem
 
     here, there = socket.socketpair()
     with here, there:
@@ -265,8 +265,8 @@ def test_the_first_message_on_a_connection_is_judged_as_a_dask_greeting(first, p
 def test_an_address_that_is_not_a_dask_scheduler_is_refused_in_one_line(
     greeting, problem, monkeypatch, tmp_path, capsys, no_dask_client
 ):
-    from ralif import cluster
     from ralif.cli import main
+    from ralif.pools import cluster
 
     # A silent peer is waited out for the injected timeout; one that sends is judged on
     # what it sent, however long that takes to arrive.
@@ -288,7 +288,7 @@ def test_an_address_that_is_not_a_dask_scheduler_is_refused_in_one_line(
 
 def test_the_probe_waits_for_a_greeting_as_long_as_it_is_told(monkeypatch, hang_guard):
     require("distributed")
-    from ralif import cluster
+    from ralif.pools import cluster
 
     # Were the given timeout ignored, the default would keep it waiting past the guard.
     monkeypatch.setattr(cluster, "PROBE_SECONDS", 10.0 * HANG_SECONDS)

@@ -143,8 +143,8 @@ def test_the_loop_keeps_one_albl_across_rounds_and_replays_it_to_resume():
 
 @pytest.mark.parametrize("inner", ["ralif", "badge", "coreset", "margin"])
 def test_subsample_in_memory_picks_what_the_streamed_cap_picks(digits, inner):
+    from ralif.pools.streaming import streamed_select
     from ralif.strategies import SubSample
-    from ralif.streaming import streamed_select
 
     X, y_true = digits
     y = partial_labels(y_true, 60, seed=2)

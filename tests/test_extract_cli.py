@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ralif.cli import main
-from ralif.sources import open_pool
+from ralif.pools.sources import open_pool
 from tests.conftest import require
 
 torch = require("torch")

@@ -30,7 +30,7 @@ import pytest
 
 from ralif import RalifInputError
 from ralif.io import feature_rows, load_features, load_labels
-from ralif.sources import open_pool
+from ralif.pools.sources import open_pool
 from tests.conftest import require
 
 hypothesis = require("hypothesis")

@@ -481,7 +481,7 @@ def _npy_with_shape(path, shape_text: bytes) -> None:
 
 @pytest.mark.parametrize("shape", [b"(-5, 3)", b"(5, -3)"])
 def test_a_negative_size_in_an_npy_header_is_called_corrupt_everywhere(tmp_path, shape):
-    from ralif.sources import open_pool
+    from ralif.pools.sources import open_pool
 
     _npy_with_shape(tmp_path / "X.npy", shape)
     with zipfile.ZipFile(tmp_path / "X.npz", "w") as z:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from ralif import RalifInputError
-from ralif.sources import ArrayPool, NpyShards, ParquetPool, open_pool
-from ralif.streaming import streamed_select
+from ralif.pools.sources import ArrayPool, NpyShards, ParquetPool, open_pool
+from ralif.pools.streaming import streamed_select
 from tests.conftest import require
 
 
@@ -225,7 +225,7 @@ def test_integer_shards_are_read_as_float64(tmp_path):
 
 
 def test_a_file_named_like_a_glob_is_that_file(tmp_path, pool_X):
-    from ralif.sources import is_pool_spec
+    from ralif.pools.sources import is_pool_spec
 
     path = tmp_path / "emb[1].npy"
     np.save(path, pool_X)

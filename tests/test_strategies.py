@@ -319,7 +319,7 @@ def test_every_strategy_never_picks_an_excluded_item_and_ignores_it(digits, name
 
 
 def test_a_streamed_selection_excludes_the_same_items(digits):
-    from ralif.sources import open_pool
+    from ralif.pools.sources import open_pool
 
     X, y_true = digits
     y = partial_labels(y_true, 60, seed=1)

@@ -12,9 +12,9 @@ from sklearn.exceptions import ConvergenceWarning
 import ralif
 from ralif import RALIF, RalifInputError
 from ralif._params import Anything
-from ralif.sources import ArrayPool, open_pool
+from ralif.pools.sources import ArrayPool, open_pool
+from ralif.pools.streaming import streamed_select
 from ralif.strategies import Margin
-from ralif.streaming import streamed_select
 from tests.conftest import gaussian_blobs, require
 
 N, BUDGET = 2500, 15
@@ -220,7 +220,7 @@ def test_a_dask_array_gives_the_in_memory_picks(data):
 
 def test_the_torch_device_computes_the_numpy_device_products():
     require("torch")
-    from ralif._devices import NumpyDevice, TorchDevice
+    from ralif.pools.devices import NumpyDevice, TorchDevice
 
     rng = np.random.default_rng(0)
     block = rng.normal(size=(50, 7)).astype(np.float32)
@@ -242,8 +242,8 @@ def test_the_torch_device_computes_the_numpy_device_products():
 @pytest.mark.parametrize("strategy", ["ralif", "margin", "badge"])
 def test_a_query_through_the_torch_device_picks_what_numpy_picks(data, monkeypatch, strategy):
     require("torch")
-    import ralif._devices as devices
-    import ralif.streaming as streaming
+    import ralif.pools.devices as devices
+    import ralif.pools.streaming as streaming
 
     X, y = data
     want = streamed_select(X, y, BUDGET, strategy, l2=0.05, random_state=0).picks
@@ -320,8 +320,8 @@ def test_nan_reaching_the_second_pass_unscanned_is_still_named(data):
 
 
 def test_every_strategy_with_a_plan_streams_and_no_other():
+    from ralif.pools.streaming import check_streamable, streamable
     from ralif.strategies import STRATEGIES, Margin
-    from ralif.streaming import check_streamable, streamable
 
     assert set(streamable()) == {
         "ralif", "ralif_influence", "random", "margin", "entropy", "least_confidence",
@@ -346,7 +346,7 @@ def test_every_strategy_with_a_plan_streams_and_no_other():
 
 
 def test_results_not_finite_from_finite_features_are_an_error():
-    from ralif.sources import checked_results
+    from ralif.pools.sources import checked_results
 
     reread = []
     ok = {"score": np.array([1.0, 2.0])}
@@ -373,7 +373,7 @@ def test_labeled_features_handed_in_are_not_read_again(data):
 
 
 def test_select_reads_a_path_by_the_one_rule(data, tmp_path):
-    from ralif.sources import stream_reason
+    from ralif.pools.sources import stream_reason
 
     X, y = data
     for k, part in enumerate(np.array_split(X, 3)):

@@ -1,6 +1,6 @@
 """Files at the lowest level: the memory cap on arrays read, ``.npy`` headers, OS errors.
 
-Both :mod:`ralif.io` (users' files) and :mod:`ralif.sources` (pools read in blocks)
+Both :mod:`ralif.io` (users' files) and :mod:`ralif.pools.sources` (pools read in blocks)
 judge an array by its header before reading it; this is the one place that reads a
 header and the one memory cap they compare it with. It is also the one place that
 words a failure of the operating system to read or write a file (:func:`os_error`).

@@ -26,11 +26,11 @@ def select(
     ----------
     X : array-like of shape (N, d), or a path
         Features of all items (e.g. embeddings from a frozen encoder). float32 input
-        stays float32 throughout. A ``dask.array``, a :class:`ralif.sources.PoolSource`,
+        stays float32 throughout. A ``dask.array``, a :class:`ralif.pools.sources.PoolSource`,
         a folder or glob of ``.npy`` shards, or a file too large for memory is streamed
-        (:func:`ralif.sources.stream_reason`, the rule every front end follows): read in
+        (:func:`ralif.pools.sources.stream_reason`, the rule every front end follows): read in
         blocks, never whole, on the dask client's workers when one is running (see
-        :func:`ralif.streaming.streamed_select` for the candidate cap and the strategies
+        :func:`ralif.pools.streaming.streamed_select` for the candidate cap and the strategies
         that stream). A features file that fits is read whole.
     y : array-like of shape (N,)
         Integer class labels; ``-1`` marks unlabeled items (scikit-learn's
@@ -67,7 +67,7 @@ def select(
     >>> ralif.select(X, y, budget=5, l2=0.1, random_state=0).shape
     (5,)
     """
-    from ralif.sources import stream_reason
+    from ralif.pools.sources import stream_reason
 
     if stream_reason(X):
         return _select_streamed(X, y, budget, strategy, random_state, model, exclude, params)
@@ -84,9 +84,9 @@ def _select_streamed(X, y, budget, strategy, random_state, model, exclude, param
     """A pool that may not fit in memory: read in blocks (on the dask client's workers
     when there is one), never whole."""
     from ralif._validation import check_exclude
-    from ralif.cluster import default_client
-    from ralif.sources import is_dask_array, open_pool
-    from ralif.streaming import streamed_select
+    from ralif.pools.cluster import default_client
+    from ralif.pools.sources import is_dask_array, open_pool
+    from ralif.pools.streaming import streamed_select
 
     source = open_pool(X)
     client = default_client() if is_dask_array(X) else None

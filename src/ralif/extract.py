@@ -9,7 +9,7 @@ encoder's weights) and whether the run failed; a second run with the same inputs
 the shards already written, so a run that was killed or failed resumes where it stopped.
 A run with other images or another encoder is refused rather than mixed in, unless the
 run there failed with an error: its shards are then replaced (other files are left as
-they are). The output folder is a pool for :mod:`ralif.streaming` (``ralif select
+they are). The output folder is a pool for :mod:`ralif.pools.streaming` (``ralif select
 --features OUT``), so it must hold no other ``.npy`` files.
 
 :func:`load_encoder` builds the encoder a command line names (``ralif extract``): one of
@@ -41,7 +41,7 @@ from ralif._files import (
 from ralif._params import POSITIVE_INT, validate_params
 from ralif._validation import RalifInputError, _format_rows
 from ralif.io import output_folder
-from ralif.sources import expand_shards
+from ralif.pools.sources import expand_shards
 
 if TYPE_CHECKING:
     import torch

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ralif._devices import block_device
 from ralif._softmax import Curvature, complement, join_params, split_params
 from ralif._solve import SolveInfo, solve_hessian_system
 from ralif._validation import (
@@ -29,6 +28,7 @@ from ralif._validation import (
     check_labels,
 )
 from ralif.head import LinearHead
+from ralif.pools.devices import block_device
 from ralif.scores import margin
 
 TARGETS = ("pool", "all", "labeled", "entropy")
@@ -146,7 +146,7 @@ def target_sums_block(
     Returns
     -------
     (dict, dict)
-        Per-item arrays and sums, as :meth:`ralif.query.PoolQuery.map` joins them.
+        Per-item arrays and sums, as :meth:`ralif.pools.query.PoolQuery.map` joins them.
     """
     dev = block_device(device)
     P = dev.proba(block, W, b)
@@ -225,7 +225,7 @@ def target_terms(P: np.ndarray, expected: bool = False) -> tuple[np.ndarray, np.
     The pseudo-label cross-entropy ``-log p_top`` with gradient ``p - e_top`` (``p_top -
     1`` computed as minus the other classes' mass, exact where the head is sure), or with
     ``expected`` the predictive entropy ``H`` with gradient ``-p (log p + H)``. Row-wise,
-    so the in-memory and the streamed queries (:mod:`ralif.streaming`) share it.
+    so the in-memory and the streamed queries (:mod:`ralif.pools.streaming`) share it.
     """
     if expected:
         logP = np.log(np.maximum(P, 1e-300))

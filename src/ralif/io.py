@@ -351,7 +351,7 @@ def feature_rows(path: str | os.PathLike) -> int | None:
                 shape, dtype, _, _ = z._header(key)
             _refuse_pickled(dtype, f"array {key!r} of {p}")
         elif suffix == ".parquet":
-            from ralif.sources import ParquetPool
+            from ralif.pools.sources import ParquetPool
 
             return ParquetPool(p).n_rows
         else:
@@ -365,7 +365,7 @@ def feature_rows(path: str | os.PathLike) -> int | None:
 
 def _load_parquet(p: Path, n_rows: int | None) -> np.ndarray:
     # One reader for Parquet, in memory and streamed: the pool's, read whole here.
-    from ralif.sources import ParquetPool
+    from ralif.pools.sources import ParquetPool
 
     pool = ParquetPool(p)
     # Columns are compressed on disk: judge the size from the metadata, as for .npz.

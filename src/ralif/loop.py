@@ -8,8 +8,8 @@ round the model is fitted once on the labeled items; the same fitted model is
 evaluated and handed to the next round's strategy.
 
 Fixed features may also be rows of a pool source too large for memory
-(:class:`ralif.streaming.StreamedFeatures`): the model is fitted on the labeled rows, read by index,
-and each query is streamed (:func:`ralif.streaming.streamed_select`).
+(:class:`ralif.pools.streaming.StreamedFeatures`): the model is fitted on the labeled rows, read by index,
+and each query is streamed (:func:`ralif.pools.streaming.streamed_select`).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from sklearn.base import clone
 from ralif._validation import RalifInputError
 from ralif.head import LinearHead
 from ralif.metrics import ALWAYS, check_metrics, scores
+from ralif.pools.streaming import StreamedFeatures
 from ralif.stopping import RoundSignals, round_signals, stop_set
 from ralif.strategies import make_strategy, parse_spec, strategy_class
 from ralif.strategies.base import Strategy
-from ralif.streaming import StreamedFeatures
 
 
 @dataclass

@@ -15,8 +15,8 @@ from ralif.data.images import load_image_data
 from ralif.data.pools import FINGERPRINT_FIELDS, is_pool_dataset, pool_name, split_pool_source
 from ralif.loop import initial_labeled_set, run_rounds, strategy_label
 from ralif.metrics import check_metrics
+from ralif.pools.streaming import StreamedFeatures
 from ralif.strategies import strategy_class
-from ralif.streaming import StreamedFeatures
 
 SCENARIOS = ("fixed", "scratch-cnn", "scratch-resnet18", "embeddings")
 
@@ -153,7 +153,7 @@ class BenchConfig:
             raise RalifInputError(f"{where}: --dim (PCA over all rows) does not apply to it")
         if self.pool_size is not None and self.pool_size < 1:
             raise RalifInputError(f"--pool-size must be at least 1, got {self.pool_size}")
-        from ralif.streaming import check_device
+        from ralif.pools.streaming import check_device
 
         check_device(_stream_device(self.device))
         refused = [s for s in self.strategies if not _streams(s)]
@@ -165,7 +165,7 @@ class BenchConfig:
 
 
 def _streams(strategy: str) -> bool:
-    from ralif.streaming import check_streamable
+    from ralif.pools.streaming import check_streamable
 
     try:
         check_streamable(strategy)
@@ -180,14 +180,14 @@ def _stream_device(device: str) -> str:
 
 
 def streamable_strategies() -> list[str]:
-    """Names of ``ralif.STRATEGIES`` whose queries stream (:mod:`ralif.streaming`).
+    """Names of ``ralif.STRATEGIES`` whose queries stream (:mod:`ralif.pools.streaming`).
 
     Returns
     -------
     list of str
         Sorted; the strategies ``ralif bench`` runs on a pool source.
     """
-    from ralif.streaming import streamable
+    from ralif.pools.streaming import streamable
 
     return list(streamable())
 
@@ -196,7 +196,7 @@ def load_pool_dataset(config: BenchConfig) -> Dataset:
     """A pool source as a benchmark's dataset, its features never loaded whole.
 
     The test set (``config.test_size`` rows, :func:`ralif.data.pools.pool_split`) is read
-    by index and held in memory; ``X`` is :class:`ralif.streaming.StreamedFeatures` over
+    by index and held in memory; ``X`` is :class:`ralif.pools.streaming.StreamedFeatures` over
     the pool rows, so the loop reads only the labeled rows and streams every query. Picks
     index the pool rows.
 
@@ -391,7 +391,7 @@ def _in_memory_data(config: BenchConfig, data: Dataset | None) -> Dataset:
 def _cluster(spec: str | None):
     if spec is None:
         return nullcontext(None)
-    from ralif.cluster import dask_client
+    from ralif.pools.cluster import dask_client
 
     return dask_client(spec)
 

@@ -140,7 +140,7 @@ def _add_pool_source_options(bench: argparse.ArgumentParser) -> None:
         "--max-candidates",
         type=int,
         default=None,
-        help="pool source: candidate cap of the streamed queries (default 20000; see ralif.streaming)",
+        help="pool source: candidate cap of the streamed queries (default 20000; see ralif.pools.streaming)",
     )
     bench.add_argument(
         "--dask",

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RalifInputError(f"the encoder {args.encoder} failed on the images: {first}") from None
     if not args.quiet:
-        from ralif.sources import open_pool
+        from ralif.pools.sources import open_pool
 
         pool = open_pool(args.out)
         print(

@@ -81,7 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def _add_stream_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
-        "streaming (pools larger than memory; see ralif.streaming)",
+        "streaming (pools larger than memory; see ralif.pools.streaming)",
         "Any of these streams the pool: it is read in blocks, twice, never whole.",
     )
     g.add_argument(
@@ -99,12 +99,12 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
         "--max-candidates",
         type=int,
         default=None,
-        help="candidate cap of the diversity step (default 20000; see ralif.streaming)",
+        help="candidate cap of the diversity step (default 20000; see ralif.pools.streaming)",
     )
 
 
 def _wants_stream(args: argparse.Namespace) -> bool:
-    from ralif.sources import is_pool_spec, stream_reason
+    from ralif.pools.sources import is_pool_spec, stream_reason
 
     if (
         args.stream
@@ -131,15 +131,15 @@ def _select_streamed(args: argparse.Namespace, params: dict, classes: list[str] 
     """``(picks, scores, strategy, rows of the pool by index, labels)`` of a streamed query."""
     from contextlib import nullcontext
 
-    from ralif.sources import open_pool
-    from ralif.streaming import DEFAULT_MAX_CANDIDATES, streamed_select
+    from ralif.pools.sources import open_pool
+    from ralif.pools.streaming import DEFAULT_MAX_CANDIDATES, streamed_select
 
     pool = open_pool(args.features)
     y = check_labels(load_labels(args.labels, pool.n_rows, classes), pool.n_rows)
     exclude = _excluded(args)
     rows = None if exclude is None else check_exclude(exclude, pool.n_rows, "--exclude")
     if args.dask:
-        from ralif.cluster import dask_client
+        from ralif.pools.cluster import dask_client
 
         cluster = dask_client(args.dask)
     else:

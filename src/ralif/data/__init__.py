@@ -17,7 +17,7 @@ class Dataset:
     """A pool (``X``, ``y``) and a fixed test set, features ready for a linear head.
 
     ``X`` is an array, or for a pool source (``ralif bench --dataset SHARDS``) a
-    :class:`ralif.streaming.StreamedFeatures`: the source's pool rows, read by index.
+    :class:`ralif.pools.streaming.StreamedFeatures`: the source's pool rows, read by index.
     """
 
     name: str

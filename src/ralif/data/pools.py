@@ -1,7 +1,7 @@
 """Pool sources as benchmark data: recognizing one, its labels, its split, its fingerprint.
 
 A pool source (a ``.npy`` or ``.parquet`` file, a folder or glob of ``.npy`` shards:
-:func:`ralif.sources.open_pool`) is too large for memory. ``ralif bench`` splits its rows
+:func:`ralif.pools.sources.open_pool`) is too large for memory. ``ralif bench`` splits its rows
 into pool and test rows with a fixed seed, reads the test rows and the labels whole, and
 streams the pool rows; this module holds the data part of that, and the runner wraps
 the pool rows for streaming.
@@ -25,7 +25,7 @@ def is_pool_dataset(name: str) -> bool:
     """Whether ``--dataset`` names a pool source rather than a dataset held in memory.
 
     A pool source is a ``.npy`` or ``.parquet`` file, a folder of ``.npy`` shards or of
-    ``.parquet`` files, or a glob of ``.npy`` shards (:func:`ralif.sources.open_pool`);
+    ``.parquet`` files, or a glob of ``.npy`` shards (:func:`ralif.pools.sources.open_pool`);
     the names of built-in and suite data sets come first.
 
     Parameters
@@ -39,7 +39,7 @@ def is_pool_dataset(name: str) -> bool:
         True for a pool source (whether or not it exists; opening it checks that).
     """
     from ralif.data.suite import _LOADERS
-    from ralif.sources import is_pool_spec
+    from ralif.pools.sources import is_pool_spec
 
     name = str(name)
     if name in _NAMED_DATASETS or name in _LOADERS:
@@ -206,7 +206,7 @@ class PoolSplit:
     name: str
     """:func:`pool_name` of the source."""
     source: object
-    """The :class:`ralif.sources.PoolSource`."""
+    """The :class:`ralif.pools.sources.PoolSource`."""
     y: np.ndarray
     """The labels of every row of the source."""
     pool: np.ndarray
@@ -241,7 +241,7 @@ def split_pool_source(
     -------
     PoolSplit
     """
-    from ralif.sources import open_pool
+    from ralif.pools.sources import open_pool
 
     source = open_pool(spec)
     y = load_pool_labels(labels, source.n_rows)

@@ -10,11 +10,11 @@ import numpy as np
 
 from ralif._validation import RalifInputError, check_budget, check_features
 from ralif.io import load_features, open_output, read_csv_dicts, read_csv_records, write_csv
+from ralif.pools.sources import open_pool, stream_reason
+from ralif.pools.streaming import streamed_select
 from ralif.session.store import SessionStore, create_session
-from ralif.sources import open_pool, stream_reason
 from ralif.stopping import RULES, round_signals, stop_set
 from ralif.strategies import make_strategy
-from ralif.streaming import streamed_select
 
 # A batch picked while the session changed is picked again, at most this many times.
 _PICK_ATTEMPTS = 5
@@ -39,7 +39,7 @@ def init_session(
 
     A folder or glob of ``.npy`` shards (or a folder of ``.parquet`` files) is a pool
     that is never read whole: its size comes from the shards' headers, and ``next``
-    streams it (:mod:`ralif.streaming`).
+    streams it (:mod:`ralif.pools.streaming`).
     """
     if stream_reason(features):
         n_items = open_pool(features).n_rows

@@ -40,7 +40,7 @@ from ralif._validation import (
     check_random_state,
 )
 from ralif.classifier import Classifier, check_fitted_on, check_influence_model, is_fitted
-from ralif.query import PoolQuery
+from ralif.pools.query import PoolQuery
 
 
 class RandomFallbackWarning(UserWarning):
@@ -217,14 +217,14 @@ class Strategy(BaseEstimator):
         """Pick ``query.budget`` items of the pool, written once over a pool view.
 
         A strategy that writes ``plan`` instead of :meth:`query` runs the same code on
-        an array (:meth:`query` calls it over :meth:`ralif.query.PoolQuery.in_memory`)
-        and on a pool read in blocks (:func:`ralif.streaming.streamed_select`): it maps
+        an array (:meth:`query` calls it over :meth:`ralif.pools.query.PoolQuery.in_memory`)
+        and on a pool read in blocks (:func:`ralif.pools.streaming.streamed_select`): it maps
         block functions over the pool (``query.map``) and reads the few rows it needs
         by position (``query.take``).
 
         Parameters
         ----------
-        query : ralif.query.PoolQuery
+        query : ralif.pools.query.PoolQuery
             The pool, the labeled rows, the budget and the random generator.
         model : classifier or None
             As for :meth:`query`.

@@ -7,7 +7,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from ralif._devices import block_device
 from ralif._params import CANDIDATE_SIZE, L2, CallableOrNone, Constraint, Integer, RandomState, Real
 from ralif._softmax import logits, softmax_inplace, split_params
 from ralif._validation import RalifInputError
@@ -20,6 +19,7 @@ from ralif.influence import (
     scores_block,
     solve_target_direction,
 )
+from ralif.pools.devices import block_device
 from ralif.posterior import laplace_samples, sample_heads
 from ralif.scores import entropy, least_confidence, margin, mutual_information
 from ralif.selectors import (
@@ -68,7 +68,7 @@ def pool_proba(model: object, X: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return out
 
 
-# Block functions of the plans (ralif.query.PoolQuery.map): module-level, so that dask
+# Block functions of the plans (ralif.pools.query.PoolQuery.map): module-level, so that dask
 # workers can run them; each returns (per-item arrays, sums).
 def measure_block(block: np.ndarray, device: str, model: object, measure: Callable):
     """An uncertainty ``measure`` of the model's probabilities, per item."""

@@ -336,7 +336,7 @@ class SubSample(_Composite):
     """A strategy whose diversity step reads at most ``max_candidates`` pool items.
 
     The candidate cap of a query over a pool too large to hold its candidates'
-    features, in memory as streamed (:func:`ralif.streaming.streamed_select` applies the
+    features, in memory as streamed (:func:`ralif.pools.streaming.streamed_select` applies the
     same cap): RALIF keeps its best ``max_candidates`` candidates by score; BADGE and
     core-set, whose diversity step runs over the whole pool, run it over a uniform
     sample of ``max_candidates`` pool items, drawn with the query's seed. Never fewer

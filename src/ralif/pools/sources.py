@@ -1,6 +1,6 @@
 """Pools read in blocks, never whole: memory-mapped ``.npy`` shards, Parquet, array-likes.
 
-A streamed query (:mod:`ralif.streaming`) reads the pool twice, block by block, and then
+A streamed query (:mod:`ralif.pools.streaming`) reads the pool twice, block by block, and then
 a few rows by index (the labeled items, the candidates). A :class:`PoolSource` offers
 exactly that, and checks what it reads: every block is refused with a message naming
 its shard when it holds NaN or inf, shards must share one width, and a pool that changes

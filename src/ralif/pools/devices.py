@@ -1,6 +1,6 @@
 """Where a block function's products run: NumPy on the CPU, or torch on a GPU.
 
-A query's passes over a pool (:mod:`ralif.query`) are block functions that take the name
+A query's passes over a pool (:mod:`ralif.pools.query`) are block functions that take the name
 of a device and ask it for the few products they need: probabilities, a product with a
 small matrix, and a gradient sum. On the CPU they are NumPy's; on a GPU torch's, with the
 results back as NumPy.

@@ -13,7 +13,7 @@ on the client in block order, so a cluster returns the same picks as one process
 
 Every strategy written as a plan over a pool (:meth:`ralif.Strategy.plan`) streams, with
 all of its parameters: the plan is the code an in-memory query runs too
-(:mod:`ralif.query`), here over a source read in blocks (:func:`streamable` names them).
+(:mod:`ralif.pools.query`), here over a source read in blocks (:func:`streamable` names them).
 
 The candidate cap
 -----------------
@@ -42,11 +42,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ralif._devices import check_device
 from ralif._params import POSITIVE_INT, Either, Options, validate_params
 from ralif._validation import RalifInputError, check_budget, check_labels, check_random_state
-from ralif.query import BlockRunner, PoolQuery
-from ralif.sources import PoolSource, open_pool
+from ralif.pools.devices import check_device
+from ralif.pools.query import BlockRunner, PoolQuery
+from ralif.pools.sources import PoolSource, open_pool
 from ralif.strategies import STRATEGIES, Strategy, make_strategy
 
 DEFAULT_MAX_CANDIDATES = 20_000
@@ -110,7 +110,7 @@ def streamed_select(
     Parameters
     ----------
     X : path, glob, array-like, dask.array or PoolSource
-        The pool (see :func:`ralif.sources.open_pool`): a ``.npy`` file, a folder or
+        The pool (see :func:`ralif.pools.sources.open_pool`): a ``.npy`` file, a folder or
         glob of ``.npy`` shards, Parquet, an ``np.memmap``...
     y : array-like of shape (N,)
         Labels, ``-1`` for unlabeled items.
@@ -133,7 +133,7 @@ def streamed_select(
     device : {"cpu", "cuda", "cuda:N"}, default="cpu"
         Where the block products run (a GPU needs torch).
     client : dask.distributed.Client, optional
-        Run the passes on its workers (see :mod:`ralif.cluster`).
+        Run the passes on its workers (see :mod:`ralif.pools.cluster`).
     X_labeled : ndarray of shape (n_labeled, d), optional
         The labeled items' features, in row order, where the caller has already read
         them (a benchmark round fits its model on them); by default they are read.
@@ -207,7 +207,7 @@ class StreamedFeatures:
     Parameters
     ----------
     source : PoolSource
-        Where the features are (:func:`ralif.sources.open_pool`).
+        Where the features are (:func:`ralif.pools.sources.open_pool`).
     rows : ndarray of int
         The source's rows that are items of the loop, distinct and ascending.
     max_candidates : int, optional

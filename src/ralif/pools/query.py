@@ -3,7 +3,7 @@
 A built-in strategy writes its query once, as ``plan(query, model)``: maps of block
 functions over the pool (:meth:`PoolQuery.map`) and reads of a few rows by position
 (:meth:`PoolQuery.take`). :meth:`ralif.Strategy.select` runs the plan over an array
-(:meth:`PoolQuery.in_memory`); :func:`ralif.streaming.streamed_select` over a pool source
+(:meth:`PoolQuery.in_memory`); :func:`ralif.pools.streaming.streamed_select` over a pool source
 read twice, block by block, with a candidate cap, on a GPU or on dask workers. Per-item
 results are joined in pool order and sums added in block order, so every way of running
 gives the same numbers.
@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ralif.sources import ArrayPool, PoolSource, checked_results
+from ralif.pools.sources import ArrayPool, PoolSource, checked_results
 
 
 def _run_partition(source, start, stop, local, fn, args, check=True):
@@ -101,7 +101,7 @@ class BlockRunner:
 
                     yield checked_results(fn(block, *args), reread, self.source.name, start, stop)
             return
-        from ralif.cluster import gather_in_order
+        from ralif.pools.cluster import gather_in_order
 
         yield from gather_in_order(
             self.client, _run_partition, self.source, self.tasks, fn, args, check=check
@@ -113,7 +113,7 @@ class PoolQuery:
 
     A strategy written once over a pool (a ``plan(query, model)`` method) runs through
     this object whether the pool is an array in memory (:meth:`in_memory`) or a source
-    read in blocks, here, on a GPU or on dask workers (:func:`ralif.streaming.streamed_select`).
+    read in blocks, here, on a GPU or on dask workers (:func:`ralif.pools.streaming.streamed_select`).
 
     Attributes
     ----------
@@ -124,7 +124,7 @@ class PoolQuery:
     budget : int
     rng : numpy.random.Generator
     device : str
-        Where block products run (:func:`ralif._devices.block_device`).
+        Where block products run (:func:`ralif.pools.devices.block_device`).
     max_candidates : int or None
         The candidate cap of a streamed query (None: none, as in memory).
     streamed : bool

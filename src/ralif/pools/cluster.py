@@ -1,6 +1,6 @@
 """The passes of a streamed query on a ``dask.distributed`` cluster.
 
-Each pass of :mod:`ralif.streaming` is a map over blocks of the pool; on a cluster every
+Each pass of :mod:`ralif.pools.streaming` is a map over blocks of the pool; on a cluster every
 block is a task on a worker, which reads its rows itself (from the shared files, or
 from the dask array's chunk) and sends back only the block's small result. The client
 adds the results in block order, so the picks are the single-process picks.
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import distributed
     import numpy as np
 
-    from ralif.sources import PoolSource
+    from ralif.pools.sources import PoolSource
 
 _LOCAL = re.compile(r"^local(?::(\d+))?$")
 
@@ -227,7 +227,7 @@ def default_client() -> object | None:
 
 
 def _run_block(chunk, local, fn, args, layout, start, check):
-    from ralif.sources import checked_block, checked_results
+    from ralif.pools.sources import checked_block, checked_results
 
     name, width, dtype = layout
     # As a read of the source: float features of its width (and, with check, finite),
@@ -264,7 +264,7 @@ def gather_in_order(
         ``run_partition(source, start, stop, local, fn, args, check)``, run on a worker
         for a source read from files: reads the block and returns ``fn(block, *args)``.
     source : PoolSource
-        The pool; a :class:`ralif.sources.DaskArrayPool` has each block computed from
+        The pool; a :class:`ralif.pools.sources.DaskArrayPool` has each block computed from
         its dask array's chunk instead.
     tasks : sequence of (start, stop, local)
         The blocks: source rows ``start:stop``, and the block's rows to keep
@@ -286,7 +286,7 @@ def gather_in_order(
     """
     import dask
 
-    from ralif.sources import DaskArrayPool
+    from ralif.pools.sources import DaskArrayPool
 
     [args_f] = client.scatter([args], broadcast=True, hash=False)
     if isinstance(source, DaskArrayPool):
