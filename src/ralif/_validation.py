@@ -225,24 +225,3 @@ def check_random_state(seed: object) -> np.random.Generator:
     if isinstance(seed, np.random.RandomState):
         return np.random.default_rng(seed.randint(0, 2**31 - 1))
     raise RalifInputError(f"random_state must be None, an int or a Generator, got {seed!r}")
-
-
-def check_in_range(
-    value: object, name: str, low: float, high: float, low_open: bool = False
-) -> float:
-    """Return ``value`` as a float in ``[low, high]`` (``(low, high]`` if ``low_open``)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise RalifInputError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    ok = (v > low if low_open else v >= low) and v <= high and np.isfinite(v)
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise RalifInputError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
-    return v
-
-
-def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
-    """Return ``value`` if it is one of ``choices``."""
-    if value not in choices:
-        raise RalifInputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return str(value)

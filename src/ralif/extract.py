@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ralif._files import (
+    _NPY_HEADER_MAX,
     MAX_ARRAY_BYTES_ENV,
     _npy_layout,
     _refuse_pickled,
@@ -52,8 +53,6 @@ _OWN_TEMP = re.compile(r"\.(part-\d{5,}\.npy|manifest\.json)\.tmp")
 _MANIFEST_KEYS = ("images", "encoder", "shard_rows", "rows")
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP_MAGIC = b"PK\x03\x04"
-# The longest .npy header numpy parses by default (it refuses longer ones).
-_MAX_HEADER = 10_000
 
 
 class _EncoderFailure(RalifInputError):
@@ -97,10 +96,10 @@ def _npy_header(path: str, where: str) -> tuple[tuple[int, ...], np.dtype, int, 
                     f"{where} is not a whole .npy file (corrupt or truncated): its header of "
                     f"{_size(length)} does not fit in the file's {_size(size)}"
                 )
-            if length > _MAX_HEADER:
+            if length > _NPY_HEADER_MAX:
                 raise RalifInputError(
                     f"{where} has a header of {_size(length)}, more than numpy reads "
-                    f"({_size(_MAX_HEADER)}): corrupt or forged"
+                    f"({_size(_NPY_HEADER_MAX)}): corrupt or forged"
                 )
         fh.seek(0)
         shape, _, dtype, header = _npy_layout(fh, where)

@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
+from ralif._params import BOOLEAN, Constraint, Options, Real, validate_params
 from ralif._softmax import Curvature, complement, join_params, split_params
 from ralif._solve import SolveInfo, solve_hessian_system
 from ralif._validation import (
     RalifInputError,
-    check_choice,
     check_features,
-    check_in_range,
     check_labels,
 )
 from ralif.head import LinearHead
@@ -71,12 +71,19 @@ class InfluenceSettings:
     weighting: str = "none"
     tol: float = 1e-10
 
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "target": Options(*TARGETS),
+        "damping": Real(0.0),
+        "solver": Options(*SOLVERS),
+        "rescale_ridge": BOOLEAN,
+        "weighting": Options(*WEIGHTINGS),
+        "tol": Real(0.0, 1.0, low_open=True),
+    }
+
     def __post_init__(self) -> None:
-        check_choice(self.target, "target", TARGETS)
-        check_choice(self.solver, "solver", SOLVERS)
-        check_choice(self.weighting, "weighting", WEIGHTINGS)
-        object.__setattr__(self, "damping", check_in_range(self.damping, "damping", 0.0, np.inf))
-        object.__setattr__(self, "tol", check_in_range(self.tol, "tol", 0.0, 1.0, low_open=True))
+        validate_params(self)  # the constraints every estimator's parameters go through
+        object.__setattr__(self, "damping", float(self.damping))
+        object.__setattr__(self, "tol", float(self.tol))
         object.__setattr__(self, "rescale_ridge", bool(self.rescale_ridge))
 
 
