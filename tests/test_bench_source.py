@@ -200,9 +200,9 @@ def test_bad_labels_are_one_line_and_exit_2(pool, tmp_path, capsys, case, messag
 def test_a_strategy_that_cannot_stream_is_refused_before_anything_runs(pool, tmp_path, capsys):
     folder, labels, _, _ = pool
     args = ["--dataset", str(folder), "--labels", str(labels), *COMMON, "--test-size", str(TEST)]
-    assert _bench(*args, "--strategies", "ralif,typiclust", "--out", str(tmp_path / "o")) == 2
+    assert _bench(*args, "--strategies", "ralif,random_share", "--out", str(tmp_path / "o")) == 2
     err = capsys.readouterr().err
-    assert "typiclust cannot be streamed" in err and "streamable strategies: badge, bald" in err
+    assert "random_share cannot be streamed" in err and "streamable strategies: badge, bald" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -89,7 +89,10 @@ def test_select_says_when_the_candidate_cap_applied(files, capsys):
     ("extra", "message"),
     [
         (["--features", "{tmp}/none/*.npy"], "no files match the pool pattern"),
-        (["--features", "{tmp}/sh", "--strategy", "typiclust"], "typiclust cannot be streamed"),
+        (
+            ["--features", "{tmp}/sh", "--strategy", "random_share"],
+            "random_share cannot be streamed",
+        ),
         (["--features", "{tmp}/sh", "--dask", "not a cluster"], "--dask must be local:N"),
         (["--features", "{tmp}/sh", "--max-candidates", "0"], "--max-candidates must be"),
         (["--features", "{tmp}/sh", "--device", "gpu"], "device must be 'cpu' or 'cuda"),

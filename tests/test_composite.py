@@ -173,7 +173,7 @@ def test_subsample_caps_ralifs_candidates_at_its_best_by_score(digits):
     # The cap keeps the first 30 of the same candidates, best first.
     assert capped.strategy_.candidates_.tolist() == whole.candidates_[:30].tolist()
     with pytest.raises(RalifInputError, match="writes its own query"):
-        SubSample(make_strategy("typiclust")).select(X, y, 5)
+        SubSample(make_strategy("random_share")).select(X, y, 5)
     with pytest.warns(DiversityFallbackWarning):  # one class: the part's own fallback
         picks = SubSample(RALIF(l2=0.1), random_state=0).select(X, np.where(y == 3, 3, -1), 5)
     assert len(set(picks.tolist())) == 5

@@ -146,8 +146,8 @@ def test_one_labeled_class_falls_back_like_the_in_memory_query(data):
 
 def test_a_strategy_that_cannot_stream_is_refused_by_name(data):
     X, y = data
-    with pytest.raises(RalifInputError, match="typiclust cannot be streamed"):
-        streamed_select(X, y, BUDGET, "typiclust")
+    with pytest.raises(RalifInputError, match="random_share cannot be streamed"):
+        streamed_select(X, y, BUDGET, "random_share")
 
 
 def test_a_subclass_with_its_own_query_is_refused(data):
@@ -326,11 +326,12 @@ def test_every_strategy_with_a_plan_streams_and_no_other():
     assert set(streamable()) == {
         "ralif", "ralif_influence", "random", "margin", "entropy", "least_confidence",
         "badge", "coreset", "subsample", "bald", "isal", "margin_kmeans", "cluster_margin",
+        "typiclust",
     }  # fmt: skip
     assert all(STRATEGIES[n][0].plan is not ralif.Strategy.plan for n in streamable())
     assert isinstance(check_streamable(RALIF(score="authors")), RALIF)
-    with pytest.raises(RalifInputError, match="typiclust cannot be streamed"):
-        check_streamable("typiclust")
+    with pytest.raises(RalifInputError, match="random_share cannot be streamed"):
+        check_streamable("random_share")
 
     class Rewritten(Margin):  # a query of its own replaces the plan: not streamed
         def query(self, model, X, y, pool, budget, rng):

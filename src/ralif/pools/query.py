@@ -119,6 +119,8 @@ class PoolQuery:
     ----------
     pool : ndarray of int
         The unlabeled items (rows of the source), ascending; positions index it.
+    labeled : ndarray of int
+        The labeled rows, ascending.
     X_labeled, y_labeled : ndarray
         The labeled items' features and labels, in row order.
     budget : int
@@ -131,8 +133,11 @@ class PoolQuery:
         The pool is a source read in blocks, not an array held in memory.
     """
 
-    def __init__(self, strat, source, runner, pool, X_labeled, y_labeled, budget, rng, device):
+    def __init__(
+        self, strat, source, runner, pool, labeled, X_labeled, y_labeled, budget, rng, device
+    ):
         self.strat, self.source, self.runner, self.pool = strat, source, runner, pool
+        self.labeled = labeled
         self.X_labeled, self.y_labeled = X_labeled, y_labeled
         self.budget, self.rng, self.device = budget, rng, device
         self.max_candidates: int | None = None
@@ -149,7 +154,7 @@ class PoolQuery:
         source = ArrayPool(X)
         labeled = np.flatnonzero(y >= 0)
         runner = BlockRunner(source, pool, source.block_rows_for(), trusted=True)
-        return cls(strat, source, runner, pool, X[labeled], y[labeled], budget, rng, "cpu")
+        return cls(strat, source, runner, pool, labeled, X[labeled], y[labeled], budget, rng, "cpu")
 
     def map(self, fn: Callable, *args: object, check: bool = True) -> tuple[dict, dict]:
         """``fn(block, device, *args)`` over the pool's blocks: per-item arrays joined in
@@ -204,22 +209,37 @@ class PoolQuery:
         self.capped = True
         return np.sort(self.rng.choice(n, self.max_candidates, replace=False))
 
+    def gathered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The labeled rows and the pool's (past the cap, a sample) as an array in memory,
+        in row order: ``(X, y, pool positions in X, their positions in the pool)``.
+
+        For a strategy whose query needs every row at once (k-means over the data, as
+        TypiClust's): over an array without a cap this is the array itself.
+        """
+        sample = self.sample()
+        rows = np.concatenate([self.labeled, self.pool[sample]])
+        order = np.argsort(rows, kind="stable")
+        X = np.concatenate([self.X_labeled, self.take(sample).astype(self.X_labeled.dtype)])
+        y = np.concatenate([self.y_labeled, np.full(len(sample), -1)])
+        X, y = X[order], y[order]
+        local_pool = np.flatnonzero(y < 0)  # the sampled pool rows, ascending as sample
+        return X, y, local_pool, sample
+
+    def run_in_memory(self, query: Callable) -> tuple[np.ndarray, np.ndarray]:
+        """``query(X, y, pool, budget, rng)`` over :meth:`gathered` rows, its picks as rows
+        of the source and its scores over the whole pool (NaN outside a sample)."""
+        X, y, local_pool, sample = self.gathered()
+        picks, sample_scores = query(X, y, local_pool, self.budget, self.rng)
+        scores = np.full(len(self.pool), np.nan)
+        scores[sample] = sample_scores
+        return self.pool[sample[np.searchsorted(local_pool, picks)]], scores
+
     def too_few_classes(self):
         """The strategy's own fallback (a model-based strategy with labels of fewer than
-        two classes), given the labeled rows and the pool's (past the cap, a sample) where
-        it reads features; random picks need none."""
+        two classes), over the labeled rows and the pool's where it reads features;
+        random picks need none."""
         if not self.strat.fallback_reads_features:
             return self.strat._too_few_classes(
                 None, self.y_labeled, self.pool, self.budget, self.rng
             )
-        sample = self.sample()
-        X_sample = self.take(sample)
-        nL = len(self.y_labeled)
-        # The fallback reads X[y >= 0] and X[pool]: hand it just those rows.
-        X = np.concatenate([self.X_labeled, X_sample.astype(self.X_labeled.dtype)])
-        y = np.concatenate([self.y_labeled, np.full(len(sample), -1)])
-        local_pool = np.arange(nL, nL + len(sample))
-        picks, sample_scores = self.strat._too_few_classes(X, y, local_pool, self.budget, self.rng)
-        scores = np.full(len(self.pool), np.nan)
-        scores[sample] = sample_scores
-        return self.pool[sample[picks - nL]], scores
+        return self.run_in_memory(self.strat._too_few_classes)

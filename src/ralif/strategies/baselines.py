@@ -473,7 +473,12 @@ class TypiClust(Strategy):
         self.min_cluster_size = min_cluster_size
         self.random_state = random_state
 
-    def query(self, model, X, y, pool, budget, rng):
+    def plan(self, q, model):
+        # k-means runs over every row at once: the labeled rows and the pool's (past a
+        # streamed query's cap, a sample of it), in memory.
+        return q.run_in_memory(self._pick)
+
+    def _pick(self, X, y, pool, budget, rng):
         from sklearn.cluster import KMeans, MiniBatchKMeans
 
         labeled = np.flatnonzero(y >= 0)
