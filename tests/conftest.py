@@ -95,6 +95,15 @@ def blobs():
     return gaussian_blobs()
 
 
+@pytest.fixture(scope="session")
+def small(blobs):
+    """The blobs as a benchmark's dataset: 450 pool items, 150 test items."""
+    from ralif.data import Dataset
+
+    X, y = blobs
+    return Dataset("blobs", X[:450], y[:450], X[450:], y[450:])
+
+
 def partial_labels(y: np.ndarray, n_labeled: int, seed: int = 0) -> np.ndarray:
     """A copy of ``y`` with all but ``n_labeled`` random entries set to -1."""
     rng = np.random.default_rng(seed)

@@ -14,16 +14,10 @@ from ralif import RalifInputError
 from ralif.bench.report import load_curves, make_report, win_tie_loss
 from ralif.bench.runner import BenchConfig, run_benchmark
 from ralif.bench.store import ResultStore
-from ralif.data import Dataset, load_dataset
+from ralif.data import load_dataset
 from ralif.data.transforms import long_tailed_indices
 from ralif.loop import initial_labeled_set, run_rounds
 from tests.conftest import gaussian_blobs
-
-
-@pytest.fixture(scope="module")
-def small(blobs):
-    X, y = blobs
-    return Dataset("blobs", X[:450], y[:450], X[450:], y[450:])
 
 
 def test_loop_labels_each_item_once_and_the_pool_shrinks_by_budget(small):

@@ -13,7 +13,6 @@ from ralif import RalifInputError
 from ralif.bench.report import load_curves, make_report, markdown
 from ralif.bench.runner import BenchConfig, run_benchmark
 from ralif.bench.store import ResultStore
-from ralif.data import Dataset
 from ralif.loop import initial_labeled_set, run_rounds
 from ralif.metrics import METRICS, check_metrics, scores
 
@@ -51,12 +50,6 @@ def test_check_metrics_is_canonical_and_refuses_unknown_names():
     assert check_metrics("kappa") == ("kappa",)
     with pytest.raises(RalifInputError, match="unknown metric 'f2'; choose from accuracy"):
         check_metrics(["kappa", "f2"])
-
-
-@pytest.fixture(scope="module")
-def small(blobs):
-    X, y = blobs
-    return Dataset("blobs", X[:450], y[:450], X[450:], y[450:])
 
 
 def test_loop_records_the_metrics_asked_for(small):
