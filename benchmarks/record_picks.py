@@ -9,8 +9,9 @@ Run (from the project root; ``--out -`` prints):
 Every strategy class of ``ralif.strategies`` (found by its ``name``, so the script runs on
 older revisions too) picks 20 of digits' pool with 60 labels (seed 0, ridge 0.1 where the
 strategy takes one), with its defaults; RALIF also with the variants below. The strategies
-that can stream also pick from the same rows saved as four ``.npy`` shards and read in
-blocks of 97 rows (``ralif.pools.streaming.streamed_select``). Strategies that need a network
+that can stream also pick from the same rows saved as four ``.npy`` shards and as one
+Parquet file (row groups of 500), read in blocks of 97 rows
+(``ralif.pools.streaming.streamed_select``). Strategies that need a network
 are left out (they sample a network no fixed features come with).
 """
 
@@ -58,6 +59,19 @@ def build(cls: type, params: dict) -> object:
     return cls(**params, random_state=0)
 
 
+def write_parquet(X: np.ndarray, path: Path) -> str | None:
+    """``X`` as one Parquet file of float columns in row groups of 500 rows (None
+    without pyarrow)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    table = pa.table({f"f{j}": X[:, j] for j in range(X.shape[1])})
+    pq.write_table(table, path, row_group_size=500)
+    return str(path)
+
+
 def problem():
     X, y_true = load_digits(return_X_y=True)
     X = X.astype(np.float64) / 16.0
@@ -81,7 +95,7 @@ def main() -> None:
     else:  # a revision before the one query path
         STREAMABLE = streaming.STREAMABLE
 
-    out: dict[str, dict[str, list[int]]] = {"memory": {}, "shards": {}}
+    out: dict[str, dict[str, list[int]]] = {"memory": {}, "shards": {}, "parquet": {}}
     configs = []
     for name, cls in classes().items():
         if getattr(cls, "needs_network", False):
@@ -91,14 +105,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for k, part in enumerate(np.array_split(X, 4)):
             np.save(Path(folder) / f"part-{k}.npy", part)
+        parquet = write_parquet(X, Path(folder) / "pool.parquet")
         for key, name, cls, params in configs:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 picks = build(cls, params).select(X, y, 20)
                 out["memory"][key] = [int(i) for i in picks]
                 if name in STREAMABLE:
-                    q = streamed_select(folder, y, 20, build(cls, params), block_rows=97)
+                    q = streamed_select(
+                        f"{folder}/part-*.npy", y, 20, build(cls, params), block_rows=97
+                    )
                     out["shards"][key] = [int(i) for i in q.picks]
+                    if parquet is not None:
+                        q = streamed_select(parquet, y, 20, build(cls, params), block_rows=97)
+                        out["parquet"][key] = [int(i) for i in q.picks]
             print(f"{key}: done", file=sys.stderr)
     text = json.dumps(out, indent=1, sort_keys=True) + "\n"
     if args.out == "-":

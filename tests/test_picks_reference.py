@@ -5,7 +5,8 @@ revision before the query code was made one path (strategies written once over a
 in memory and streamed alike), and again after it: byte-identical. This test runs the
 same script on the code under test and compares every pick list, in memory and from a
 pool of ``.npy`` shards read in blocks, for every registered strategy class (those that
-need a network aside) and ten RALIF variants.
+need a network aside) and ten RALIF variants; and every streamed pick list, from shards
+and from Parquet, against the in-memory one of the same code.
 """
 
 from __future__ import annotations
@@ -35,5 +36,8 @@ def test_picks_equal_the_recorded_reference():
         assert set(reference[kind]) <= set(now[kind]), kind
         differ = [k for k in reference[kind] if now[kind][k] != reference[kind][k]]
         assert differ == [], f"{kind}: other picks from {', '.join(differ)}"
-    # Every strategy that streams picks the same from shards as in memory.
+    # Every strategy that streams picks the same from shards and from Parquet (a pool kind
+    # recorded since) as in memory.
     assert all(now["shards"][k] == now["memory"][k] for k in now["shards"])
+    assert sorted(now["parquet"]) == sorted(now["shards"])
+    assert all(now["parquet"][k] == now["memory"][k] for k in now["parquet"])
