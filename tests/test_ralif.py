@@ -257,11 +257,13 @@ def test_l2_scale_fits_the_influence_head_with_a_larger_ridge(problem):
         RALIF(l2_scale=0.0).select(X, y, 5)
 
 
-def test_readme_parameter_table_states_ralifs_own_defaults():
+def test_docs_parameter_table_states_ralifs_own_defaults():
+    """The parameter table of the user guide's method page (moved there from the README)."""
     import inspect
     from pathlib import Path
 
-    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    page = Path(__file__).parents[1] / "docs" / "guide" / "method.md"
+    text = page.read_text(encoding="utf-8")
     table = text[text.index("| parameter | default | meaning |") :].split("\n\n")[0]
     rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
     defaults = {k: v.default for k, v in inspect.signature(RALIF).parameters.items()}
