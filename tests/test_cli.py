@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import os
 import pathlib
 import subprocess
@@ -222,6 +223,13 @@ def test_usage_errors_exit_2(files):
         "-1",
     )
     assert r.returncode == 2 and "non-negative" in r.stderr
+
+
+def test_version_is_the_package_metadatas():
+    r = run_cli("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"ralif {ralif.__version__}"
+    assert ralif.__version__ == importlib.metadata.version("ralif")
 
 
 def test_demo_prints_a_table_of_picks_with_scores():

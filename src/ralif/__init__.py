@@ -1,5 +1,8 @@
 """ralif: deep active learning with influence functions (RALIF, Xia & Henao, TMLR 2023)."""
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+
 from ralif._validation import RalifInputError
 from ralif.api import select
 from ralif.head import LinearHead
@@ -8,7 +11,10 @@ from ralif.scores import authors_score, influence_spread, kept_classes, truncate
 from ralif.selectors import candidate_set, kmeans_pp_select, top_k, uncertain_candidate_set
 from ralif.strategies import RALIF, STRATEGIES, DiversityFallbackWarning, Strategy, make_strategy
 
-__version__ = "0.1.0"
+try:
+    __version__: str = _dist_version("ralif")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "RALIF",

@@ -13,6 +13,7 @@ import inspect
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar, cast, overload
 
 import numpy as np
 
@@ -165,7 +166,24 @@ def check_param(value: object, name: str, constraint: Constraint) -> None:
         raise RalifInputError(f"{name} must be {constraint.describe()}, got {value!r}")
 
 
-def validate_params(estimator: object) -> Callable | None:
+class Constrained(Protocol):
+    """An estimator whose class lists a :class:`Constraint` per parameter."""
+
+    _parameter_constraints: ClassVar[dict[str, Constraint]]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@overload
+def validate_params(estimator: dict[str, Constraint]) -> Callable[[_F], _F]: ...
+
+
+@overload
+def validate_params(estimator: Constrained) -> None: ...
+
+
+def validate_params(estimator: dict[str, Constraint] | Constrained) -> Callable[[_F], _F] | None:
     """Run the estimator's ``_parameter_constraints`` on its current parameters; or,
     given a dict of constraints, a decorator that checks a function's arguments.
 
@@ -211,12 +229,13 @@ def validate_params(estimator: object) -> Callable | None:
     combination = getattr(estimator, "_check_param_combination", None)
     if combination is not None:
         combination()
+    return None
 
 
-def _checking_arguments(constraints: dict[str, Constraint]) -> Callable[[Callable], Callable]:
+def _checking_arguments(constraints: dict[str, Constraint]) -> Callable[[_F], _F]:
     """A decorator checking the arguments named in ``constraints`` at every call."""
 
-    def decorate(fn: Callable) -> Callable:
+    def decorate(fn: _F) -> _F:
         signature = inspect.signature(fn)
         unknown = set(constraints) - set(signature.parameters)
         if unknown:
@@ -229,7 +248,7 @@ def _checking_arguments(constraints: dict[str, Constraint]) -> Callable[[Callabl
                 check_param(given.get(name, signature.parameters[name].default), name, constraint)
             return fn(*args, **kwargs)
 
-        checked._parameter_constraints = constraints  # what --help and docs can read
-        return checked
+        cast(Any, checked)._parameter_constraints = constraints  # what --help and docs can read
+        return cast(_F, checked)
 
     return decorate

@@ -55,7 +55,9 @@ def log_softmax(Z: np.ndarray) -> np.ndarray:
     return Z - np.log(np.exp(Z).sum(axis=1, keepdims=True))
 
 
-def split_params(theta: np.ndarray, n_classes: int, n_features: int, fit_intercept: bool):
+def split_params(
+    theta: np.ndarray, n_classes: int, n_features: int, fit_intercept: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     """View a flat parameter vector as ``(W, b)``; ``b`` is None without an intercept."""
     k = n_classes * n_features
     W = theta[:k].reshape(n_classes, n_features)

@@ -62,7 +62,8 @@ class _DenseFactor:
         diag = np.diag(A).copy()
         self.scale = np.where(diag > 0, 1.0 / np.sqrt(np.where(diag > 0, diag, 1.0)), 1.0)
         As = A * self.scale[:, None] * self.scale[None, :]
-        self.cho = self.eig = None
+        self.cho: tuple[np.ndarray, bool] | None = None
+        self.eig: tuple[np.ndarray, np.ndarray] | None = None
         try:
             self.cho = scipy.linalg.cho_factor(As, lower=True, check_finite=False)
         except np.linalg.LinAlgError:
@@ -77,7 +78,7 @@ class _DenseFactor:
 
     def solve(self, g: np.ndarray) -> np.ndarray:
         b = self.scale * g
-        if self.cho is not None:
+        if self.eig is None:  # Cholesky succeeded
             x = scipy.linalg.cho_solve(self.cho, b, check_finite=False)
         else:
             V, w = self.eig
@@ -159,7 +160,12 @@ def solve_hessian_system(
 
 
 def _pcg(
-    curv: Curvature, g: np.ndarray, damping: float, mu: float, tol: float, max_iter: int
+    curv: Curvature,
+    g: np.ndarray,
+    damping: float,
+    mu: float | np.ndarray,
+    tol: float,
+    max_iter: int,
 ) -> tuple[np.ndarray, SolveInfo]:
     """Jacobi-preconditioned conjugate gradients, starting from zero."""
     diag = curv.diagonal(shift=damping, null_weight=mu)

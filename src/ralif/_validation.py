@@ -28,6 +28,14 @@ _ESCAPES.update({0x0A: "\\n", 0x0D: "\\r"})
 class RalifInputError(ValueError):
     """Bad input given to ralif: the message says what is wrong and where, in one line.
 
+    Parameters
+    ----------
+    message : object, default=""
+        What is wrong; control characters in it are shown escaped, so the message
+        stays one line.
+    *args : object
+        Further arguments, as ``ValueError`` takes them.
+
     Examples
     --------
     >>> str(RalifInputError("no array named 'a\\nb'"))
@@ -102,8 +110,8 @@ def _check_finite(arr: np.ndarray, name: str, first_row: int | np.ndarray = 0) -
         kinds.append("NaN")
     if np.isinf(sub).any():
         kinds.append("inf")
-    rows = _format_rows(row_id(bad_rows))
-    raise RalifInputError(f"{name} contains {'/'.join(kinds)} in rows {rows}")
+    listed = _format_rows(np.asarray(row_id(bad_rows)))
+    raise RalifInputError(f"{name} contains {'/'.join(kinds)} in rows {listed}")
 
 
 def check_labels(y: object, n_samples: int | None = None, name: str = "y") -> np.ndarray:
@@ -219,7 +227,8 @@ def check_random_state(seed: object) -> np.random.Generator:
     if seed is None or isinstance(seed, (numbers.Integral, np.random.SeedSequence)):
         if isinstance(seed, bool):
             raise RalifInputError(f"random_state must be None, an int or a Generator, got {seed!r}")
-        return np.random.default_rng(seed)
+        # numpy's stubs admit int, not every numbers.Integral that default_rng takes.
+        return np.random.default_rng(seed)  # type: ignore[arg-type]
     if isinstance(seed, np.random.Generator):
         return seed
     if isinstance(seed, np.random.RandomState):

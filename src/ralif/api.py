@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,16 @@ def select(
     )
 
 
-def _select_streamed(X, y, budget, strategy, random_state, model, exclude, params) -> np.ndarray:
+def _select_streamed(
+    X: object,
+    y: np.ndarray,
+    budget: int,
+    strategy: str | Strategy,
+    random_state: object,
+    model: object,
+    exclude: object,
+    params: dict[str, Any],
+) -> np.ndarray:
     """A pool that may not fit in memory: read in blocks (on the dask client's workers
     when there is one), never whole."""
     from ralif._validation import check_exclude

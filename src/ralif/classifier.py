@@ -14,11 +14,14 @@ else is refused by :func:`influence_head` rather than approximated silently.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from ralif._validation import RalifInputError
+
+if TYPE_CHECKING:
+    from ralif.head import LinearHead
 
 
 @runtime_checkable
@@ -35,7 +38,7 @@ def is_fitted(model: object) -> bool:
     return hasattr(model, "classes_")
 
 
-def check_fitted_on(model: object, X_labeled: np.ndarray, y_labeled: np.ndarray) -> None:
+def check_fitted_on(model: Any, X_labeled: np.ndarray, y_labeled: np.ndarray) -> None:
     """Refuse a fitted model whose classes or width cannot be those of the labeled items."""
     classes = np.asarray(model.classes_)
     want = np.unique(y_labeled)
@@ -64,7 +67,7 @@ def check_influence_model(model: object) -> None:
         )
 
 
-def influence_head(model: object, X_labeled: np.ndarray, y_labeled: np.ndarray):
+def influence_head(model: object, X_labeled: np.ndarray, y_labeled: np.ndarray) -> LinearHead:
     """The :class:`~ralif.LinearHead` that exact influence is computed with.
 
     Parameters

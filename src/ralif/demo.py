@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class Demo:
     proba: np.ndarray
 
 
-def compute_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: object) -> Demo:
+def compute_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: Any) -> Demo:
     """Label a few digits, ask RALIF for the next ``budget``, and measure the gain.
 
     Parameters
@@ -99,7 +100,9 @@ def compute_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params:
 
     strategy = RALIF(random_state=seed, **params)
     picks = strategy.select(X, y, budget)
-    l2 = strategy.head_.l2_
+    head = strategy.head_
+    assert head is not None  # labels of two classes or more: the head was fitted
+    l2 = head.l2_
     base = _accuracy(X[labeled], y_true[labeled], X_test, y_test, l2)
     with_picks = np.r_[labeled, picks]
     acc_ralif = _accuracy(X[with_picks], y_true[with_picks], X_test, y_test, l2)
@@ -110,7 +113,7 @@ def compute_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params:
             for idx in (np.r_[labeled, rng.choice(pool, budget, replace=False)] for _ in range(20))
         ]
     )
-    proba = strategy.head_.predict_proba(X[picks])
+    proba = head.predict_proba(X[picks])
     return Demo(
         strategy, picks, y_true, len(labeled), len(test), budget, base, acc_ralif, acc_random, proba
     )
@@ -120,6 +123,7 @@ def format_demo(demo: Demo) -> str:
     """The demonstration as the text ``ralif demo`` prints."""
     strategy, picks, y_true, budget = demo.strategy, demo.picks, demo.y_true, demo.budget
     head, solve = strategy.head_, strategy.solve_
+    assert head is not None  # as run_demo fitted it
     pos = np.searchsorted(strategy.pool_index_, picks)
     cand_rank = {int(c): r for r, c in enumerate(strategy.candidates_, start=1)}
     proba = demo.proba
@@ -170,7 +174,7 @@ def format_demo(demo: Demo) -> str:
     return "\n".join(lines)
 
 
-def run_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: object) -> dict:
+def run_demo(n_labeled: int = 30, budget: int = 10, seed: int = 0, **params: Any) -> dict:
     """Compute the demonstration (:func:`compute_demo`) and print it (:func:`format_demo`).
 
     Returns

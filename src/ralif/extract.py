@@ -201,7 +201,7 @@ def _cap_source() -> str:
     return "the memory available"
 
 
-def encoder_digest(encoder: object) -> str:
+def encoder_digest(encoder: torch.nn.Module) -> str:
     """A digest of a module's class and weights: a different encoder gets another one.
 
     Parameters
@@ -355,7 +355,7 @@ def extract_features(
     return paths
 
 
-def _manifest(read: list, encoder: object, shard_rows: int) -> dict:
+def _manifest(read: list, encoder: torch.nn.Module, shard_rows: int) -> dict:
     """What a features folder is made from: the image shards (path, shape, stamp), the
     encoder's digest, the rows per shard and the rows in all."""
     sources = [(p, s, stamp) for p, s, stamp, _ in read]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.optimize
@@ -321,7 +321,7 @@ class LinearHead(BaseEstimator):
 
     # -------------------------------------------------------------- conversions
     @classmethod
-    def from_sklearn(cls, estimator: object, X: np.ndarray, y: np.ndarray) -> LinearHead:
+    def from_sklearn(cls, estimator: Any, X: np.ndarray, y: np.ndarray) -> LinearHead:
         """Convert a fitted scikit-learn ``LogisticRegression`` into a ``LinearHead``.
 
         scikit-learn minimizes ``(1/2)||w||^2 + C sum_i CE_i``; dividing by ``n C`` gives

@@ -13,7 +13,7 @@ matrix product over the pool.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -109,7 +109,7 @@ class PoolInfluence:
     proba: np.ndarray
     target_loss: float
     s: np.ndarray
-    solve: SolveInfo
+    solve: SolveInfo | None
 
 
 def row_blocks(X: np.ndarray, rows: np.ndarray | None) -> Iterator[tuple[slice, np.ndarray]]:
@@ -140,8 +140,13 @@ def class_balance_weights(counts: np.ndarray) -> np.ndarray:
 
 
 def target_sums_block(
-    block: np.ndarray, device: str, W, b, settings: InfluenceSettings, keep_proba: bool = False
-):
+    block: np.ndarray,
+    device: str,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    settings: InfluenceSettings,
+    keep_proba: bool = False,
+) -> tuple[dict, dict]:
     """Pass 1 of an influence query over one block of pool rows.
 
     Per item: the head's probabilities' top-2 ``margin`` (and, with ``keep_proba``, the
@@ -208,7 +213,18 @@ def delta_block(P: np.ndarray, A: np.ndarray, n: int, shift: float) -> np.ndarra
     return delta
 
 
-def scores_block(block, device, W, b, S_W, s_b, n, shift, target_loss, score):
+def scores_block(
+    block: np.ndarray,
+    device: str,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    S_W: np.ndarray,
+    s_b: np.ndarray | None,
+    n: int,
+    shift: float,
+    target_loss: float,
+    score: Callable[[PoolInfluence], np.ndarray],
+) -> tuple[dict, dict]:
     """Pass 2 of an influence query over one block: each item's ``score`` of its row of
     influence (a callable of a :class:`PoolInfluence` over the block)."""
     P, A = block_device(device).proba_and_product(block, W, b, S_W)

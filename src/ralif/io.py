@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from ralif._files import (
     os_error,
 )
 from ralif._validation import UNLABELED, RalifInputError, check_labels
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 FEATURE_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 LABEL_SUFFIXES = (".npy", ".csv")
@@ -106,7 +109,7 @@ def _load_npy(p: Path, what: str, n_rows: int | None = None, as_float: bool = Fa
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-def _load_numpy(p: Path, what: str) -> object:
+def _load_numpy(p: Path, what: str) -> Any:
     # numpy takes any file that is neither .npy nor a zip archive for a pickle: only a
     # file that starts as a pickle does is called one.
     with os_error("read", f"{what} file {p}"), open(p, "rb") as fh:
@@ -144,7 +147,7 @@ class NpzArrays:
     declared in the archive disagrees with its header is refused unread.
     """
 
-    def __init__(self, path: Path, archive: object) -> None:
+    def __init__(self, path: Path, archive: Any) -> None:
         self.path, self._archive = path, archive
 
     @property
@@ -775,9 +778,9 @@ class _Stream(pyio.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: Buffer) -> int:
         self._fh.write(data)
-        return len(data)
+        return memoryview(data).nbytes
 
     def flush(self) -> None:
         if not self._fh.closed:
@@ -843,11 +846,11 @@ def open_output(
         If ``path`` cannot be written (a folder, read-only, a socket, no space...).
     """
     if str(path) == "-":
-        stream = _Stream(sys.stdout.buffer) if binary else sys.stdout
+        stream = cast(IO[bytes], _Stream(sys.stdout.buffer)) if binary else sys.stdout
         yield stream
         stream.flush()
         return
-    text = {} if binary else {"encoding": "utf-8", "newline": ""}
+    encoding, newline = (None, None) if binary else ("utf-8", "")
     p, atomic, old_mode, owner = _output_plan(path, what, exclusive)
     if mode is None or owner is not None:
         mode = old_mode
@@ -855,8 +858,8 @@ def open_output(
     # a network error while copying from a download) reach the caller as they are.
     with os_error("write", f"{what} {path}", errnos=_WRITE_ERRNOS):
         if not atomic:
-            with open(p, "wb" if binary else "w", **text) as fh:
-                yield _Stream(fh) if binary else fh
+            with open(p, "wb" if binary else "w", encoding=encoding, newline=newline) as fh:
+                yield cast(IO[bytes], _Stream(fh)) if binary else fh
             return
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         try:
@@ -866,7 +869,7 @@ def open_output(
                 except OSError:
                     pass
             os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb" if binary else "w", **text) as fh:
+            with os.fdopen(fd, "wb" if binary else "w", encoding=encoding, newline=newline) as fh:
                 yield fh
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -19,7 +19,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.base import clone
@@ -146,7 +146,7 @@ def round_seed(seed: int, round_: int, strategy: str) -> int:
 
 
 def evaluate(
-    model: object, X_test: np.ndarray, y_test: np.ndarray, metrics: Sequence[str] = ()
+    model: Any, X_test: np.ndarray, y_test: np.ndarray, metrics: Sequence[str] = ()
 ) -> dict[str, float]:
     """Accuracy, macro-F1 and the further ``metrics`` of a fitted model on the test set,
     as fractions (:func:`ralif.metrics.scores`)."""
@@ -190,7 +190,7 @@ def _check_replay(label: str, r: int, picks: np.ndarray, stored: np.ndarray) -> 
 
 
 def run_rounds(
-    X: np.ndarray,
+    X: np.ndarray | StreamedFeatures,
     y_true: np.ndarray,
     X_test: np.ndarray,
     y_test: np.ndarray,
@@ -266,7 +266,7 @@ def run_rounds(
                           y_test, metrics, on_phase)  # fmt: skip
 
 
-def _checked_strategy(strategy: str | Strategy, scenario: Scenario) -> tuple[type, str]:
+def _checked_strategy(strategy: str | Strategy, scenario: Scenario) -> tuple[type[Strategy], str]:
     """The strategy's class and label, refused where it needs a network the scenario lacks."""
     cls = type(strategy) if isinstance(strategy, Strategy) else strategy_class(strategy)[0]
     label = strategy_label(strategy)
@@ -297,8 +297,10 @@ class _Run:
         self.labeled[initial] = True
         self.y = np.where(self.labeled, y_true, -1)
         self.stop = stop_set(np.setdiff1d(np.arange(len(y_true)), initial), seed)
-        self.feats: RoundFeatures | None = None
-        self.fitted = self.X_fit = self.predicted = None
+        self.feats: RoundFeatures  # set by fit, before anything reads it
+        self.fitted: Any = None
+        self.X_fit: np.ndarray | None = None
+        self.predicted: np.ndarray | None = None
         self.shared = True  # hand the fitted model to the strategy
 
     def rounds(
@@ -393,7 +395,7 @@ class _Run:
 
 
 def _signals(
-    model: object, X: object, stop: np.ndarray, previous: np.ndarray | None, query: tuple | None
+    model: Any, X: object, stop: np.ndarray, previous: np.ndarray | None, query: tuple | None
 ) -> tuple[RoundSignals, np.ndarray]:
     """The round's stopping signals: ``model`` on the stop set, and for a strategy whose
     scores predict the change of the target loss, their mean over its picks."""
@@ -401,7 +403,7 @@ def _signals(
         cached = getattr(X, "_stop_rows", None)
         if cached is None or not np.array_equal(cached[0], stop):
             cached = (stop, X.take(stop))
-            X._stop_rows = cached
+            vars(X)["_stop_rows"] = cached
         rows = cached[1]
     else:
         rows = np.asarray(X)[stop]

@@ -33,6 +33,14 @@ class Metric:
     compute : callable
         ``compute(y_true, y_pred, classes)``: the metric as a float, ``classes`` being
         the classes present in ``y_true``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> METRICS["balanced_accuracy"].label
+    'balanced accuracy'
+    >>> METRICS["accuracy"].compute(np.array([0, 1]), np.array([0, 0]), np.array([0, 1]))
+    0.5
     """
 
     label: str
@@ -74,8 +82,9 @@ ALWAYS = ("accuracy", "macro_f1")
 
 
 def check_metrics(names: Iterable[str]) -> tuple[str, ...]:
-    """The further metrics to record, checked: known names, each once, without
-    :data:`ALWAYS`, in the order of :data:`METRICS` (so one set is written one way).
+    """Check the further metrics to record: known names, each once, without :data:`ALWAYS`.
+
+    They come back in the order of :data:`METRICS`, so one set is written one way.
 
     Parameters
     ----------
@@ -85,6 +94,7 @@ def check_metrics(names: Iterable[str]) -> tuple[str, ...]:
     Returns
     -------
     tuple of str
+        The names, in the order of :data:`METRICS`.
 
     Examples
     --------

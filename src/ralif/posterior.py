@@ -66,7 +66,9 @@ def laplace_samples(
     return out
 
 
-def sample_heads(samples: np.ndarray, head: LinearHead):
+def sample_heads(
+    samples: np.ndarray, head: LinearHead
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """``(W, b)`` pairs for each flat sample."""
     C, d = head.coef_.shape
     return [split_params(s, C, d, head.fit_intercept) for s in samples]

@@ -20,6 +20,7 @@ def kept_classes(proba: np.ndarray, tau: float = 4.0) -> np.ndarray:
     Returns
     -------
     mask : ndarray of bool, shape (N, C)
+        Which labels of each item are kept.
 
     Examples
     --------
@@ -52,6 +53,7 @@ def truncated_expectation(delta: np.ndarray, proba: np.ndarray, tau: float = 4.0
     Returns
     -------
     E : ndarray of shape (N,)
+        Each item's truncated expectation of its influence (lower: a larger drop).
 
     Examples
     --------
@@ -89,6 +91,14 @@ def authors_score(
     Returns
     -------
     score : ndarray of shape (N,)
+        Each item's score (lower: picked first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> delta = np.array([[-0.2, 0.1], [0.0, 0.3]]); proba = np.array([[0.9, 0.1], [0.5, 0.5]])
+    >>> authors_score(delta, proba, target_loss=1.0, tau=1.0).shape
+    (2,)
     """
     mask = kept_classes(proba, tau)
     total = np.where(mask, proba * (target_loss + delta), 0.0).sum(axis=1)

@@ -12,11 +12,12 @@ _DISTANCE_BLOCK_ENTRIES = 1 << 20
 
 
 def top_k(scores: np.ndarray, k: int, largest: bool = True) -> np.ndarray:
-    """Indices of the ``k`` best scores, best first; ties go to the lower index.
+    """Return the indices of the ``k`` best scores, best first; ties go to the lower index.
 
     Parameters
     ----------
     scores : ndarray of shape (N,)
+        One score per item.
     k : int
         How many, ``0 <= k <= N``.
     largest : bool, default=True
@@ -25,6 +26,7 @@ def top_k(scores: np.ndarray, k: int, largest: bool = True) -> np.ndarray:
     Returns
     -------
     indices : ndarray of shape (k,)
+        Positions in ``scores``, the best first.
 
     Examples
     --------
@@ -62,6 +64,13 @@ def candidate_set(scores: np.ndarray, fraction: float, budget: int) -> np.ndarra
     Returns
     -------
     indices : ndarray
+        Positions in ``scores`` of the candidates, the best first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> candidate_set(np.array([0.3, -0.2, 0.1, -0.5]), 0.5, budget=1).tolist()
+    [3, 1]
     """
     n = len(scores)
     m = min(n, max(budget, math.ceil(fraction * n - 1e-9)))
@@ -115,10 +124,19 @@ def uncertain_candidate_set(
     fraction : float
         ``rho`` in (0, 1].
     budget : int
+        The candidate set is never smaller than this.
 
     Returns
     -------
     indices : ndarray
+        Positions in ``scores`` of the candidates, the best first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scores, margins = np.array([0.3, -0.2, 0.1, -0.5]), np.array([0.1, 0.9, 0.2, 0.8])
+    >>> uncertain_candidate_set(scores, margins, 0.25, budget=1).tolist()
+    [2]
     """
     uncertain = candidate_set(margins, min(1.0, 2 * fraction), budget)
     ranked = np.full(len(scores), np.inf)
@@ -155,7 +173,7 @@ def kmeans_pp_select(
     X_reference: np.ndarray | None = None,
     random_state: object = None,
 ) -> np.ndarray:
-    """k-means++ seeding: each next pick drawn with probability proportional to ``D^2``.
+    """Pick ``n_select`` rows by k-means++ seeding, each with probability in ``D^2``.
 
     ``D^2(x)`` is the squared distance from ``x`` to the nearest of the reference points
     (e.g. the labeled items) and the picks so far. It is updated incrementally, never
@@ -184,6 +202,14 @@ def kmeans_pp_select(
     References
     ----------
     Arthur & Vassilvitskii, "k-means++: The Advantages of Careful Seeding", SODA 2007.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.1, 5.0]])
+    >>> picks = kmeans_pp_select(X, 2, first=0, random_state=0)
+    >>> sorted(int(i >= 2) for i in picks)  # one from each cluster
+    [0, 1]
     """
     _check_n_select(n_select, X.shape[0], first)
     x_sq = _sq_norms(X)
@@ -348,7 +374,14 @@ _BATCH = 64
 """Picks folded into ``D^2`` at a time by :func:`_d2_sampling` (one matrix product)."""
 
 
-def _d2_sampling(d2, n_select, dist, first, rng, batch: int = _BATCH) -> np.ndarray:
+def _d2_sampling(
+    d2: np.ndarray,
+    n_select: int,
+    dist: _Distances,
+    first: int | None,
+    rng: np.random.Generator,
+    batch: int = _BATCH,
+) -> np.ndarray:
     """The k-means++ loop, given the initial ``D^2`` and a distance object.
 
     Updating ``D^2`` after every pick reads every point once per pick (a matrix-vector
@@ -417,7 +450,9 @@ def _d2_sampling(d2, n_select, dist, first, rng, batch: int = _BATCH) -> np.ndar
     return picks
 
 
-def _farthest_first(d2, n_select, dist, first) -> np.ndarray:
+def _farthest_first(
+    d2: np.ndarray, n_select: int, dist: _Distances, first: int | None
+) -> np.ndarray:
     """The k-center greedy loop: always the unchosen point with the largest ``D^2``."""
     picks = np.empty(n_select, dtype=np.intp)
     chosen = np.zeros(len(d2), dtype=bool)

@@ -34,7 +34,26 @@ STOP_SET_SIZE = 1000
 
 @dataclass(frozen=True)
 class RoundSignals:
-    """What one round says about whether to go on (see the module's description)."""
+    """What one round says about whether to go on (see the module's description).
+
+    Parameters
+    ----------
+    agreement : float
+        Cohen's kappa between this round's and the last round's predictions on the
+        stop set (NaN in round 0).
+    max_uncertainty : float
+        The largest least confidence on the stop set, scaled to [0, 1].
+    mean_uncertainty : float
+        The mean least confidence on the stop set, scaled to [0, 1].
+    expected_change : float
+        The change of the target loss the strategy's scores predict per label of the
+        batch (RALIF; NaN for other strategies).
+
+    Examples
+    --------
+    >>> RoundSignals(agreement=0.995).agreement
+    0.995
+    """
 
     agreement: float = math.nan
     max_uncertainty: float = math.nan
@@ -43,7 +62,21 @@ class RoundSignals:
 
 
 def stop_set(pool: np.ndarray, seed: int, size: int = STOP_SET_SIZE) -> np.ndarray:
-    """``size`` items of ``pool`` (all, where it is smaller), drawn once with ``seed``.
+    """Draw the stop set: ``size`` items of ``pool`` (all, where it is smaller), once.
+
+    Parameters
+    ----------
+    pool : ndarray of int
+        The items to draw from.
+    seed : int
+        Seed of the draw: one stop set per seed, every round.
+    size : int, default=STOP_SET_SIZE
+        How many.
+
+    Returns
+    -------
+    ndarray of int
+        The items drawn, ascending.
 
     Examples
     --------
@@ -57,8 +90,20 @@ def stop_set(pool: np.ndarray, seed: int, size: int = STOP_SET_SIZE) -> np.ndarr
 
 
 def kappa(a: np.ndarray, b: np.ndarray) -> float:
-    """Cohen's kappa between two labelings of the same items (1 where both are constant
-    and equal, as agreement cannot be told from chance there).
+    """Return Cohen's kappa between two labelings of the same items.
+
+    It is 1 where both are constant and equal, as agreement cannot be told from chance
+    there.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        The two labelings, one label per item.
+
+    Returns
+    -------
+    float
+        Kappa, at most 1 (0: agreement as by chance).
 
     Examples
     --------
@@ -194,7 +239,9 @@ RULES: dict[str, StoppingRule] = {
 
 
 def hindsight(
-    stop_round: int | None, n_labeled: Sequence[int], score: Sequence[float]
+    stop_round: int | None,
+    n_labeled: Sequence[int] | np.ndarray,
+    score: Sequence[float] | np.ndarray,
 ) -> tuple[int, float]:
     """What stopping at ``stop_round`` saved and cost, against going on to the last round.
 

@@ -7,12 +7,13 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import wilcoxon
 
 from ralif._validation import RalifInputError
-from ralif.bench.stats import CONFIDENCE, bootstrap_interval, paired_below
+from ralif.bench.stats import CONFIDENCE, PairedTest, bootstrap_interval, paired_below
 from ralif.bench.store import open_results
 from ralif.io import check_output, open_output, write_text
 from ralif.metrics import ALWAYS, METRICS
@@ -54,7 +55,7 @@ def load_curves(rows: list[dict]) -> Curves:
     """Arrange rows into complete curves: the seeds and rounds every strategy finished."""
     if not rows:
         raise ValueError("no results to report")
-    by = defaultdict(dict)
+    by: defaultdict[tuple[str, int], dict] = defaultdict(dict)
     for r in rows:
         by[(r["strategy"], r["seed"])][r["round"]] = r
     strategies = sorted({s for s, _ in by}, key=_strategy_order)
@@ -195,7 +196,9 @@ def _intro(c: Curves) -> str:
     )
 
 
-def rounds_below(values: dict[str, np.ndarray], rounds: np.ndarray, s: str, base: str = "random"):
+def rounds_below(
+    values: dict[str, np.ndarray], rounds: np.ndarray, s: str, base: str = "random"
+) -> PairedTest:
     """The paired test of ``s`` against ``base`` on the rounds after the first."""
     after = rounds >= 1
     return paired_below(values[s][:, after], values[base][:, after])
@@ -234,7 +237,7 @@ def _aubc_table(c: Curves, values: dict[str, np.ndarray], judged_by: str = "") -
         cells = [s, *(_pm(aubc(v[s], c.rounds)) for _, v in metrics)]
         cells.append(_rounds_below_random(c, s, values))
         cells.append(f"{c.select_seconds[s][:, after].mean() if after.any() else 0.0:.3f}")
-        if c.net_accuracy is not None:
+        if c.train_seconds is not None and c.extract_seconds is not None:  # a deep run's
             cells += [
                 f"{np.nanmean(c.train_seconds[s]):.2f}",
                 f"{np.nanmean(c.extract_seconds[s]):.2f}",
@@ -278,7 +281,9 @@ def _per_round_section(c: Curves, values: dict[str, np.ndarray], shown: str) -> 
     return lines
 
 
-def aubc_difference(values: dict[str, np.ndarray], rounds: np.ndarray, s: str, base: str):
+def aubc_difference(
+    values: dict[str, np.ndarray], rounds: np.ndarray, s: str, base: str
+) -> tuple[float, float, float]:
     """Mean AUBC of ``s`` minus ``base``'s over paired seeds, with its bootstrap interval,
     in points: ``(mean, low, high)``."""
     d = (aubc(values[s], rounds) - aubc(values[base], rounds)) * 100
@@ -322,7 +327,7 @@ def stopping_outcomes(
     round; where it fires, :func:`ralif.stopping.hindsight` compares that round with the
     last one by ``values`` (a fraction; negative where stopping did better).
     """
-    out = {}
+    out: dict[tuple[str, str], list[tuple[int | None, int, float]]] = {}
     for s in c.strategies:
         per_seed = [
             [
@@ -468,7 +473,7 @@ def plot(c: Curves, title: str, path: Path, metric: str = "accuracy") -> None:
     plt.close(fig)
 
 
-def make_report(folder: str | os.PathLike, metric: str = "accuracy") -> dict[str, object]:
+def make_report(folder: str | os.PathLike, metric: str = "accuracy") -> dict[str, Any]:
     """Write ``curves.png`` and ``report.md`` into ``folder``.
 
     Parameters
@@ -484,6 +489,18 @@ def make_report(folder: str | os.PathLike, metric: str = "accuracy") -> dict[str
     -------
     dict
         Paths of the two files, the AUBC table (markdown) and the curves.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from ralif.bench.runner import BenchConfig, run_benchmark
+    >>> out = tempfile.mkdtemp()
+    >>> config = BenchConfig(dataset="digits", strategies=("random", "margin"), seeds=2,
+    ...                      rounds=2, init=20, budget=10, l2=0.1)
+    >>> run_benchmark(config, out, quiet=True).close()
+    >>> written = make_report(out)
+    >>> written["report"].name, written["plot"].name
+    ('report.md', 'curves.png')
     """
     folder = Path(folder)
     if folder.is_dir():  # before the database is opened, which may add its -wal file

@@ -7,6 +7,7 @@ import sys
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from ralif._validation import RalifInputError
 from ralif.bench.store import ResultStore, changed_fields
@@ -217,6 +218,8 @@ def load_pool_dataset(config: BenchConfig) -> Dataset:
 def _load_pool(config: BenchConfig) -> tuple[Dataset, dict]:
     """The dataset of :func:`load_pool_dataset`, and the pool's fingerprint: what makes
     its split and its rows the same (for :meth:`BenchConfig.identity`)."""
+    # BenchConfig.check: a pool source comes with its labels and its test size.
+    assert config.labels is not None and config.test_size is not None
     split = split_pool_source(
         config.dataset, config.labels, config.test_size, config.pool_size, config.imbalance
     )
@@ -297,7 +300,7 @@ def _progress(total: int, initial: int, quiet: bool):
 
 def run_benchmark(
     config: BenchConfig, out: str | os.PathLike, quiet: bool = False, data: Dataset | None = None
-) -> ResultStore:
+) -> ResultStore | None:
     """Run (or resume) a benchmark into the folder ``out``.
 
     Parameters
@@ -328,6 +331,7 @@ def run_benchmark(
     store = ResultStore(out, identity) if rank == 0 else None
     if deep or not pooled:
         data = _in_memory_data(config, data)
+    assert data is not None  # read with the pool, or held in memory
     if config.init + config.rounds * config.budget > len(data.y):
         raise RalifInputError(
             f"init {config.init} + {config.rounds} rounds x budget {config.budget} exceeds the pool ({len(data.y)} items)"
@@ -340,6 +344,7 @@ def run_benchmark(
         else None
     )
     done = _broadcast(done)
+    assert done is not None  # rank 0's, on every process
     total = len(runs) * (config.rounds + 1)
     finished = sum(min(len(v), config.rounds + 1) for v in done.values())
     left = any(len(v) <= config.rounds for v in done.values())
@@ -353,17 +358,14 @@ def run_benchmark(
                 continue
             initial = initial_labeled_set(len(data.y), config.init, seed, y=data.y)
             bar.set_description(f"{label[name]} seed {seed}")
-            args = (
-                data.X,
-                data.y,
-                data.X_test,
-                data.y_test,
-                name,
-                initial,
-                config.budget,
-                config.rounds,
-            )
-            kwargs = {"seed": seed, "l2": config.l2, "done": prior, "metrics": config.metrics}
+            args = (data.X, data.y, data.X_test, data.y_test, name, initial, config.budget,
+                    config.rounds)  # fmt: skip
+            kwargs: dict[str, Any] = {
+                "seed": seed,
+                "l2": config.l2,
+                "done": prior,
+                "metrics": config.metrics,
+            }
             if deep:
                 rounds = _deep_rounds(config, args, kwargs, Path(out), quiet)
             else:
@@ -440,7 +442,10 @@ def _init_distributed(device: str = "auto") -> int:
     return dist.get_rank()
 
 
-def _broadcast(obj: object) -> object:
+_T = TypeVar("_T")
+
+
+def _broadcast(obj: _T) -> _T:
     """Rank 0's ``obj`` on every process (itself when not distributed)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return obj

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import friedmanchisquare, rankdata, studentized_range
@@ -159,7 +160,7 @@ def win_tie_loss_sets(sets: list[SetResult], a: str, b: str) -> tuple[int, int, 
     return int((d > AUBC_TIE).sum()), int((np.abs(d) <= AUBC_TIE).sum()), int((d < -AUBC_TIE).sum())
 
 
-def reliability(sets: list[SetResult], strategy: str) -> dict[str, object]:
+def reliability(sets: list[SetResult], strategy: str) -> dict[str, Any]:
     """The goal's terms for one strategy over ``sets``.
 
     The goal: no round of any set significantly below random; an AUBC at least margin's
@@ -169,7 +170,7 @@ def reliability(sets: list[SetResult], strategy: str) -> dict[str, object]:
     different from random fails the raw rule in most runs of a whole suite).
     """
     n = len(sets)
-    out: dict[str, object] = {"n_sets": n, "n_rounds": sum(r.n_rounds for r in sets)}
+    out: dict[str, Any] = {"n_sets": n, "n_rounds": sum(r.n_rounds for r in sets)}
     judged = strategy != "random" and all(strategy in r.below for r in sets)
     if judged:
         below = [r.below[strategy] for r in sets]
@@ -373,7 +374,7 @@ def plot_cd(mean: np.ndarray, strategies: list[str], cd: float, title: str, path
         )
     # Cliques: maximal runs of the rank order whose spread is below CD.
     sorted_ranks = mean[order]
-    cliques = []
+    cliques: list[tuple[int, int]] = []
     for a in range(k):
         b = a
         while b + 1 < k and sorted_ranks[b + 1] - sorted_ranks[a] < cd:
@@ -389,7 +390,7 @@ def plot_cd(mean: np.ndarray, strategies: list[str], cd: float, title: str, path
     plt.close(fig)
 
 
-def make_suite_report(folder: str | os.PathLike) -> dict[str, object]:
+def make_suite_report(folder: str | os.PathLike) -> dict[str, Any]:
     """Write ``suite-report.md`` and a critical-difference plot per half into ``folder``.
 
     Returns

@@ -13,6 +13,7 @@ import argparse
 import warnings
 from collections.abc import Sequence
 
+from ralif import __version__
 from ralif.cli import bench, demo, embed_text, extract, report, select, serve, session
 from ralif.cli._common import (
     DEFAULT_DB,
@@ -50,6 +51,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="ralif",
         description="Deep active learning with influence functions: which items should a person label next?",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for module in COMMANDS.values():
         module.add_parser(sub)

@@ -11,6 +11,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -142,9 +143,10 @@ def _option_choices(name: str) -> tuple[str, ...] | None:
 
     constraint = RALIF._parameter_constraints[name]
     parts = constraint.constraints if isinstance(constraint, Either) else (constraint,)
-    if not all(isinstance(part, Options) for part in parts):
+    options = [part for part in parts if isinstance(part, Options)]
+    if len(options) != len(parts):
         return None
-    return tuple(c for part in parts for c in part.choices if isinstance(c, str)) or None
+    return tuple(c for part in options for c in part.choices if isinstance(c, str)) or None
 
 
 def add_ralif_options(p: argparse.ArgumentParser) -> None:
@@ -159,13 +161,14 @@ def add_ralif_options(p: argparse.ArgumentParser) -> None:
 
     defaults = {k: v.default for k, v in inspect.signature(RALIF).parameters.items()}
     g = p.add_argument_group("RALIF options")
+    parse: dict[str, Callable[[str], Any]] = {"l2": l2_arg, "n_candidates": count_or_share_arg}
     for name, text in RALIF_OPTION_HELP.items():
         choices = _option_choices(name)
-        kind = {"l2": l2_arg, "n_candidates": count_or_share_arg}.get(name)
-        kind = kind or (None if choices else float)
+        kind = parse.get(name) or (None if choices else float)
         g.add_argument(
             "--" + name.replace("_", "-"),
-            type=kind,
+            # typeshed's add_argument leaves out type=None, argparse's own default.
+            type=kind,  # type: ignore[arg-type]
             choices=choices,
             default=None,
             help=f"{text} (default: {defaults[name]})",
@@ -223,7 +226,14 @@ def strategy_params(args: argparse.Namespace, strategy: str = "ralif") -> dict[s
     return given
 
 
-def warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+def warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     """Show a warning as one line on standard error (a ``warnings.showwarning``)."""
     print(f"ralif: warning: {message}", file=sys.stderr)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from ralif._validation import RalifInputError, check_exclude, check_features, ch
 from ralif.cli._common import STRATEGY_HELP, add_ralif_options, strategy_params
 from ralif.io import check_output, feature_rows, load_features, load_labels, write_csv
 from ralif.strategies import make_strategy
+
+if TYPE_CHECKING:
+    import distributed
 
 NAME = "select"
 
@@ -129,7 +133,7 @@ def _excluded(args: argparse.Namespace) -> np.ndarray | None:
 
 def _select_streamed(args: argparse.Namespace, params: dict, classes: list[str] | None):
     """``(picks, scores, strategy, rows of the pool by index, labels)`` of a streamed query."""
-    from contextlib import nullcontext
+    from contextlib import AbstractContextManager, nullcontext
 
     from ralif.pools.sources import open_pool
     from ralif.pools.streaming import DEFAULT_MAX_CANDIDATES, streamed_select
@@ -138,6 +142,7 @@ def _select_streamed(args: argparse.Namespace, params: dict, classes: list[str] 
     y = check_labels(load_labels(args.labels, pool.n_rows, classes), pool.n_rows)
     exclude = _excluded(args)
     rows = None if exclude is None else check_exclude(exclude, pool.n_rows, "--exclude")
+    cluster: AbstractContextManager[distributed.Client | None]
     if args.dask:
         from ralif.pools.cluster import dask_client
 
@@ -246,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     classes = _select_classes(args)
     query = _select_streamed if _wants_stream(args) else _select_in_memory
     picks, scores, strategy, rows_of, y = query(args, params, classes)
-    rows = [
+    rows: list[tuple] = [
         (int(i), rank, f"{s:.6g}")
         for rank, (i, s) in enumerate(zip(picks, scores, strict=True), start=1)
     ]

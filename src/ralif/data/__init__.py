@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,7 @@ class Dataset:
     """
 
     name: str
-    X: np.ndarray | object  # or rows of a pool source: the data sets know no pool runner
+    X: Any  # an array, or rows of a pool source: the data sets know no pool runner
     y: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray

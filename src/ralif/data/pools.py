@@ -13,10 +13,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ralif._validation import RalifInputError, _format_rows
+
+if TYPE_CHECKING:
+    from ralif.pools.sources import PoolSource
 
 _NAMED_DATASETS = ("fashion-mnist", "digits")
 
@@ -133,6 +137,7 @@ def pool_split(
     if imbalance is not None and imbalance > 1:
         from ralif.data.transforms import long_tailed_indices
 
+        assert y is not None, "a long-tailed pool needs the labels y"
         pool = pool[long_tailed_indices(y[pool], imbalance)]
     if pool_size and pool_size < len(pool):
         pool = pool[np.sort(rng.choice(len(pool), pool_size, replace=False))]
@@ -170,7 +175,7 @@ FINGERPRINT_FIELDS = {
 
 def sha256_hex(a: np.ndarray) -> str:
     """The SHA-256 of a contiguous array's bytes, in hex."""
-    return hashlib.sha256(memoryview(a).cast("B")).hexdigest()
+    return hashlib.sha256(a.data.cast("B")).hexdigest()
 
 
 def pool_fingerprint(n_rows: int, n_features: int, y: np.ndarray, X_test: np.ndarray) -> dict:
@@ -205,7 +210,7 @@ class PoolSplit:
 
     name: str
     """:func:`pool_name` of the source."""
-    source: object
+    source: PoolSource
     """The :class:`ralif.pools.sources.PoolSource`."""
     y: np.ndarray
     """The labels of every row of the source."""

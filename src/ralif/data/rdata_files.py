@@ -115,8 +115,7 @@ def _lazy_object(rdb: Path, offset: int, length: int, name: str) -> bytes:
                 )
                 data = dec.decompress(body, max_length=size + 1)
             except lzma.LZMAError:
-                dec = zlib.decompressobj()
-                data = dec.decompress(chunk[4:], size + 1)
+                data = zlib.decompressobj().decompress(chunk[4:], size + 1)
     except (OSError, ValueError, lzma.LZMAError, zlib.error) as exc:
         raise RalifInputError(f"{rdb}: entry {name!r} is corrupt ({exc})") from None
     if len(data) != size:

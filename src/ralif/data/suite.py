@@ -20,10 +20,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ralif._validation import RalifInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CACHE_VERSION = 1
 HALVES = ("tune", "confirm")
@@ -181,7 +185,9 @@ def _encode_labels(values) -> tuple[np.ndarray, np.ndarray]:
     return codes.astype(np.int64), classes.astype(str)
 
 
-def tabular_features(df, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def tabular_features(
+    df: pd.DataFrame, train: np.ndarray, test: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Numeric features of a data frame for a linear head, fitted on the train rows.
 
     Numbers: missing values take the train median; non-negative columns with a long
@@ -335,10 +341,10 @@ _LOADERS: dict[str, Callable[[], dict[str, np.ndarray]]] = {
 }
 
 
-def bench_settings(name: str) -> dict[str, object]:
+def bench_settings(name: str) -> dict[str, Any]:
     """The ``BenchConfig`` fields a suite set fixes (dataset, sizes, imbalance)."""
     s = SUITE[name]
-    settings: dict[str, object] = {
+    settings: dict[str, Any] = {
         "dataset": "fashion-mnist" if name.startswith("fashion-mnist") else name,
         "init": s.init,
         "budget": s.budget,

@@ -161,7 +161,8 @@ class FeatureOutput(nn.Module):
         self.encoder = encoder
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder.features(x)
+        # torch types a submodule read as an attribute as Tensor | Module, not callable.
+        return self.encoder.features(x)  # type: ignore[operator]
 
 
 def make_encoder(name: str, in_channels: int, n_classes: int, **kwargs: object) -> nn.Module:

@@ -11,19 +11,23 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ralif._validation import RalifInputError
 from ralif.models.devices import resolve_device
 
-_MODEL = None
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+_MODEL: SentenceTransformer | None = None
 MODEL_NAME = "all-MiniLM-L6-v2"
 CHUNK_TEXTS = 2048
 """Texts embedded between two saves of the progress of a resumable run."""
 
 
-def load_minilm(device: str = "auto"):
+def load_minilm(device: str = "auto") -> SentenceTransformer:
     """The sentence-transformers model from the package's own folder (offline)."""
     global _MODEL
     if _MODEL is not None:
@@ -86,9 +90,10 @@ def embed_texts(
     with tqdm(total=len(texts), initial=done, disable=quiet, unit="text") as bar:
         for s in starts:
             if parts[s] is None:
-                parts[s] = _encode(model, texts[s : s + CHUNK_TEXTS], batch_size, True)
-                progress.save(s, parts[s])
-                bar.update(len(parts[s]))
+                part = _encode(model, texts[s : s + CHUNK_TEXTS], batch_size, True)
+                parts[s] = part
+                progress.save(s, part)
+                bar.update(len(part))
     if not parts:
         return np.zeros((0, 384), dtype=np.float32)
     return np.concatenate([parts[s] for s in starts])

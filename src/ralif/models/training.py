@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -174,7 +175,13 @@ class _Step:
     """One optimizer step on a batch: the loss (under bfloat16 autocast where ``amp``),
     its gradients, the optimizer and the schedule; returns the batch's loss."""
 
-    def __init__(self, net: nn.Module, opt: object, sched: object, amp: bool) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        opt: torch.optim.Optimizer,
+        sched: torch.optim.lr_scheduler.LRScheduler,
+        amp: bool,
+    ) -> None:
         self.net, self.opt, self.sched, self.amp = net, opt, sched, amp
         self.loss_fn = nn.CrossEntropyLoss()
 
@@ -243,7 +250,10 @@ def extract_features(
 
 
 def predict_proba(
-    model: nn.Module, images, batch_size: int = 512, device: str | torch.device = "auto"
+    model: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    batch_size: int = 512,
+    device: str | torch.device = "auto",
 ) -> np.ndarray:
     """Softmax of the network's logits, in eval mode."""
     device = resolve_device(device)
@@ -253,7 +263,7 @@ def predict_proba(
 
 def mc_dropout_proba(
     model: nn.Module,
-    images,
+    images: np.ndarray | torch.Tensor,
     n_samples: int = 10,
     batch_size: int = 512,
     device: str | torch.device = "auto",
@@ -277,13 +287,14 @@ def mc_dropout_proba(
         and hasattr(model, "fc")
     ):
         phi = torch.from_numpy(extract_features(model, images, batch_size, device)).to(device)
-        drop = model.dropout
+        drop = drops[0]  # model.dropout
+        fc = cast(nn.Module, model.fc)  # torch types a submodule attribute as Tensor | Module
         with torch.no_grad():
             drop.train()
             try:
                 return np.stack(
                     [
-                        torch.softmax(model.fc(drop(phi)), dim=1).float().cpu().numpy()
+                        torch.softmax(fc(drop(phi)), dim=1).float().cpu().numpy()
                         for _ in range(n_samples)
                     ]
                 )

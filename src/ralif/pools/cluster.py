@@ -19,11 +19,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ralif._validation import RalifInputError
 
 if TYPE_CHECKING:
+    import socket
+
     import distributed
     import numpy as np
 
@@ -31,8 +34,10 @@ if TYPE_CHECKING:
 
 _LOCAL = re.compile(r"^local(?::(\d+))?$")
 
+_T = TypeVar("_T")
 
-def _distributed():
+
+def _distributed() -> ModuleType:
     try:
         import distributed
     except ImportError:
@@ -43,7 +48,7 @@ def _distributed():
 
 
 @contextmanager
-def dask_client(spec: object) -> Iterator[object]:
+def dask_client(spec: object) -> Iterator[distributed.Client]:
     """A connected ``distributed.Client`` for ``spec``, closed (with its cluster) after.
 
     Parameters
@@ -166,7 +171,7 @@ _GREETING_BYTES = 1 << 16
 """The most a scheduler's greeting may take; a few dozen bytes in practice."""
 
 
-def _greeting_problem(conn, timeout: float) -> str | None:
+def _greeting_problem(conn: socket.socket, timeout: float) -> str | None:
     """What is wrong with the first message on a fresh connection, or None if it is
     a dask greeting.
 
@@ -214,7 +219,7 @@ def _greeting_problem(conn, timeout: float) -> str | None:
     return None
 
 
-def default_client() -> object | None:
+def default_client() -> distributed.Client | None:
     """The dask client of this process, if one was created; else None."""
     try:
         import distributed
@@ -226,7 +231,15 @@ def default_client() -> object | None:
         return None
 
 
-def _run_block(chunk, local, fn, args, layout, start, check):
+def _run_block(
+    chunk: Any,
+    local: np.ndarray | None,
+    fn: Callable[..., _T],
+    args: tuple,
+    layout: tuple[str, int, np.dtype],
+    start: int,
+    check: bool,
+) -> _T:
     from ralif.pools.sources import checked_block, checked_results
 
     name, width, dtype = layout
@@ -241,14 +254,14 @@ def _run_block(chunk, local, fn, args, layout, start, check):
 
 def gather_in_order(
     client: distributed.Client,
-    run_partition: Callable[..., object],
+    run_partition: Callable[..., _T],
     source: PoolSource,
     tasks: Sequence[tuple[int, int, np.ndarray | None]],
-    fn: Callable[..., object],
+    fn: Callable[..., _T],
     args: tuple,
     window: int = 256,
     check: bool = True,
-) -> Iterator[object]:
+) -> Iterator[_T]:
     """Results of ``fn`` over every task's block, computed on the workers, in task order.
 
     At most ``window`` tasks are in flight, so the client never holds more than that
@@ -294,7 +307,7 @@ def gather_in_order(
         index = {start: k for k, (start, _) in enumerate(source.partitions(1))}
         layout = (source.name, source.n_features, source.dtype)
 
-        def submit(task):
+        def submit(task: tuple[int, int, np.ndarray | None]) -> distributed.Future:
             start, _, local = task
             chunk = chunks[index[start]]
             run = dask.delayed(_run_block)(chunk, local, fn, args_f, layout, start, check)
@@ -303,15 +316,16 @@ def gather_in_order(
     else:
         [source_f] = client.scatter([source], broadcast=True, hash=False)
 
-        def submit(task):
+        def submit(task: tuple[int, int, np.ndarray | None]) -> distributed.Future:
             start, stop, local = task
             return client.submit(
                 run_partition, source_f, start, stop, local, fn, args_f, check, pure=False
             )
 
-    pending = [submit(t) for t in tasks[:window]]
+    pending: list[distributed.Future | None] = [submit(t) for t in tasks[:window]]
     for i in range(len(tasks)):
         future = pending[i]
+        assert future is not None  # only a future whose result was yielded is dropped
         if i + window < len(tasks):
             pending.append(submit(tasks[i + window]))
         yield future.result()

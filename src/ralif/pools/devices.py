@@ -8,10 +8,15 @@ results back as NumPy.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ralif._softmax import logits, softmax_inplace
 from ralif._validation import RalifInputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def gradient_sum(G: np.ndarray, block: np.ndarray) -> np.ndarray:
@@ -85,24 +90,24 @@ class TorchDevice(NumpyDevice):
         self.name = device
         self.device = torch.device(device)
 
-    def _put(self, block: np.ndarray):
+    def _put(self, block: np.ndarray) -> torch.Tensor:
         # The passes ask for two products of the same block: send it to the device once.
         if block is not getattr(self, "_last_block", None):
             self._last_block = block
             self._last = self.torch.from_numpy(np.ascontiguousarray(block)).to(self.device)
         return self._last
 
-    def proba(self, block, W, b):
+    def proba(self, block: np.ndarray, W: np.ndarray, b: np.ndarray | None) -> np.ndarray:
         return softmax_inplace(self.product(block, W) + (0.0 if b is None else b)).astype(
             np.float64, copy=False
         )
 
-    def product(self, block, M):
+    def product(self, block: np.ndarray, M: np.ndarray) -> np.ndarray:
         t = self._put(block)
         m = self.torch.as_tensor(np.ascontiguousarray(M), device=self.device, dtype=t.dtype)
         return (t @ m.T).cpu().numpy()
 
-    def gradient(self, G, block):
+    def gradient(self, G: np.ndarray, block: np.ndarray) -> np.ndarray:
         t = self._put(block)
         g = self.torch.as_tensor(np.ascontiguousarray(G), device=self.device, dtype=t.dtype)
         return (g.T @ t).double().cpu().numpy()

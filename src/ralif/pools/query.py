@@ -12,16 +12,35 @@ gives the same numbers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ralif.pools.sources import ArrayPool, PoolSource, checked_results
 
+if TYPE_CHECKING:
+    import distributed
 
-def _run_partition(source, start, stop, local, fn, args, check=True):
+
+BlockFunction = Callable[..., tuple[dict, dict]]
+"""A block function: ``fn(block, *args) -> (per-item arrays, sums)``, both by name."""
+
+Task = tuple[int, int, "np.ndarray | None"]
+"""A partition's rows ``start:stop`` and the positions of its pool items (None: all)."""
+
+
+def _run_partition(
+    source: PoolSource,
+    start: int,
+    stop: int,
+    local: np.ndarray | None,
+    fn: BlockFunction,
+    args: tuple,
+    check: bool = True,
+) -> tuple[dict, dict]:
     block = source.read(start, stop, check=check)
     if local is not None:
         block = block[local]
@@ -50,12 +69,12 @@ class BlockRunner:
         source: PoolSource,
         pool: np.ndarray,
         block_rows: int,
-        client: object = None,
+        client: distributed.Client | None = None,
         trusted: bool = False,
     ) -> None:
         self.source, self.pool, self.client = source, pool, client
         self.trusted = trusted  # features checked already (an array select validated)
-        self.tasks = []
+        self.tasks: list[Task] = []
         for start, stop in source.partitions(block_rows):
             a, b = np.searchsorted(pool, [start, stop])
             if a == b:
@@ -63,7 +82,7 @@ class BlockRunner:
             local = None if b - a == stop - start else pool[a:b] - start
             self.tasks.append((start, stop, local))
 
-    def run(self, fn, *args, check: bool = True) -> tuple[dict, dict]:
+    def run(self, fn: BlockFunction, *args: object, check: bool = True) -> tuple[dict, dict]:
         """``fn(block, *args)`` over every block: per-item arrays joined, sums added.
 
         ``check=False`` reads blocks without the scan for NaN, inf and values too large
@@ -78,17 +97,17 @@ class BlockRunner:
             sums = _add(sums, part)
         return {k: np.concatenate(v) for k, v in per_item.items()}, sums
 
-    def _read(self, task, check: bool) -> np.ndarray:
+    def _read(self, task: Task, check: bool) -> np.ndarray:
         start, stop, local = task
         block = self.source.read(start, stop, check=check)
         return block if local is None else block[local]
 
-    def _results(self, fn, args, check):
+    def _results(self, fn: BlockFunction, args: tuple, check: bool) -> Iterator[tuple[dict, dict]]:
         if self.client is None:
             # The next block is read by a second thread while this one is computed: file
             # reads release the GIL, so reading and the products overlap (two blocks held).
             with ThreadPoolExecutor(max_workers=1) as reader:
-                ahead = None
+                ahead: Future[np.ndarray] | None = None
                 for i, task in enumerate(self.tasks):
                     block = (ahead or reader.submit(self._read, task, check)).result()
                     more = i + 1 < len(self.tasks)
@@ -96,7 +115,7 @@ class BlockRunner:
                     start, stop = task[:2]
 
                     # Read again through the reader: a source is read by one thread at a time.
-                    def reread(a=start, b=stop):
+                    def reread(a: int = start, b: int = stop) -> np.ndarray:
                         return reader.submit(self.source.read, a, b).result()
 
                     yield checked_results(fn(block, *args), reread, self.source.name, start, stop)
@@ -115,8 +134,14 @@ class PoolQuery:
     this object whether the pool is an array in memory (:meth:`in_memory`) or a source
     read in blocks, here, on a GPU or on dask workers (:func:`ralif.pools.streaming.streamed_select`).
 
-    Attributes
+    Parameters
     ----------
+    strat : Strategy
+        The strategy whose plan runs.
+    source : PoolSource
+        Where the rows are.
+    runner : BlockRunner
+        What maps block functions over the pool's rows.
     pool : ndarray of int
         The unlabeled items (rows of the source), ascending; positions index it.
     labeled : ndarray of int
@@ -124,18 +149,44 @@ class PoolQuery:
     X_labeled, y_labeled : ndarray
         The labeled items' features and labels, in row order.
     budget : int
+        Items to pick.
     rng : numpy.random.Generator
+        The query's only source of randomness.
     device : str
         Where block products run (:func:`ralif.pools.devices.block_device`).
+
+    Attributes
+    ----------
     max_candidates : int or None
         The candidate cap of a streamed query (None: none, as in memory).
     streamed : bool
         The pool is a source read in blocks, not an array held in memory.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import Margin
+    >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+    >>> y[:6] = [0, 1] * 3
+    >>> pool = np.flatnonzero(y < 0)
+    >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+    >>> q.take(np.array([0, 1])).shape, len(q.sample())
+    ((2, 3), 44)
     """
 
     def __init__(
-        self, strat, source, runner, pool, labeled, X_labeled, y_labeled, budget, rng, device
-    ):
+        self,
+        strat: Any,
+        source: PoolSource,
+        runner: BlockRunner,
+        pool: np.ndarray,
+        labeled: np.ndarray,
+        X_labeled: np.ndarray,
+        y_labeled: np.ndarray,
+        budget: int,
+        rng: np.random.Generator,
+        device: str,
+    ) -> None:
         self.strat, self.source, self.runner, self.pool = strat, source, runner, pool
         self.labeled = labeled
         self.X_labeled, self.y_labeled = X_labeled, y_labeled
@@ -148,7 +199,13 @@ class PoolQuery:
 
     @classmethod
     def in_memory(
-        cls, strat: object, X: np.ndarray, y: np.ndarray, pool: np.ndarray, budget: int, rng
+        cls,
+        strat: Any,
+        X: np.ndarray,
+        y: np.ndarray,
+        pool: np.ndarray,
+        budget: int,
+        rng: np.random.Generator,
     ) -> PoolQuery:
         """The query over the rows of an array, already checked, without a cap."""
         source = ArrayPool(X)
@@ -156,12 +213,12 @@ class PoolQuery:
         runner = BlockRunner(source, pool, source.block_rows_for(), trusted=True)
         return cls(strat, source, runner, pool, labeled, X[labeled], y[labeled], budget, rng, "cpu")
 
-    def map(self, fn: Callable, *args: object, check: bool = True) -> tuple[dict, dict]:
+    def map(self, fn: BlockFunction, *args: object, check: bool = True) -> tuple[dict, dict]:
         """``fn(block, device, *args)`` over the pool's blocks: per-item arrays joined in
         pool order, sums added (:class:`BlockRunner`)."""
         return self.runner.run(fn, self.device, *args, check=check)
 
-    def run(self, model: object) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(picks, scores)`` of the strategy's plan, its model fitted first (or
         ``model`` taken) where it needs one."""
         strat = self.strat
@@ -174,7 +231,7 @@ class PoolQuery:
         return strat.plan(self, strat.model_)
 
     @contextmanager
-    def timed(self, stage: str):
+    def timed(self, stage: str) -> Iterator[None]:
         t = time.perf_counter()
         try:
             yield
@@ -187,7 +244,7 @@ class PoolQuery:
         self.source.check_unchanged()
 
     def take(self, positions: np.ndarray) -> np.ndarray:
-        """Features of the pool items at ``positions`` (into :attr:`pool`), in that order."""
+        """Features of the pool items at ``positions`` (into ``self.pool``), in that order."""
         self.source.check_unchanged()
         self.n_candidates = len(positions)
         with self.timed("read candidates"):
@@ -225,7 +282,9 @@ class PoolQuery:
         local_pool = np.flatnonzero(y < 0)  # the sampled pool rows, ascending as sample
         return X, y, local_pool, sample
 
-    def run_in_memory(self, query: Callable) -> tuple[np.ndarray, np.ndarray]:
+    def run_in_memory(
+        self, query: Callable[..., tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``query(X, y, pool, budget, rng)`` over :meth:`gathered` rows, its picks as rows
         of the source and its scores over the whole pool (NaN outside a sample)."""
         X, y, local_pool, sample = self.gathered()
@@ -234,7 +293,7 @@ class PoolQuery:
         scores[sample] = sample_scores
         return self.pool[sample[np.searchsorted(local_pool, picks)]], scores
 
-    def too_few_classes(self):
+    def too_few_classes(self) -> tuple[np.ndarray, np.ndarray]:
         """The strategy's own fallback (a model-based strategy with labels of fewer than
         two classes), over the labeled rows and the pool's where it reads features;
         random picks need none."""

@@ -24,9 +24,10 @@ import itertools
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -156,6 +157,13 @@ class PoolSource:
         The dtype blocks come in (float32 or float64).
     name : str
         What the pool is, for messages.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pool = open_pool(np.arange(12.0).reshape(6, 2))
+    >>> pool.shape, pool.read(2, 4).tolist()
+    ((6, 2), [[4.0, 5.0], [6.0, 7.0]])
     """
 
     n_rows: int
@@ -171,7 +179,7 @@ class PoolSource:
     def partitions(self, block_rows: int) -> list[tuple[int, int]]:
         """``(start, stop)`` row ranges of at most ``block_rows`` rows, in order; a range
         never crosses a shard boundary."""
-        out = []
+        out: list[tuple[int, int]] = []
         for lo, hi in self._pieces():
             out.extend((s, min(hi, s + block_rows)) for s in range(lo, hi, block_rows))
         return out
@@ -233,9 +241,19 @@ class NpyShards(PoolSource):
         The shards, in pool order.
     name : str, optional
         How to call the pool in messages.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> for k in range(2):
+    ...     np.save(f"{folder}/part-{k}.npy", np.full((3, 2), k, dtype=np.float32))
+    >>> pool = NpyShards([f"{folder}/part-0.npy", f"{folder}/part-1.npy"])
+    >>> pool.n_rows, pool.take(np.array([4, 0])).tolist()
+    (6, [[1.0, 1.0], [0.0, 0.0]])
     """
 
-    def __init__(self, paths: list[str | os.PathLike], name: str | None = None) -> None:
+    def __init__(self, paths: Sequence[str | os.PathLike], name: str | None = None) -> None:
         if not paths:
             raise RalifInputError(f"no .npy shards found for the pool {name or ''}".strip())
         shards, layouts = [], []
@@ -281,8 +299,9 @@ class NpyShards(PoolSource):
             raise RalifInputError(f"the pool {name or paths[0]} has no rows")
         self.shards = shards
         self._layouts = layouts
-        self._files: dict[int, object] = {}
+        self._files: dict[int, IO[bytes]] = {}
         self.n_rows = start
+        assert width is not None  # set by the first shard; there is at least one
         self.n_features = int(width)
         self.dtype = np.dtype(dtype) if dtype in (np.float32, np.float64) else np.dtype(np.float64)
         self.name = name or (shards[0].path if len(shards) == 1 else f"{len(shards)} .npy shards")
@@ -300,7 +319,7 @@ class NpyShards(PoolSource):
             starts = self._starts = np.array([s.start for s in self.shards], dtype=np.int64)
         return int(np.searchsorted(starts, row, side="right") - 1)
 
-    def _file(self, k: int):
+    def _file(self, k: int) -> IO[bytes]:
         if k not in self._files:
             shard = self.shards[k]
             check_shard_unchanged(shard)
@@ -325,7 +344,7 @@ class NpyShards(PoolSource):
         fh = self._file(k)
         row_bytes = self.n_features * dt.itemsize
         with os_error("read", f"pool shard {shard.path}"):
-            got = os.preadv(fh.fileno(), [memoryview(out).cast("B")], header + lo * row_bytes)
+            got = os.preadv(fh.fileno(), [out.data.cast("B")], header + lo * row_bytes)
         if got != out.nbytes:
             raise RalifInputError(
                 f"pool shard {shard.path} ended early: it was truncated while the pool was read"
@@ -365,7 +384,12 @@ class NpyShards(PoolSource):
         self._files = {}
 
 
-def checked_results(results, reread: Callable[[], object], name: str, start: int, stop: int):
+_R = TypeVar("_R")
+
+
+def checked_results(
+    results: _R, reread: Callable[[], object], name: str, start: int, stop: int
+) -> _R:
     """A block function's results, refused where they are not finite (:func:`finite_results`).
 
     The block is then read again, checked (``reread``), so that NaN, inf or values too
@@ -382,7 +406,7 @@ def checked_results(results, reread: Callable[[], object], name: str, start: int
     return results
 
 
-def _stamp_of(fh) -> tuple[int, int, int]:
+def _stamp_of(fh: IO[bytes]) -> tuple[int, int, int]:
     st = os.fstat(fh.fileno())
     return (int(st.st_size), int(st.st_mtime_ns), int(st.st_ino))
 
@@ -421,8 +445,9 @@ def _numbered_gaps(paths: list[str]) -> str | None:
     """The first missing number when every file is named ``<prefix><number><suffix>``
     (``paths`` in series order)."""
     pattern = re.compile(r"^(.*?)(\d+)(\D*)$")
-    parts = [pattern.match(os.path.basename(p)) for p in paths]
-    if len(paths) < 2 or not all(parts):
+    matches = [pattern.match(os.path.basename(p)) for p in paths]
+    parts = [m for m in matches if m is not None]
+    if len(paths) < 2 or len(parts) != len(matches):
         return None
     stems = {(m.group(1), m.group(3)) for m in parts}
     if len(stems) != 1:
@@ -482,7 +507,10 @@ class ParquetPool(PoolSource):
         if not files:
             raise RalifInputError(f"no .parquet files in {p}")
         files = ordered_files(files, "Parquet file")
-        shards, slices, start, kinds = [], [], 0, []
+        shards: list[Shard] = []
+        slices: list[tuple[int, int, int, int]] = []
+        kinds: list[list] = []
+        start = 0
         for f in files:
             if not Path(f).is_file():
                 raise RalifInputError(f"Parquet file {f} is not a regular file")
@@ -633,11 +661,11 @@ class ParquetPool(PoolSource):
             check_shard_unchanged(shard)
 
 
-def _numeric_arrow(pa, t) -> bool:
+def _numeric_arrow(pa: Any, t: Any) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
 
 
-def _parquet_layout(schema, where: str) -> tuple[list[str], int, str | None]:
+def _parquet_layout(schema: Any, where: str) -> tuple[list[str], int, str | None]:
     """``(columns, width, list column)`` of a pool's first Parquet file."""
     import pyarrow as pa
 
@@ -651,7 +679,7 @@ def _parquet_layout(schema, where: str) -> tuple[list[str], int, str | None]:
 
 
 def _parquet_check_schema(
-    schema, where: str, columns: list[str], width: int, list_column: str | None, first: str
+    schema: Any, where: str, columns: list[str], width: int, list_column: str | None, first: str
 ) -> list:
     """The value types of one Parquet file, refused unless it has the pool's columns."""
     import pyarrow as pa
@@ -690,10 +718,18 @@ class ArrayPool(PoolSource):
     Parameters
     ----------
     array : array-like of shape (N, d)
+        The features, read a block or a few rows at a time.
     name : str, default="X"
+        How to call the pool in messages.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ArrayPool(np.ones((4, 3), dtype=np.float32)).dtype
+    dtype('float32')
     """
 
-    def __init__(self, array: object, name: str = "X") -> None:
+    def __init__(self, array: Any, name: str = "X") -> None:
         shape = getattr(array, "shape", None)
         dtype = getattr(array, "dtype", None)
         if shape is None or dtype is None or len(shape) != 2:
@@ -738,10 +774,18 @@ class DaskArrayPool(ArrayPool):
     Parameters
     ----------
     array : dask.array.Array of shape (N, d)
+        The features; a chunk is computed when it is read.
     name : str, default="X"
+        How to call the pool in messages.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> DaskArrayPool(da.ones((10, 3), chunks=4)).partitions(100)
+    [(0, 4), (4, 8), (8, 10)]
     """
 
-    def __init__(self, array: object, name: str = "X") -> None:
+    def __init__(self, array: Any, name: str = "X") -> None:
         if any(np.isnan(c) for axis in array.chunks for c in axis):
             # After a filter dask no longer knows its chunks' sizes: one pass measures
             # them (each chunk is computed and only its shape kept).
@@ -854,6 +898,7 @@ def open_pool(spec: object, name: str | None = None) -> PoolSource:
     Returns
     -------
     PoolSource
+        The pool, not read yet (only headers and schemas).
 
     Examples
     --------

@@ -39,6 +39,7 @@ same uncertain items; the diversity step draws from fewer of them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from ralif.pools.devices import check_device
 from ralif.pools.query import BlockRunner, PoolQuery
 from ralif.pools.sources import PoolSource, open_pool
 from ralif.strategies import STRATEGIES, Strategy, make_strategy
+
+if TYPE_CHECKING:
+    import distributed
 
 DEFAULT_MAX_CANDIDATES = 20_000
 """Candidates kept by a streamed query unless told otherwise (see the module notes)."""
@@ -101,7 +105,7 @@ def streamed_select(
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
     block_rows: int | None = None,
     device: str = "cpu",
-    client: object = None,
+    client: distributed.Client | None = None,
     X_labeled: np.ndarray | None = None,
     **params: object,
 ) -> StreamedQuery:
@@ -143,6 +147,7 @@ def streamed_select(
     Returns
     -------
     StreamedQuery
+        The picks, every pool item's score, the strategy object and the stages' times.
 
     Examples
     --------
@@ -221,7 +226,7 @@ class StreamedFeatures:
     rows: np.ndarray
     max_candidates: int | None = None
     device: str = "cpu"
-    client: object = None
+    client: distributed.Client | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -305,14 +310,25 @@ def _checked_rows(rows: object, n: int) -> np.ndarray:
     return arr
 
 
-def streams(cls: type) -> bool:
+def streams(cls: type[Strategy]) -> bool:
     """Whether a strategy class's query is a plan over a pool (:meth:`Strategy.plan`),
     which a streamed query runs as it is; a class that rewrites ``query`` does not."""
     return cls.plan is not Strategy.plan and cls.query is Strategy.query
 
 
 def streamable() -> tuple[str, ...]:
-    """The names of :data:`ralif.STRATEGIES` whose queries stream, sorted."""
+    """List the names of :data:`ralif.STRATEGIES` whose queries stream.
+
+    Returns
+    -------
+    tuple of str
+        Sorted.
+
+    Examples
+    --------
+    >>> "ralif" in streamable() and "albl" not in streamable()
+    True
+    """
     return tuple(name for name in sorted(STRATEGIES) if streams(STRATEGIES[name][0]))
 
 
@@ -333,6 +349,11 @@ def check_streamable(strategy: str | Strategy) -> Strategy:
     ------
     RalifInputError
         For a strategy without a plan over a pool (its query reads the whole array).
+
+    Examples
+    --------
+    >>> check_streamable("margin")
+    Margin()
     """
     strat = make_strategy(strategy) if isinstance(strategy, str) else strategy
     if not streams(type(strat)):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -93,6 +95,13 @@ class ClassesMixin:
     removed, and a label read as one of them."""
 
     db: sqlite3.Connection
+
+    if TYPE_CHECKING:  # from SessionStore and its labels
+
+        def writing(self) -> AbstractContextManager[None]: ...
+        def current_labels(
+            self, as_of: str | None = None, items: Sequence[int] | None = None
+        ) -> dict[int, tuple[int, bool]]: ...
 
     def classes(self) -> list[str]:
         """The class names, in the order of their numbers."""

@@ -10,7 +10,9 @@ import re
 import sqlite3
 import uuid
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -89,6 +91,16 @@ class LabelsMixin:
 
     db: sqlite3.Connection
 
+    if TYPE_CHECKING:  # from SessionStore and its other parts
+
+        def writing(self) -> AbstractContextManager[None]: ...
+        def reading(self) -> AbstractContextManager[None]: ...
+        def n_items(self) -> int: ...
+        def check_item(self, item: object) -> int: ...
+        def _class_id(self, label: object) -> int: ...
+        def served_items(self) -> set[int]: ...
+        def checkpoint(self, mode: str = "PASSIVE") -> None: ...
+
     def add_label(
         self,
         item: object,
@@ -150,7 +162,7 @@ class LabelsMixin:
                 ) from None
             # The same request sent twice (a retry after a lost answer): already recorded.
             return LabelResult(row[0], row[1], row[2], duplicate=True)
-        return LabelResult(int(cur.lastrowid), item, class_id)
+        return LabelResult(int(cast(int, cur.lastrowid)), item, class_id)
 
     def label_from_page(
         self,
@@ -230,7 +242,7 @@ class LabelsMixin:
                 "VALUES (?, ?, ?, ?, ?, 'undo', ?, ?, ?)",
                 (item, class_id, who, _now(), held, request_id or uuid.uuid4().hex, unsure, target),
             )
-        return LabelResult(int(cur.lastrowid), item, class_id, took_back=took_back)
+        return LabelResult(int(cast(int, cur.lastrowid)), item, class_id, took_back=took_back)
 
     def _undo_done(self, request_id: str, who: str) -> LabelResult | None:
         """The undo already recorded under ``request_id``; an error if the id names another event."""
@@ -287,7 +299,8 @@ class LabelsMixin:
         self, items: Sequence[int] | None = None, as_of: str | None = None
     ) -> list[tuple[int, int | None, int, int]]:
         """``(item, class_id, held_out, unsure)`` of each item's latest event (before ``as_of``)."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[str | int] = []
         if as_of:
             where.append("at < ?")
             args.append(as_of)

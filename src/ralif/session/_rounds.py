@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -17,6 +19,10 @@ class RoundsMixin:
     of them are open and served, and closing or reopening one."""
 
     db: sqlite3.Connection
+
+    if TYPE_CHECKING:  # from SessionStore
+
+        def writing(self) -> AbstractContextManager[None]: ...
 
     def snapshot(self) -> tuple[int, int]:
         """``(latest round, latest event)``: what a batch was picked from."""
@@ -66,7 +72,7 @@ class RoundsMixin:
                     json.dumps(metrics or {}),
                 ),
             )
-            rid = int(cur.lastrowid)
+            rid = int(cast(int, cur.lastrowid))
             self.db.executemany(
                 "INSERT INTO round_items (round_id, item_id, position) VALUES (?, ?, ?)",
                 [(rid, int(i), k) for k, i in enumerate(items)],

@@ -24,11 +24,16 @@ import sys
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ralif._validation import RalifInputError
 from ralif.session.store import SessionStore, check_labeler, open_session
 from ralif.strategies import RALIF, strategy_class
 from ralif.strategies.ralif import upgrade_params
+
+if TYPE_CHECKING:
+    from flask import Flask, Request
+    from waitress.server import BaseWSGIServer, MultiSocketServer
 
 # A label is a few dozen bytes; nothing the page sends comes near this.
 MAX_BODY = 8 * 1024
@@ -146,7 +151,7 @@ class _Session:
             self._local.store = open_session(self.db_path, check=False)
         return self._local.store
 
-    def authorized(self, request) -> bool:
+    def authorized(self, request: Request) -> bool:
         given = request.headers.get("X-Ralif-Token") or request.args.get("token") or ""
         return hmac.compare_digest(given.encode(), self.token.encode())
 
@@ -170,7 +175,9 @@ def page_state(s: SessionStore, root: Path | None) -> dict:
         if i in seen:
             continue
         seen.add(i)
-        path, text = entries[i]
+        entry = entries[i]
+        assert entry is not None  # a batch holds only the session's items
+        path, text = entry
         c, held, unsure = latest.get(i, (None, False, False))
         kind = "image" if image_type(safe_item_path(root, path)) else "text"
         if c is not None:
@@ -355,7 +362,7 @@ def _add_item_route(app, session: _Session) -> None:
         return resp
 
 
-def create_app(db_path: str | os.PathLike, who: str = "web"):
+def create_app(db_path: str | os.PathLike, who: str = "web") -> Flask:
     """The Flask application for one session database.
 
     Parameters
@@ -418,7 +425,7 @@ def _reachable_from_network(addresses: list[tuple[str, int]]) -> bool:
 
 def make_server(
     db_path: str | os.PathLike, host: str = "127.0.0.1", port: int = 8765, threads: int = 8
-):
+) -> BaseWSGIServer | MultiSocketServer:
     """A waitress server for the page, already listening (so its address can be printed).
 
     Returns
@@ -454,7 +461,7 @@ def make_server(
         raise RalifInputError(f"cannot listen on {host} port {port}: {exc}") from None
 
 
-def listening_on(server) -> list[tuple[str, int]]:
+def listening_on(server: BaseWSGIServer | MultiSocketServer) -> list[tuple[str, int]]:
     """``(host, port)`` of every socket the server listens on."""
     found = getattr(server, "effective_listen", None)
     if found:

@@ -17,6 +17,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import SupportsIndex, cast
 
 from ralif._files import os_error
 from ralif._validation import RalifInputError
@@ -67,6 +68,21 @@ class SessionStore(ClassesMixin, LabelsMixin, RoundsMixin, BackupMixin):
     backup live in their own modules (:mod:`ralif.session._classes`,
     :mod:`ralif.session._labels`, :mod:`ralif.session._rounds`,
     :mod:`ralif.session._backup`), combined here.
+
+    Parameters
+    ----------
+    path : Path
+        The database file.
+    db : sqlite3.Connection
+        Its open connection.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> with create_session(folder / "s.db", folder / "X.npy", 4, ["a", "b"]) as s:
+    ...     s.path.name, s.n_items()
+    ('s.db', 4)
     """
 
     def __init__(self, path: Path, db: sqlite3.Connection) -> None:
@@ -109,7 +125,7 @@ class SessionStore(ClassesMixin, LabelsMixin, RoundsMixin, BackupMixin):
         if isinstance(item, str) and item.strip().isdigit():
             item = int(item.strip())
         try:
-            value = operator.index(item)
+            value = operator.index(cast(SupportsIndex, item))  # anything else: TypeError
         except TypeError:
             raise RalifInputError(
                 f"unknown item {_short(item)}: item numbers are integers"
@@ -252,6 +268,16 @@ def create_session(
     Returns
     -------
     SessionStore
+        The new session, open.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+    >>> s.classes(), s.n_items()
+    (['cat', 'dog'], 3)
+    >>> s.close()
     """
     path, classes = _check_new_session(path, n_items, classes, manifest)
     from ralif.io import _writable_folder  # the rule of every output's folder
@@ -282,6 +308,16 @@ def open_session(path: str | os.PathLike, check: bool = True) -> SessionStore:
     Returns
     -------
     SessionStore
+        The session, open; close it (or use it in a ``with`` block) when done.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"]).close()
+    >>> with open_session(folder / "s.db") as s:
+    ...     s.classes()
+    ['cat', 'dog']
     """
     path = Path(path)
     _check_session_file(path)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
 from ralif._validation import RalifInputError, check_budget, check_features
 from ralif.io import load_features, open_output, read_csv_dicts, read_csv_records, write_csv
-from ralif.pools.sources import open_pool, stream_reason
+from ralif.pools.sources import PoolSource, open_pool, stream_reason
 from ralif.pools.streaming import streamed_select
 from ralif.session.store import SessionStore, create_session
 from ralif.stopping import RULES, round_signals, stop_set
@@ -116,10 +118,11 @@ def next_batch(
     return rid, picks.tolist()
 
 
-def _session_features(store: SessionStore) -> tuple[object, bool]:
+def _session_features(store: SessionStore) -> tuple[PoolSource | np.ndarray, bool]:
     """The session's features (a streamed pool of shards, or the whole array) and whether
     they are streamed; an error if their rows no longer match the session's items."""
     streamed = stream_reason(store.features_path) is not None
+    X: PoolSource | np.ndarray
     if streamed:
         X = open_pool(store.features_path)
     else:
@@ -153,7 +156,7 @@ def _read_pool(
 
 
 def _pick(
-    X: object,
+    X: PoolSource | np.ndarray,
     y: np.ndarray,
     rows: np.ndarray,
     budget: int,
@@ -175,7 +178,7 @@ def _pick(
             query = streamed_select(X, y, budget, strat, rows=rows)
             picks, strat = query.picks, query.strategy
         else:
-            picks = rows[strat.select(X[rows], y[rows], budget)]
+            picks = rows[strat.select(cast(np.ndarray, X)[rows], y[rows], budget)]
     metrics = {
         "n_labeled": int((y[rows] >= 0).sum()),
         "warnings": [str(w.message) for w in caught],
@@ -198,7 +201,9 @@ def import_labels_csv(
     records = read_csv_records(p, "labels", ["item", "label"])
     if not records:
         raise RalifInputError(f"labels file {p} has a header but no labels below it")
-    pairs, first_line, repeats = [], {}, {}
+    pairs: list[tuple[int, str]] = []
+    first_line: dict[int, int] = {}
+    repeats: dict[int, list[int]] = {}
     for line, r in records:
         item, label = (r.get("item") or "").strip(), (r.get("label") or "").strip()
         if not (item.isascii() and item.isdigit()):
@@ -264,6 +269,8 @@ def learning_curve(store: SessionStore) -> list[dict]:
     (:mod:`ralif.stopping`, on a stop set of items not held out, drawn once)."""
     from ralif.head import LinearHead
 
+    X: PoolSource | np.ndarray
+    rows_of: Callable[[Any], np.ndarray]  # the features of the rows given
     if stream_reason(store.features_path):
         X = open_pool(store.features_path)
         rows_of = X.take

@@ -69,6 +69,20 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, object]]:
     :data:`STRATEGIES` or ``module:Class``, ``JSON`` an object of constructor
     parameters, ``NAME`` what a benchmark calls it (its label; by default the spec).
 
+    Parameters
+    ----------
+    spec : str
+        The spec.
+
+    Returns
+    -------
+    label : str
+        What a benchmark stores the strategy under.
+    base : str
+        The strategy's name or ``module:Class``.
+    params : dict
+        The constructor parameters the spec gives.
+
     Examples
     --------
     >>> parse_spec('tenth=ralif:{"n_candidates": 0.1}')
@@ -101,8 +115,19 @@ def parse_spec(spec: str) -> tuple[str, str, dict[str, object]]:
 
 
 def split_specs(text: str) -> tuple[str, ...]:
-    """The comma-separated strategy specs of ``text``; commas inside ``{...}`` (a spec's
-    JSON parameters) do not separate.
+    """Split comma-separated strategy specs; a comma inside ``{...}`` does not separate.
+
+    A spec's JSON parameters hold commas of their own (:func:`parse_spec`).
+
+    Parameters
+    ----------
+    text : str
+        Specs separated by commas, as ``--strategies`` takes them.
+
+    Returns
+    -------
+    tuple of str
+        The specs, stripped, empty ones left out.
 
     Examples
     --------
@@ -129,11 +154,29 @@ def strategy_class(spec: str) -> tuple[type[Strategy], dict[str, object]]:
     that a benchmark seeds its draws from another stream (:func:`ralif.loop.round_seed`)
     and measures the strategy against itself, the noise floor of a comparison.
 
+    Parameters
+    ----------
+    spec : str
+        The strategy spec.
+
+    Returns
+    -------
+    cls : type
+        The :class:`Strategy` subclass.
+    params : dict
+        The parameters the name presets and the spec gives, the spec's winning.
+
     Raises
     ------
     RalifInputError
         For an unknown name, a module or class that cannot be imported, or a class that
         is not a Strategy.
+
+    Examples
+    --------
+    >>> cls, params = strategy_class('tenth=ralif:{"n_candidates": 0.1}')
+    >>> cls.__name__, params
+    ('RALIF', {'n_candidates': 0.1})
     """
     _, spec, params = parse_spec(spec)
     base, mark, stream = spec.rpartition("#")
@@ -170,10 +213,20 @@ def make_strategy(name: str | Strategy, random_state: object = None, **params: o
     **params
         Constructor parameters.
 
+    Returns
+    -------
+    Strategy
+        A new strategy object.
+
     Raises
     ------
     RalifInputError
         For an unknown name or a parameter the strategy does not take.
+
+    Examples
+    --------
+    >>> make_strategy("margin", random_state=0, l2=0.1)
+    Margin(l2=0.1, random_state=0)
     """
     if isinstance(name, Strategy):
         strategy = clone(name)

@@ -25,9 +25,10 @@ a new strategy writes::
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+from numpy.random import Generator
 from sklearn.base import BaseEstimator, clone
 
 from ralif._params import Constraint, RandomState, validate_params
@@ -44,7 +45,20 @@ from ralif.pools.query import PoolQuery
 
 
 class RandomFallbackWarning(UserWarning):
-    """A model-based strategy had fewer than two labeled classes and picked at random."""
+    """A model-based strategy had fewer than two labeled classes and picked at random.
+
+
+    Examples
+    --------
+    >>> import warnings, numpy as np
+    >>> from ralif.strategies import Margin, RandomFallbackWarning
+    >>> X = np.random.default_rng(0).normal(size=(20, 2)); y = np.full(20, -1); y[:3] = 0
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     picks = Margin(l2=0.1, random_state=0).select(X, y, 2)
+    >>> caught[0].category is RandomFallbackWarning
+    True
+    """
 
 
 class Strategy(BaseEstimator):
@@ -55,8 +69,8 @@ class Strategy(BaseEstimator):
     verbatim under their own names (the scikit-learn convention), so ``clone``,
     ``get_params`` and ``set_params`` work without more code.
 
-    Class attributes
-    ----------------
+    The class attributes:
+
     needs_model : bool
         ``query`` receives a classifier fitted on the labeled items (see
         :mod:`ralif.classifier`); without it ``query`` gets ``model=None``.
@@ -81,6 +95,11 @@ class Strategy(BaseEstimator):
         One :class:`~ralif._params.Constraint` per constructor argument, checked at the
         start of every :meth:`select`.
 
+    Parameters
+    ----------
+    random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
     Attributes
     ----------
     pool_index_ : ndarray
@@ -94,6 +113,17 @@ class Strategy(BaseEstimator):
         The fitted model the last call's query received.
     network_ : object or None
         The network handed to the last call (``needs_network`` strategies).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif import Strategy
+    >>> class FirstItems(Strategy):  # the first unlabeled items, in index order
+    ...     def query(self, model, X, y, pool, budget, rng):
+    ...         return pool[:budget], np.arange(len(pool), dtype=float)
+    >>> y = np.array([0, -1, 1, -1, -1])
+    >>> FirstItems().select(np.zeros((5, 2)), y, 2).tolist()
+    [1, 3]
     """
 
     name: ClassVar[str] = ""
@@ -106,6 +136,11 @@ class Strategy(BaseEstimator):
     stateful: ClassVar[bool] = False
     fallback_reads_features: ClassVar[bool] = False
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {"random_state": RandomState()}
+    pool_index_: np.ndarray
+    scores_: np.ndarray
+    picks_: np.ndarray
+    model_: Any
+    network_: Any
 
     def __init__(self, random_state: object = None) -> None:
         self.random_state = random_state
@@ -176,7 +211,7 @@ class Strategy(BaseEstimator):
 
     def query(
         self,
-        model: object,
+        model: Any,
         X: np.ndarray,
         y: np.ndarray,
         pool: np.ndarray,
@@ -213,7 +248,7 @@ class Strategy(BaseEstimator):
             raise NotImplementedError(f"{type(self).__name__} must implement query() or plan()")
         return self.plan(PoolQuery.in_memory(self, X, y, pool, budget, rng), model)
 
-    def plan(self, query: PoolQuery, model: object) -> tuple[np.ndarray, np.ndarray]:
+    def plan(self, query: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         """Pick ``query.budget`` items of the pool, written once over a pool view.
 
         A strategy that writes ``plan`` instead of :meth:`query` runs the same code on
@@ -244,7 +279,7 @@ class Strategy(BaseEstimator):
         l2 = getattr(self, "l2", "auto")
         return LinearHead(l2=l2)
 
-    def _fitted_model(self, model: object, X_labeled: np.ndarray, y_labeled: np.ndarray):
+    def _fitted_model(self, model: Any, X_labeled: np.ndarray, y_labeled: np.ndarray) -> Any:
         if model is None:
             model = self.default_model()
         if self.needs_influence:
@@ -258,7 +293,9 @@ class Strategy(BaseEstimator):
             )
         return clone(model).fit(X_labeled, y_labeled)
 
-    def _too_few_classes(self, X, y, pool, budget, rng) -> tuple[np.ndarray, np.ndarray]:
+    def _too_few_classes(
+        self, X: np.ndarray, y: np.ndarray, pool: np.ndarray, budget: int, rng: Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """What a model-based strategy does when no model can be fitted: random picks."""
         classes = np.unique(y[y >= 0]).tolist()
         warnings.warn(
@@ -277,7 +314,9 @@ def random_picks(
     return pool[rng.choice(len(pool), budget, replace=False)], np.full(len(pool), np.nan)
 
 
-def _checked_result(strategy, picks, scores, pool, budget) -> tuple[np.ndarray, np.ndarray]:
+def _checked_result(
+    strategy: Strategy, picks: object, scores: object, pool: np.ndarray, budget: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A strategy's answer, refused with a message naming it when it breaks the contract."""
     who = type(strategy).__name__
     picks = np.asarray(picks)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+from numpy.random import Generator
 
 from ralif._params import CANDIDATE_SIZE, L2, CallableOrNone, Constraint, Integer, RandomState, Real
 from ralif._softmax import logits, softmax_inplace, split_params
@@ -20,6 +21,7 @@ from ralif.influence import (
     solve_target_direction,
 )
 from ralif.pools.devices import block_device
+from ralif.pools.query import PoolQuery
 from ralif.posterior import laplace_samples, sample_heads
 from ralif.scores import entropy, least_confidence, margin, mutual_information
 from ralif.selectors import (
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 
-def proba_block(block: np.ndarray, device: str, model: object) -> np.ndarray:
+def proba_block(block: np.ndarray, device: str, model: Any) -> np.ndarray:
     """The model's probabilities on a block of rows (columns: ``classes_``): a linear
     head's in the block's dtype on ``device``, without the per-call input checks of
     ``predict_proba``; any other model's ``predict_proba``."""
@@ -60,7 +62,7 @@ def proba_block(block: np.ndarray, device: str, model: object) -> np.ndarray:
     return np.asarray(model.predict_proba(block), dtype=np.float64)
 
 
-def pool_proba(model: object, X: np.ndarray, pool: np.ndarray) -> np.ndarray:
+def pool_proba(model: Any, X: np.ndarray, pool: np.ndarray) -> np.ndarray:
     """The model's probabilities on ``X[pool]``, read in blocks (columns: ``classes_``)."""
     out = np.empty((len(pool), len(model.classes_)))
     for sl, block in row_blocks(X, pool):
@@ -70,12 +72,20 @@ def pool_proba(model: object, X: np.ndarray, pool: np.ndarray) -> np.ndarray:
 
 # Block functions of the plans (ralif.pools.query.PoolQuery.map): module-level, so that dask
 # workers can run them; each returns (per-item arrays, sums).
-def measure_block(block: np.ndarray, device: str, model: object, measure: Callable):
+def measure_block(
+    block: np.ndarray, device: str, model: Any, measure: Callable[[np.ndarray], np.ndarray]
+) -> tuple[dict, dict]:
     """An uncertainty ``measure`` of the model's probabilities, per item."""
     return {"score": measure(proba_block(block, device, model))}, {}
 
 
-def mutual_information_block(block: np.ndarray, device: str, W_all, b_all, n_samples: int):
+def mutual_information_block(
+    block: np.ndarray,
+    device: str,
+    W_all: np.ndarray,
+    b_all: np.ndarray | None,
+    n_samples: int,
+) -> tuple[dict, dict]:
     """BALD's mutual information per item, from ``n_samples`` heads stacked in ``W_all``."""
     C = W_all.shape[0] // n_samples
     Z = logits(block, W_all, b_all).reshape(len(block), n_samples, C)
@@ -89,7 +99,7 @@ def pseudo_label_delta(infl: PoolInfluence) -> np.ndarray:
     return infl.delta[np.arange(len(infl.proba)), infl.proba.argmax(axis=1)]
 
 
-def badge_norms_block(block: np.ndarray, device: str, model: object):
+def badge_norms_block(block: np.ndarray, device: str, model: Any) -> tuple[dict, dict]:
     """The norm of each item's gradient embedding ``(p - e_yhat) (x) [x, 1]``."""
     R = proba_block(block, device, model)
     R[np.arange(len(R)), R.argmax(axis=1)] -= 1.0
@@ -103,12 +113,22 @@ class Random(Strategy):
     Parameters
     ----------
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import Random
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> Random(random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "random"
     score_meaning = "none"
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         return random_picks(q.pool, q.budget, q.rng)
 
 
@@ -131,7 +151,7 @@ class _UncertaintyStrategy(_ModelStrategy):
 
     measure: Callable[[np.ndarray], np.ndarray]
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         per_item, _ = q.map(measure_block, model, type(self).measure)
         scores = per_item["score"]
         return q.pool[top_k(scores, q.budget, largest=self.score_direction == "higher")], scores
@@ -145,6 +165,16 @@ class Entropy(_UncertaintyStrategy):
     l2 : float or "auto", default="auto"
         Ridge strength of the default model (the linear head).
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import Entropy
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> Entropy(l2=0.1, random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "entropy"
@@ -161,6 +191,16 @@ class Margin(_UncertaintyStrategy):
     l2 : float or "auto", default="auto"
         Ridge strength of the default model (the linear head).
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import Margin
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> Margin(l2=0.1, random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "margin"
@@ -170,7 +210,7 @@ class Margin(_UncertaintyStrategy):
 
 
 class MarginKMeans(_ModelStrategy):
-    """k-means++ among the most uncertain items: RALIF's candidates without influence.
+    """K-means++ among the most uncertain items: RALIF's candidates without influence.
 
     The ``n_candidates`` pool items with the smallest top-2 margin (never fewer than
     ``budget``), then k-means++ seeding over their features, starting from the most
@@ -185,6 +225,16 @@ class MarginKMeans(_ModelStrategy):
         Candidates kept, as ``RALIF`` reads it: a count (int) or a share of the pool
         (float in (0, 1]).
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import MarginKMeans
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> MarginKMeans(l2=0.1, random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "margin_kmeans"
@@ -206,7 +256,7 @@ class MarginKMeans(_ModelStrategy):
         self.n_candidates = n_candidates
         self.random_state = random_state
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         scores = q.map(measure_block, model, margin)[0]["score"]
         share = candidate_share(self.n_candidates, q.budget, len(q.pool))
         cand = q.capped_candidates(candidate_set(scores, share, q.budget))
@@ -230,6 +280,16 @@ class ClusterMargin(_ModelStrategy):
     margin_multiple : float, default=10
         Size of the uncertain set, in budgets (the paper's ``k_m / k_t``).
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import ClusterMargin
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> ClusterMargin(l2=0.1, random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "cluster_margin"
@@ -247,7 +307,7 @@ class ClusterMargin(_ModelStrategy):
         self.margin_multiple = margin_multiple
         self.random_state = random_state
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         scores = q.map(measure_block, model, margin)[0]["score"]
         n_cand = min(len(q.pool), int(np.ceil(self.margin_multiple * q.budget)))
         cand = q.capped_candidates(top_k(scores, n_cand, largest=False))
@@ -263,6 +323,16 @@ class LeastConfidence(_UncertaintyStrategy):
     l2 : float or "auto", default="auto"
         Ridge strength of the default model (the linear head).
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import LeastConfidence
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> LeastConfidence(l2=0.1, random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "least_confidence"
@@ -284,6 +354,16 @@ class BALD(_ModelStrategy):
     n_samples : int, default=20
         Posterior samples.
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import BALD
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> BALD(l2=0.1, random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "bald"
@@ -302,7 +382,7 @@ class BALD(_ModelStrategy):
         self.n_samples = n_samples
         self.random_state = random_state
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         head = influence_head(model, q.X_labeled, q.y_labeled)
         samples = sample_heads(laplace_samples(head, q.X_labeled, int(self.n_samples), q.rng), head)
         W_all = np.concatenate([W for W, _ in samples])  # (S*C, d): all samples in one pass
@@ -320,12 +400,21 @@ class CoreSet(Strategy):
     ----------
     random_state : None, int or Generator
         Seed of the first pick when nothing is labeled.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import CoreSet
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> CoreSet(random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "coreset"
     score_meaning = "none"
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         sample = q.sample()  # the whole pool, or past a streamed query's cap a sample
         X_sample = q.take(sample)
         rows = k_center_greedy(X_sample, q.budget, X_reference=q.X_labeled, random_state=q.rng)
@@ -333,7 +422,7 @@ class CoreSet(Strategy):
 
 
 class BADGE(_ModelStrategy):
-    """k-means++ seeding on last-layer gradient embeddings (Ash et al., ICLR 2020).
+    """K-means++ seeding on last-layer gradient embeddings (Ash et al., ICLR 2020).
 
     The embedding of ``z`` is the gradient of its loss under the predicted label,
     ``(p - e_yhat) (x) [x, 1]``; distances are computed without forming it.
@@ -348,6 +437,16 @@ class BADGE(_ModelStrategy):
         instead of the model's. A network handed to :meth:`select` (the scratch-*
         scenarios of ``ralif bench``) is used the same way.
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import BADGE
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> BADGE(l2=0.1, random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "badge"
@@ -358,13 +457,16 @@ class BADGE(_ModelStrategy):
     }
 
     def __init__(
-        self, l2: float | str = "auto", network_proba: object = None, random_state: object = None
+        self,
+        l2: float | str = "auto",
+        network_proba: Callable[[np.ndarray], np.ndarray] | None = None,
+        random_state: object = None,
     ) -> None:
         self.l2 = l2
         self.network_proba = network_proba
         self.random_state = random_state
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         network_proba = self.network_proba
         if network_proba is None and getattr(self, "network_", None) is not None:
             network_proba = self.network_.proba
@@ -398,6 +500,16 @@ class ISAL(_ModelStrategy):
     damping : float, default=0.0
         Added to the Hessian.
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import ISAL
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> ISAL(l2=0.1, random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "isal"
@@ -416,7 +528,7 @@ class ISAL(_ModelStrategy):
         self.damping = damping
         self.random_state = random_state
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         XL, yL = q.X_labeled, q.y_labeled
         head = influence_head(model, XL, yL)
         settings = InfluenceSettings(target="labeled", damping=self.damping)
@@ -449,6 +561,15 @@ class TypiClust(Strategy):
         Smaller clusters are used only when no other is left.
     random_state : None, int or Generator
         Seed of k-means.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import TypiClust
+    >>> X = np.random.default_rng(0).normal(size=(200, 4))
+    >>> y = np.full(200, -1); y[:10] = [0, 1] * 5
+    >>> TypiClust(random_state=0).select(X, y, 5).shape
+    (5,)
     """
 
     name = "typiclust"
@@ -473,12 +594,14 @@ class TypiClust(Strategy):
         self.min_cluster_size = min_cluster_size
         self.random_state = random_state
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         # k-means runs over every row at once: the labeled rows and the pool's (past a
         # streamed query's cap, a sample of it), in memory.
         return q.run_in_memory(self._pick)
 
-    def _pick(self, X, y, pool, budget, rng):
+    def _pick(
+        self, X: np.ndarray, y: np.ndarray, pool: np.ndarray, budget: int, rng: Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.cluster import KMeans, MiniBatchKMeans
 
         labeled = np.flatnonzero(y >= 0)
@@ -519,7 +642,14 @@ class TypiClust(Strategy):
             free[c] -= 1
         return pool[np.array(picks, dtype=np.intp)], typicality
 
-    def _typicality(self, X, members, position, is_pool, typicality) -> None:
+    def _typicality(
+        self,
+        X: np.ndarray,
+        members: np.ndarray,
+        position: np.ndarray,
+        is_pool: np.ndarray,
+        typicality: np.ndarray,
+    ) -> None:
         from sklearn.neighbors import NearestNeighbors
 
         k = int(min(self.n_neighbors, len(members) - 1))

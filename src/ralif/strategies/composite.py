@@ -9,13 +9,15 @@ is itself a scikit-learn estimator: ``get_params(deep=True)`` shows the parts' p
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+from numpy.random import Generator
 from sklearn.base import clone
 
 from ralif._params import POSITIVE_INT, Anything, Constraint, RandomState, Real
 from ralif._validation import RalifInputError
+from ralif.pools.query import PoolQuery
 from ralif.strategies.base import Strategy
 
 __all__ = ["ALBL", "BudgetSwitch", "RandomShare", "SubSample"]
@@ -39,7 +41,15 @@ def _part(strategy: object, default: type[Strategy], what: str) -> Strategy:
     return clone(strategy)
 
 
-def _run(part: Strategy, X, y, budget: int, model, rng, network=None):
+def _run(
+    part: Strategy,
+    X: np.ndarray,
+    y: np.ndarray,
+    budget: int,
+    model: Any,
+    rng: Generator,
+    network: Any = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """A part's picks and scores (over the pool, in pool order), seeded from ``rng``."""
     part.set_params(random_state=_seed(rng))
     picks = part.select(X, y, budget, model=model if part.needs_model else None, network=network)
@@ -58,10 +68,12 @@ class _Composite(Strategy):
 
     needs_model = True
 
-    def _fitted_model(self, model, X_labeled, y_labeled):
+    def _fitted_model(self, model: Any, X_labeled: np.ndarray, y_labeled: np.ndarray) -> Any:
         return None if model is None else super()._fitted_model(model, X_labeled, y_labeled)
 
-    def _too_few_classes(self, X, y, pool, budget, rng):
+    def _too_few_classes(
+        self, X: np.ndarray, y: np.ndarray, pool: np.ndarray, budget: int, rng: Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         # Each part has its own answer to a model it cannot fit (RALIF: k-means++).
         return self.query(None, X, y, pool, budget, rng)
 
@@ -80,6 +92,7 @@ class RandomShare(_Composite):
     share : float, default=0.2
         Fraction of each batch drawn at random, in [0, 1].
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
 
     Examples
     --------
@@ -106,7 +119,15 @@ class RandomShare(_Composite):
         self.share = share
         self.random_state = random_state
 
-    def query(self, model, X, y, pool, budget, rng):
+    def query(
+        self,
+        model: Any,
+        X: np.ndarray,
+        y: np.ndarray,
+        pool: np.ndarray,
+        budget: int,
+        rng: Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
         part = _part(self.strategy, _default_ralif(), "strategy")
         n_random = int(np.floor(self.share * budget + 0.5))
         chosen = np.empty(0, dtype=np.intp)
@@ -136,6 +157,7 @@ class BudgetSwitch(_Composite):
     labels_per_class : float, default=5.0
         The switch: ``high`` picks once ``n_labeled >= labels_per_class * n_classes``.
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
 
     Attributes
     ----------
@@ -180,7 +202,15 @@ class BudgetSwitch(_Composite):
         self.labels_per_class = labels_per_class
         self.random_state = random_state
 
-    def query(self, model, X, y, pool, budget, rng):
+    def query(
+        self,
+        model: Any,
+        X: np.ndarray,
+        y: np.ndarray,
+        pool: np.ndarray,
+        budget: int,
+        rng: Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
         from ralif.strategies.baselines import TypiClust
 
         labeled = y[y >= 0]
@@ -221,6 +251,7 @@ class ALBL(_Composite):
     learning_rate : float, default=0.1
         EXP3's step on the importance-weighted reward (IW-ACC lies in [0, 1]).
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
 
     Attributes
     ----------
@@ -280,7 +311,15 @@ class ALBL(_Composite):
             raise RalifInputError(f"ALBL: p_min {self.p_min} times {len(arms)} arms exceeds 1")
         return arms
 
-    def query(self, model, X, y, pool, budget, rng):
+    def query(
+        self,
+        model: Any,
+        X: np.ndarray,
+        y: np.ndarray,
+        pool: np.ndarray,
+        budget: int,
+        rng: Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
         from ralif.strategies.baselines import Random
 
         arms = self._arms()
@@ -303,6 +342,7 @@ class ALBL(_Composite):
         p = np.where(live, p, 0.0) / np.where(live, p, 0.0).sum()
         arm = int(rng.choice(k, p=p))
         picks = batches[arm]
+        assert picks is not None  # an arm that gave no batch was drawn with probability 0
         # Each pick's probability of being labeled this round, per slot: an arm's batch
         # holds it or not; random holds any pool item with probability budget / |pool|.
         q = np.zeros(budget)
@@ -317,7 +357,7 @@ class ALBL(_Composite):
         self.probabilities_, self.arm_ = p, arm
         return picks, np.full(len(pool), np.nan)
 
-    def _learn(self, model, X, y) -> None:
+    def _learn(self, model: Any, X: np.ndarray, y: np.ndarray) -> None:
         """EXP3's update for the last call's arm, rewarded by IW-ACC of ``model``."""
         if model is None:  # no arm fits a model: nothing to score the picks with
             return
@@ -350,6 +390,7 @@ class SubSample(_Composite):
     max_candidates : int, default=20000
         The cap.
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
 
     Attributes
     ----------
@@ -385,7 +426,7 @@ class SubSample(_Composite):
         self.max_candidates = max_candidates
         self.random_state = random_state
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         part = _part(self.strategy, _default_ralif(), "strategy")
         if type(part).plan is Strategy.plan or type(part).query is not Strategy.query:
             raise RalifInputError(

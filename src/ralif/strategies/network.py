@@ -11,9 +11,10 @@ uses), such as the per-round network of the deep scenarios of ``ralif bench``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
+from numpy.random import Generator
 
 from ralif._params import CallableOrNone, Constraint, RandomState
 from ralif._validation import RalifInputError
@@ -75,7 +76,15 @@ class _MCDropout(Strategy):
     def _measure(self, P: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def query(self, model, X, y, pool, budget, rng):
+    def query(
+        self,
+        model: Any,
+        X: np.ndarray,
+        y: np.ndarray,
+        pool: np.ndarray,
+        budget: int,
+        rng: Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
         scores = self._measure(self._samples(pool, rng))
         return pool[top_k(scores, budget)], scores
 
@@ -88,12 +97,22 @@ class MCDropoutBALD(_MCDropout):
     sampler : callable
         ``indices -> (T, n, C)`` probabilities under dropout.
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import MCDropoutBALD
+    >>> P = np.random.default_rng(0).dirichlet(np.ones(3), size=(8, 100))  # 8 passes, 100 items
+    >>> y = np.full(100, -1); y[:5] = [0, 1, 2, 0, 1]
+    >>> MCDropoutBALD(sampler=lambda items: P[:, items], random_state=0).select(np.zeros((100, 2)), y, 4).shape
+    (4,)
     """
 
     name = "bald_mc"
     score_meaning = "mutual information under MC dropout (higher = picked first)"
 
-    def _measure(self, P):
+    def _measure(self, P: np.ndarray) -> np.ndarray:
         return mutual_information(P)
 
 
@@ -105,10 +124,20 @@ class MCDropoutEntropy(_MCDropout):
     sampler : callable
         ``indices -> (T, n, C)`` probabilities under dropout.
     random_state : None, int or Generator
+        Seed of the strategy's draws: the same seed gives the same picks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ralif.strategies import MCDropoutEntropy
+    >>> P = np.random.default_rng(0).dirichlet(np.ones(3), size=(8, 100))  # 8 passes, 100 items
+    >>> y = np.full(100, -1); y[:5] = [0, 1, 2, 0, 1]
+    >>> MCDropoutEntropy(sampler=lambda items: P[:, items], random_state=0).select(np.zeros((100, 2)), y, 4).shape
+    (4,)
     """
 
     name = "entropy_mc"
     score_meaning = "entropy of the mean MC-dropout prediction (higher = picked first)"
 
-    def _measure(self, P):
+    def _measure(self, P: np.ndarray) -> np.ndarray:
         return entropy(P.mean(axis=0))

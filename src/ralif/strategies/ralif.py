@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
+from numpy.random import Generator
 from sklearn.base import clone
 
 from ralif._params import (
@@ -36,6 +37,7 @@ from ralif.influence import (
     target_sums,
     target_sums_block,
 )
+from ralif.pools.query import PoolQuery
 from ralif.scores import authors_score, influence_spread, truncated_expectation
 from ralif.selectors import (
     candidate_set,
@@ -51,7 +53,7 @@ CANDIDATES = ("influence", "influence+margin")
 DIVERSITY = ("kmeans++", "cluster", "none")
 
 
-def upgrade_params(params: dict[str, object], budget: int) -> dict[str, object]:
+def upgrade_params(params: dict[str, Any], budget: int) -> dict[str, Any]:
     """RALIF parameters stored under their former names (a session's earlier rounds), in
     today's: ``candidate_fraction`` and ``candidate_multiple`` become ``n_candidates``,
     ``balanced_target`` and ``confidence_weighted`` become ``weighting``, and a boolean
@@ -90,7 +92,20 @@ def upgrade_params(params: dict[str, object], budget: int) -> dict[str, object]:
 
 
 class DiversityFallbackWarning(UserWarning):
-    """RALIF had fewer than two labeled classes and chose by diversity alone."""
+    """RALIF had fewer than two labeled classes and chose by diversity alone.
+
+
+    Examples
+    --------
+    >>> import warnings, numpy as np
+    >>> from ralif.strategies import RALIF, DiversityFallbackWarning
+    >>> X = np.random.default_rng(0).normal(size=(20, 2)); y = np.full(20, -1); y[:3] = 0
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     picks = RALIF(l2=0.1, random_state=0).select(X, y, 2)
+    >>> caught[0].category is DiversityFallbackWarning
+    True
+    """
 
 
 class RALIF(Strategy):
@@ -179,6 +194,8 @@ class RALIF(Strategy):
     candidates_ : ndarray
         Positions (into ``pool_index_``) of the candidate set, best first.
 
+    Notes
+    -----
     The query never forms the pool-by-class influence matrix, in memory or streamed (two
     passes over the pool give every score); :func:`ralif.influence_matrix` computes it.
 
@@ -217,6 +234,7 @@ class RALIF(Strategy):
         "head": Anything(),  # a model: checked by influence_head
         "random_state": RandomState(),
     }
+    head_: LinearHead | None
 
     def __init__(
         self,
@@ -270,7 +288,7 @@ class RALIF(Strategy):
             return clone(self.head)
         return self.head
 
-    def plan(self, q, model):
+    def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
         XL, yL = q.X_labeled, q.y_labeled
         head = self.fit_influence_head(model, XL, yL)
         settings = self.influence_settings()
@@ -302,7 +320,9 @@ class RALIF(Strategy):
             rows = self.diversify(X_candidates, scores[cand], q.budget, XL, q.rng)
         return q.pool[cand[rows]], scores
 
-    def fit_influence_head(self, model, X_labeled: np.ndarray, y_labeled: np.ndarray):
+    def fit_influence_head(
+        self, model: Any, X_labeled: np.ndarray, y_labeled: np.ndarray
+    ) -> LinearHead:
         """The head influence is computed on: the model's, refitted with ``l2_scale``
         times its ridge when that is not 1."""
         head = influence_head(model, X_labeled, y_labeled)
@@ -345,7 +365,9 @@ class RALIF(Strategy):
             return influence_spread(infl.delta, infl.proba)
         return truncated_expectation(infl.delta, infl.proba, self.tau)
 
-    def _too_few_classes(self, X, y, pool, budget, rng):
+    def _too_few_classes(
+        self, X: np.ndarray, y: np.ndarray, pool: np.ndarray, budget: int, rng: Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         classes = np.unique(y[y >= 0]).tolist()
         warnings.warn(
             f"RALIF needs labels of at least two classes to fit its head (got {classes}); "
