@@ -148,6 +148,15 @@ class LinearHead(BaseEstimator):
         Returns
         -------
         self : LinearHead
+            The head, fitted (``coef_``, ``intercept_``, ``l2_``...).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.array([[0.0], [1.0], [3.0], [4.0]]); y = np.array([0, 0, 1, 1])
+        >>> head = LinearHead(l2=0.1).fit(X, y)
+        >>> head.classes_.tolist(), float(head.l2_)
+        ([0, 1], 0.1)
         """
         validate_params(self)
         X = check_features(X, "X", min_rows=1)
@@ -282,9 +291,27 @@ class LinearHead(BaseEstimator):
 
     # ---------------------------------------------------------------- predicting
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities, columns ordered as ``classes_``.
+        """Return the class probabilities, columns ordered as ``classes_``.
 
         Computed in the dtype of ``X`` (float32 features stay float32).
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n, n_classes)
+            Each row sums to 1.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.array([[0.0], [1.0], [3.0], [4.0]]); y = np.array([0, 0, 1, 1])
+        >>> head = LinearHead(l2=0.1).fit(X, y)
+        >>> head.predict_proba(np.array([[0.0], [4.0]])).argmax(axis=1).tolist()
+        [0, 1]
         """
         self._check_fitted()
         X = check_features(X, "X")
@@ -292,11 +319,49 @@ class LinearHead(BaseEstimator):
         return predict_proba(X, self.coef_, self.intercept_ if self.fit_intercept else None)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Most probable class label for each row of ``X``."""
+        """Return the most probable class label for each row of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            Features.
+
+        Returns
+        -------
+        ndarray of shape (n,)
+            Labels from ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.array([[0.0], [1.0], [3.0], [4.0]]); y = np.array([0, 0, 1, 1])
+        >>> head = LinearHead(l2=0.1).fit(X, y)
+        >>> head.predict(np.array([[0.5], [3.5]])).tolist()
+        [0, 1]
+        """
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def curvature(self, X: np.ndarray) -> Curvature:
-        """The Hessian of the objective at the fitted optimum, over labeled features ``X``."""
+        """Return the Hessian of the objective at the fitted optimum, over features ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d)
+            The labeled features the head was fitted on.
+
+        Returns
+        -------
+        Curvature
+            Products with the Hessian, its diagonal, or the whole matrix (:mod:`ralif._softmax`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.array([[0.0], [1.0], [3.0], [4.0]]); y = np.array([0, 0, 1, 1])
+        >>> head = LinearHead(l2=0.1).fit(X, y)
+        >>> head.curvature(X).dense().shape  # (C (d + 1)) squared: 2 classes, 1 feature
+        (4, 4)
+        """
         self._check_fitted()
         Xf = np.asarray(X, dtype=np.float64)
         self._check_width(Xf)
@@ -305,7 +370,16 @@ class LinearHead(BaseEstimator):
 
     @property
     def params_(self) -> np.ndarray:
-        """``[W.ravel(), b]`` as one flat vector (``b`` left out without an intercept)."""
+        """``[W.ravel(), b]`` as one flat vector (``b`` left out without an intercept).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.array([[0.0], [1.0], [3.0], [4.0]]); y = np.array([0, 0, 1, 1])
+        >>> head = LinearHead(l2=0.1).fit(X, y)
+        >>> head.params_.shape
+        (4,)
+        """
         self._check_fitted()
         return join_params(self.coef_, self.intercept_ if self.fit_intercept else None)
 
@@ -340,6 +414,15 @@ class LinearHead(BaseEstimator):
         Returns
         -------
         LinearHead
+            Fitted to the same objective's exact optimum.
+
+        Examples
+        --------
+        >>> import numpy as np; from sklearn.linear_model import LogisticRegression
+        >>> X = np.array([[0.0], [1.0], [3.0], [4.0]]); y = np.array([0, 1, 2, 2])
+        >>> clf = LogisticRegression(C=2.5).fit(X, y)
+        >>> float(LinearHead.from_sklearn(clf, X, y).l2_)  # 1 / (n C)
+        0.1
         """
         X = check_features(X, "X", min_rows=1)
         y = check_labels(y, X.shape[0])

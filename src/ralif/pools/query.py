@@ -207,20 +207,112 @@ class PoolQuery:
         budget: int,
         rng: np.random.Generator,
     ) -> PoolQuery:
-        """The query over the rows of an array, already checked, without a cap."""
+        """Build the query over the rows of an array, already checked, without a cap.
+
+        Parameters
+        ----------
+        strat : Strategy
+            The strategy whose plan runs.
+        X : ndarray of shape (N, d)
+            The features of every item, labeled or not.
+        y : ndarray of shape (N,)
+            The labels, -1 for an unlabeled item.
+        pool : ndarray of int
+            The unlabeled items (rows of ``X``), ascending.
+        budget : int
+            Items to pick.
+        rng : numpy.random.Generator
+            The query's only source of randomness.
+
+        Returns
+        -------
+        PoolQuery
+            The query, over ``X`` held in memory, on the CPU.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> q.streamed, q.max_candidates, len(q.pool)
+        (False, None, 44)
+        """
         source = ArrayPool(X)
         labeled = np.flatnonzero(y >= 0)
         runner = BlockRunner(source, pool, source.block_rows_for(), trusted=True)
         return cls(strat, source, runner, pool, labeled, X[labeled], y[labeled], budget, rng, "cpu")
 
     def map(self, fn: BlockFunction, *args: object, check: bool = True) -> tuple[dict, dict]:
-        """``fn(block, device, *args)`` over the pool's blocks: per-item arrays joined in
-        pool order, sums added (:class:`BlockRunner`)."""
+        """Map a block function over the pool items of every block, in pool order.
+
+        Per-item arrays are joined in pool order and sums added in block order
+        (:class:`BlockRunner`).
+
+        Parameters
+        ----------
+        fn : callable
+            ``fn(block, device, *args) -> (per-item arrays, sums)``, both dicts by name;
+            ``block`` holds the features of the pool items of one block.
+        *args : object
+            Passed on to ``fn`` after the device.
+        check : bool, default=True
+            Scan the blocks for NaN and inf; ``False`` skips that scan (NaN or inf that
+            reach ``fn``'s results are still an error naming the rows).
+
+        Returns
+        -------
+        per_item : dict of str to ndarray
+            Each per-item array, one entry per pool item, in pool order.
+        sums : dict
+            Each sum, added over the blocks.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> def norms(block, device):
+        ...     return {"norm": (block**2).sum(axis=1)}, {"n": len(block)}
+        >>> per_item, sums = q.map(norms)
+        >>> per_item["norm"].shape, sums["n"]
+        ((44,), 44)
+        """
         return self.runner.run(fn, self.device, *args, check=check)
 
     def run(self, model: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``(picks, scores)`` of the strategy's plan, its model fitted first (or
-        ``model`` taken) where it needs one."""
+        """Run the strategy's plan, fitting its model first where it needs one.
+
+        Parameters
+        ----------
+        model : classifier or None
+            The strategy's model: fitted on the labeled items unless it is fitted
+            already; None for the strategy's default model.
+
+        Returns
+        -------
+        picks : ndarray of int
+            The picked rows of the source.
+        scores : ndarray of shape (len(pool),)
+            The strategy's score of every pool item.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> picks, scores = q.run(None)
+        >>> len(picks), scores.shape
+        (4, (44,))
+        """
         strat = self.strat
         strat.model_ = strat.network_ = None
         if strat.needs_model and len(np.unique(self.y_labeled)) < 2:
@@ -232,6 +324,31 @@ class PoolQuery:
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
+        """Time the ``with`` block, adding its seconds to ``seconds[stage]``.
+
+        Parameters
+        ----------
+        stage : str
+            The name the seconds are added under.
+
+        Yields
+        ------
+        None
+            Once, while the timed block runs.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> with q.timed("scores"):
+        ...     pass
+        >>> sorted(q.seconds)
+        ['scores']
+        """
         t = time.perf_counter()
         try:
             yield
@@ -239,27 +356,105 @@ class PoolQuery:
             self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
 
     def check_unchanged(self) -> None:
-        """Refuse a pool whose files changed since the query began (a second pass must
-        read what the first read)."""
+        """Refuse a pool whose files changed since the query began.
+
+        A second pass over the pool must read what the first read.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> q.check_unchanged()
+        """
         self.source.check_unchanged()
 
     def take(self, positions: np.ndarray) -> np.ndarray:
-        """Features of the pool items at ``positions`` (into ``self.pool``), in that order."""
+        """Read the features of the pool items at ``positions``, in that order.
+
+        Parameters
+        ----------
+        positions : ndarray of int
+            Positions into ``pool`` (not rows of the source).
+
+        Returns
+        -------
+        ndarray of shape (len(positions), d)
+            The items' features.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> bool((q.take(np.array([0, 1])) == X[[6, 7]]).all())
+        True
+        """
         self.source.check_unchanged()
         self.n_candidates = len(positions)
         with self.timed("read candidates"):
             return self.source.take(self.pool[positions])
 
     def capped_candidates(self, positions: np.ndarray) -> np.ndarray:
-        """Candidates ordered best first, the first ``max_candidates`` of them past the cap."""
+        """Cut candidates ordered best first to the first ``max_candidates`` of them.
+
+        Parameters
+        ----------
+        positions : ndarray of int
+            Candidates' positions into ``pool``, best first.
+
+        Returns
+        -------
+        ndarray of int
+            ``positions``, or its first ``max_candidates`` where it is longer (the query
+            is then marked ``capped``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> q.max_candidates = 3
+        >>> q.capped_candidates(np.array([9, 4, 7, 1, 0])), q.capped
+        (array([9, 4, 7]), True)
+        """
         if self.max_candidates is not None and len(positions) > self.max_candidates:
             self.capped = True
             return positions[: self.max_candidates]
         return positions
 
     def sample(self) -> np.ndarray:
-        """Positions of the pool whose features the diversity step reads: all, or a
-        uniform sample of ``max_candidates`` (the cap)."""
+        """Choose the positions of the pool whose features the diversity step reads.
+
+        Returns
+        -------
+        ndarray of int
+            Every position, or (past the cap) a uniform sample of ``max_candidates`` of
+            them, ascending.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> len(q.sample())
+        44
+        >>> q.max_candidates = 5
+        >>> len(q.sample()), q.capped
+        (5, True)
+        """
         n = len(self.pool)
         if self.max_candidates is None or n <= self.max_candidates:
             return np.arange(n)
@@ -267,11 +462,34 @@ class PoolQuery:
         return np.sort(self.rng.choice(n, self.max_candidates, replace=False))
 
     def gathered(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The labeled rows and the pool's (past the cap, a sample) as an array in memory,
-        in row order: ``(X, y, pool positions in X, their positions in the pool)``.
+        """Gather the labeled rows and the pool's as an array in memory, in row order.
 
         For a strategy whose query needs every row at once (k-means over the data, as
-        TypiClust's): over an array without a cap this is the array itself.
+        TypiClust's): over an array without a cap this is the array itself; past the
+        cap, the pool's rows are a sample (:meth:`sample`).
+
+        Returns
+        -------
+        X : ndarray of shape (n, d)
+            The features of the labeled rows and the pool's (sampled) rows.
+        y : ndarray of shape (n,)
+            Their labels, -1 for the pool's.
+        local_pool : ndarray of int
+            The pool's rows in ``X``, ascending.
+        sample : ndarray of int
+            Their positions in ``pool``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> Xg, yg, local_pool, sample = q.gathered()
+        >>> Xg.shape, bool((Xg == X).all()), bool((local_pool == pool).all())
+        ((50, 3), True, True)
         """
         sample = self.sample()
         rows = np.concatenate([self.labeled, self.pool[sample]])
@@ -285,8 +503,36 @@ class PoolQuery:
     def run_in_memory(
         self, query: Callable[..., tuple[np.ndarray, np.ndarray]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """``query(X, y, pool, budget, rng)`` over :meth:`gathered` rows, its picks as rows
-        of the source and its scores over the whole pool (NaN outside a sample)."""
+        """Run a query over arrays in memory on the :meth:`gathered` rows.
+
+        Parameters
+        ----------
+        query : callable
+            ``query(X, y, pool, budget, rng) -> (picks, scores)`` over the gathered
+            rows: ``pool`` and ``picks`` are rows of ``X``, ``scores`` one per ``pool``
+            item.
+
+        Returns
+        -------
+        picks : ndarray of int
+            The picks as rows of the source.
+        scores : ndarray of shape (len(pool),)
+            The scores over the whole pool (NaN outside a sample).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = [0, 1] * 3
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> def first(X, y, pool, budget, rng):
+        ...     return pool[:budget], np.zeros(len(pool))
+        >>> picks, scores = q.run_in_memory(first)
+        >>> picks, scores.shape
+        (array([6, 7, 8, 9]), (44,))
+        """
         X, y, local_pool, sample = self.gathered()
         picks, sample_scores = query(X, y, local_pool, self.budget, self.rng)
         scores = np.full(len(self.pool), np.nan)
@@ -294,9 +540,33 @@ class PoolQuery:
         return self.pool[sample[np.searchsorted(local_pool, picks)]], scores
 
     def too_few_classes(self) -> tuple[np.ndarray, np.ndarray]:
-        """The strategy's own fallback (a model-based strategy with labels of fewer than
-        two classes), over the labeled rows and the pool's where it reads features;
-        random picks need none."""
+        """Run the strategy's fallback for labels of fewer than two classes.
+
+        A model-based strategy cannot fit its model then; its fallback runs over the
+        labeled rows and the pool's (:meth:`run_in_memory`) where it reads features,
+        while random picks need none.
+
+        Returns
+        -------
+        picks : ndarray of int
+            The picked rows of the source.
+        scores : ndarray of shape (len(pool),)
+            The fallback's scores (NaN for random picks).
+
+        Examples
+        --------
+        >>> import warnings, numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(50, 3)); y = np.full(50, -1)
+        >>> y[:6] = 0
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Margin(), X, y, pool, 4, np.random.default_rng(0))
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")  # Margin warns it picks at random
+        ...     picks, scores = q.too_few_classes()
+        >>> len(picks), bool(np.isnan(scores).all())
+        (4, True)
+        """
         if not self.strat.fallback_reads_features:
             return self.strat._too_few_classes(
                 None, self.y_labeled, self.pool, self.budget, self.rng

@@ -173,12 +173,37 @@ class PoolSource:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """``(n_rows, n_features)``."""
+        """The pool's shape, ``(n_rows, n_features)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> open_pool(np.arange(12.0).reshape(6, 2)).shape
+        (6, 2)
+        """
         return (self.n_rows, self.n_features)
 
     def partitions(self, block_rows: int) -> list[tuple[int, int]]:
-        """``(start, stop)`` row ranges of at most ``block_rows`` rows, in order; a range
-        never crosses a shard boundary."""
+        """Split the pool into row ranges of at most ``block_rows`` rows, in order.
+
+        A range never crosses a shard boundary.
+
+        Parameters
+        ----------
+        block_rows : int
+            The most rows in one range.
+
+        Returns
+        -------
+        list of tuple of (int, int)
+            The ``(start, stop)`` ranges, covering the pool in order.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> open_pool(np.arange(12.0).reshape(6, 2)).partitions(4)
+        [(0, 4), (4, 6)]
+        """
         out: list[tuple[int, int]] = []
         for lo, hi in self._pieces():
             out.extend((s, min(hi, s + block_rows)) for s in range(lo, hi, block_rows))
@@ -188,21 +213,74 @@ class PoolSource:
         return [(0, self.n_rows)]
 
     def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
-        """Rows ``start:stop`` (within one partition), checked.
+        """Read rows ``start:stop`` (within one partition), checked.
 
-        ``check=False`` skips only the scan for NaN and inf (dtype and width are always
-        checked): for a pass that finds them in its own results and then reads the
-        block again, checked, to name the rows.
+        Parameters
+        ----------
+        start, stop : int
+            The rows to read, within one range of :meth:`partitions`.
+        check : bool, default=True
+            Scan the rows for NaN and inf; ``False`` skips only that scan (dtype and
+            width are always checked): for a pass that finds them in its own results and
+            then reads the block again, checked, to name the rows.
+
+        Returns
+        -------
+        ndarray of shape (stop - start, n_features)
+            The rows, of the pool's ``dtype``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> open_pool(np.arange(12.0).reshape(6, 2)).read(2, 4)
+        array([[4., 5.],
+               [6., 7.]])
         """
         raise NotImplementedError
 
     def blocks(self, block_rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(first row, block)`` over the whole pool, in order."""
+        """Yield ``(first row, block)`` over the whole pool, in order.
+
+        Parameters
+        ----------
+        block_rows : int
+            The most rows in one block (:meth:`partitions`).
+
+        Yields
+        ------
+        tuple of (int, ndarray)
+            The block's first row in the pool, and its rows, checked.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> pool = open_pool(np.arange(12.0).reshape(6, 2))
+        >>> [(start, block.shape) for start, block in pool.blocks(4)]
+        [(0, (4, 2)), (4, (2, 2))]
+        """
         for start, stop in self.partitions(block_rows):
             yield start, self.read(start, stop)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """The rows at ``rows`` (any order, no repeats needed), checked; ``len(rows) x d``."""
+        """Read the rows at ``rows``, in that order, checked.
+
+        Parameters
+        ----------
+        rows : array-like of int
+            Rows of the pool, in any order (repeats are not needed).
+
+        Returns
+        -------
+        ndarray of shape (len(rows), n_features)
+            The rows, of the pool's ``dtype``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> open_pool(np.arange(12.0).reshape(6, 2)).take(np.array([5, 0]))
+        array([[10., 11.],
+               [ 0.,  1.]])
+        """
         rows = np.asarray(rows, dtype=np.intp)
         out = np.empty((len(rows), self.n_features), dtype=self.dtype)
         if len(rows) == 0:
@@ -221,10 +299,33 @@ class PoolSource:
         raise NotImplementedError
 
     def check_unchanged(self) -> None:
-        """Refuse a pool that changed since it was opened (nothing to check by default)."""
+        """Refuse a pool that changed since it was opened (nothing to check by default).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> open_pool(np.arange(12.0).reshape(6, 2)).check_unchanged()
+        """
 
     def block_rows_for(self, block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
-        """Rows per block so that one block is about ``block_bytes``."""
+        """Compute the rows per block that make one block about ``block_bytes``.
+
+        Parameters
+        ----------
+        block_bytes : int, default=DEFAULT_BLOCK_BYTES
+            Bytes of features in one block.
+
+        Returns
+        -------
+        int
+            Rows per block, at least 1.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> open_pool(np.arange(12.0).reshape(6, 2)).block_rows_for(1024)
+        64
+        """
         return max(1, block_bytes // max(1, self.n_features * self.dtype.itemsize))
 
 
@@ -352,6 +453,29 @@ class NpyShards(PoolSource):
         return out
 
     def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
+        """Read rows ``start:stop`` of one shard with one file read, checked.
+
+        Parameters
+        ----------
+        start, stop : int
+            The rows to read, within one shard (one range of :meth:`partitions`).
+        check : bool, default=True
+            Scan the rows for NaN and inf; ``False`` skips only that scan.
+
+        Returns
+        -------
+        ndarray of shape (stop - start, n_features)
+            The rows, of the pool's ``dtype``.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np
+        >>> path = f"{tempfile.mkdtemp()}/pool.npy"
+        >>> np.save(path, np.arange(12.0).reshape(6, 2))
+        >>> NpyShards([path]).read(4, 6)
+        array([[ 8.,  9.],
+               [10., 11.]])
+        """
         k = self._shard_of(start)
         shard = self.shards[k]
         lo = start - shard.start
@@ -374,11 +498,42 @@ class NpyShards(PoolSource):
         return checked_block(block, where, local, self.n_features).astype(self.dtype, copy=False)
 
     def check_unchanged(self) -> None:
+        """Refuse a pool whose shards were removed or changed since it was opened.
+
+        Each shard's size, modification time and inode are compared with those seen
+        when the pool was opened.
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np
+        >>> path = f"{tempfile.mkdtemp()}/pool.npy"
+        >>> np.save(path, np.zeros((3, 2)))
+        >>> pool = NpyShards([path])
+        >>> pool.check_unchanged()
+        >>> np.save(path, np.zeros((4, 2)))
+        >>> pool.check_unchanged()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ralif._validation.RalifInputError: pool shard .../pool.npy changed while the pool was being read ...
+        """
         for shard in self.shards:
             check_shard_unchanged(shard)
 
     def release(self) -> None:
-        """Close the open shard files (they are opened again when needed)."""
+        """Close the open shard files (they are opened again when needed).
+
+        Examples
+        --------
+        >>> import tempfile, numpy as np
+        >>> path = f"{tempfile.mkdtemp()}/pool.npy"
+        >>> np.save(path, np.arange(12.0).reshape(6, 2))
+        >>> pool = NpyShards([path])
+        >>> pool.read(0, 1)
+        array([[0., 1.]])
+        >>> pool.release()
+        >>> pool.read(5, 6)
+        array([[10., 11.]])
+        """
         for fh in self._files.values():
             fh.close()
         self._files = {}
@@ -646,6 +801,29 @@ class ParquetPool(PoolSource):
         return out
 
     def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
+        """Read rows ``start:stop`` of one slice of a row group, checked.
+
+        Parameters
+        ----------
+        start, stop : int
+            The rows to read, within one range of :meth:`partitions`.
+        check : bool, default=True
+            Scan the rows for NaN and inf; ``False`` skips only that scan.
+
+        Returns
+        -------
+        ndarray of shape (stop - start, n_features)
+            The rows, of the pool's ``dtype``.
+
+        Examples
+        --------
+        >>> import tempfile, pyarrow as pa, pyarrow.parquet as pq
+        >>> path = f"{tempfile.mkdtemp()}/pool.parquet"
+        >>> pq.write_table(pa.table({"a": [1.0, 2.0, 3.0], "b": [4, 5, 6]}), path)
+        >>> ParquetPool(path).read(1, 3)
+        array([[2., 5.],
+               [3., 6.]])
+        """
         lo, arr, shard = self._slice(start)
         where = f"Parquet file {shard.path}"
         block = arr[start - lo : stop - lo]
@@ -657,6 +835,24 @@ class ParquetPool(PoolSource):
         return checked_block(arr[rows - first], where, rows - shard.start, self.n_features)
 
     def check_unchanged(self) -> None:
+        """Refuse a pool whose files were removed or changed since it was opened.
+
+        Each file's size, modification time and inode are compared with those seen
+        when the pool was opened.
+
+        Examples
+        --------
+        >>> import os, tempfile, pyarrow as pa, pyarrow.parquet as pq
+        >>> path = f"{tempfile.mkdtemp()}/pool.parquet"
+        >>> pq.write_table(pa.table({"a": [1.0, 2.0]}), path)
+        >>> pool = ParquetPool(path)
+        >>> pool.check_unchanged()
+        >>> os.remove(path)
+        >>> pool.check_unchanged()  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ralif._validation.RalifInputError: pool shard .../pool.parquet is missing: ...
+        """
         for shard in self.shards:
             check_shard_unchanged(shard)
 
@@ -748,6 +944,27 @@ class ArrayPool(PoolSource):
         self.name = name
 
     def read(self, start: int, stop: int, check: bool = True) -> np.ndarray:
+        """Read rows ``start:stop`` of the array (a dask array's are computed), checked.
+
+        Parameters
+        ----------
+        start, stop : int
+            The rows to read, within one range of :meth:`partitions`.
+        check : bool, default=True
+            Scan the rows for NaN and inf; ``False`` skips only that scan.
+
+        Returns
+        -------
+        ndarray of shape (stop - start, n_features)
+            The rows, of the pool's ``dtype``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> ArrayPool(np.arange(12, dtype=np.int64).reshape(6, 2)).read(0, 2)
+        array([[0., 1.],
+               [2., 3.]])
+        """
         block = self.array[start:stop]
         if hasattr(block, "compute"):
             block = block.compute()
@@ -800,7 +1017,24 @@ class DaskArrayPool(ArrayPool):
         return self._bounds
 
     def partitions(self, block_rows: int) -> list[tuple[int, int]]:
-        """The array's row chunks (``block_rows`` is not used): a chunk is computed whole."""
+        """Split the pool into the array's row chunks: a chunk is computed whole.
+
+        Parameters
+        ----------
+        block_rows : int
+            Not used: the chunks are the ranges, whatever their size.
+
+        Returns
+        -------
+        list of tuple of (int, int)
+            The ``(start, stop)`` rows of each chunk, in order.
+
+        Examples
+        --------
+        >>> import dask.array as da
+        >>> DaskArrayPool(da.ones((10, 3), chunks=4)).partitions(2)
+        [(0, 4), (4, 8), (8, 10)]
+        """
         return list(self._bounds)
 
 

@@ -260,18 +260,60 @@ class BackupMixin:
     db: sqlite3.Connection
 
     def checkpoint(self, mode: str = "PASSIVE") -> None:
-        """Copy the write-ahead log into the main file, so the ``.db`` alone is complete."""
+        """Copy the write-ahead log into the main file, so the ``.db`` alone is complete.
+
+        Parameters
+        ----------
+        mode : {"PASSIVE", "FULL", "RESTART", "TRUNCATE"}
+            SQLite's checkpoint mode (``PRAGMA wal_checkpoint``); ``TRUNCATE`` also empties
+            the log.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> _ = s.add_label(0, "cat")
+        >>> s.checkpoint("TRUNCATE")
+        >>> (folder / "s.db-wal").stat().st_size
+        0
+        >>> s.close()
+        """
         if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
             raise ValueError(f"unknown checkpoint mode {mode!r}")
         self.db.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
 
     def backup(self, out: str | os.PathLike) -> str:
-        """A complete, consistent copy of the session at this moment (SQLite's online backup).
+        """Write a complete, consistent copy of the session at this moment (SQLite's online backup).
 
         Safe while the session is being served. ``out`` follows the rule of every
         ``--out`` (:func:`ralif.io.open_output`): ``-`` is standard output, a device or
         FIFO is written as it is, and a read-only folder is refused; a file is never
         overwritten, and it holds the token, so it is created readable by its owner only.
+
+        Parameters
+        ----------
+        out : str or path-like
+            Where to write the copy: a new file, ``-``, a device or a FIFO.
+
+        Returns
+        -------
+        str
+            ``out``, as text.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session, open_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> _ = s.add_label(0, "cat")
+        >>> copy = s.backup(folder / "copy.db")
+        >>> with open_session(copy) as c:
+        ...     c.label_array()[0].tolist()
+        [0, -1, -1]
+        >>> s.close()
         """
         from ralif.io import check_output, open_output
 

@@ -104,11 +104,48 @@ class ClassesMixin:
         ) -> dict[int, tuple[int, bool]]: ...
 
     def classes(self) -> list[str]:
-        """The class names, in the order of their numbers."""
+        """Return the class names, in the order of their numbers.
+
+        Returns
+        -------
+        list of str
+            The names; a class's number is its position in the list.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.classes()
+        ['cat', 'dog']
+        >>> s.close()
+        """
         return [r[0] for r in self.db.execute("SELECT name FROM classes ORDER BY id")]
 
     def add_classes(self, names: Sequence[str]) -> list[str]:
-        """Append classes (numbered after the existing ones); all of them or none."""
+        """Append classes (numbered after the existing ones); all of them or none.
+
+        Parameters
+        ----------
+        names : sequence of str
+            The new classes' names, checked by :func:`check_class_names`.
+
+        Returns
+        -------
+        list of str
+            The classes after the addition.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_classes(["owl", "emu"])
+        ['cat', 'dog', 'owl', 'emu']
+        >>> s.close()
+        """
         with self.writing():
             have = self.classes()
             new = check_class_names(list(names), first_position=len(have))

@@ -113,9 +113,26 @@ class LabelsMixin:
     ) -> LabelResult:
         """Record one label; committed on return.
 
-        ``label=None`` takes the item's label back; ``unsure=True`` (with no label) marks the
-        item as one the labeler could not decide. A ``request_id`` makes retries safe: the
-        same request twice is recorded once, and an id reused for another label is refused.
+        Parameters
+        ----------
+        item, label : object
+            The item's number, and its class by name or number (None takes the label back).
+        who, source, request_id : str
+            Who gave it, from where (``"web"``, ``"import"``), and an optional request id.
+        held_out, unsure : bool
+            Whether the item is held out; whether it is marked unsure (with no label).
+
+        Returns
+        -------
+        LabelResult
+            The event; ``duplicate`` if its ``request_id`` was recorded before (a retry).
+
+        Examples
+        --------
+        >>> import tempfile, ralif.session.store as store
+        >>> with store.create_session(tempfile.mkdtemp() + "/s.db", "X", 3, ["cat", "dog"]) as s:
+        ...     s.add_label(0, "dog").class_id
+        1
         """
         item = self.check_item(item)
         if unsure and label is not None:
@@ -172,10 +189,44 @@ class LabelsMixin:
         request_id: str | None = None,
         unsure: bool = False,
     ) -> LabelResult:
-        """A label given on the labeling page: only items of the served batches, never held out.
+        """Record a label from the labeling page: only items of the served batches, never held out.
 
-        ``who`` is the labeler's identity (see :func:`check_labeler`). The check and the
-        write are one transaction, so a batch closed meanwhile cannot be written into.
+        The check and the write are one transaction, so a batch closed meanwhile cannot be
+        written into.
+
+        Parameters
+        ----------
+        item : object
+            The item's number (see :meth:`check_item`).
+        label : object
+            Its class, by name or number; None takes the item's label back.
+        who : str
+            The labeler's identity (see :func:`check_labeler`).
+        request_id : str, optional
+            Makes a retry safe: the same request twice is recorded once.
+        unsure : bool
+            Mark the item as one the labeler could not decide instead of labeling it.
+
+        Returns
+        -------
+        LabelResult
+            The event recorded (see :meth:`add_label`).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [0, 1])
+        1
+        >>> s.label_from_page(0, "dog", who="web-1").class_id
+        1
+        >>> s.label_from_page(2, "dog", who="web-1")
+        Traceback (most recent call last):
+        ...
+        ralif._validation.RalifInputError: item 2 is not in a batch being labeled; the page labels only the items of the open batches
+        >>> s.close()
         """
         who = check_labeler(who)
         with self.writing():
@@ -205,6 +256,36 @@ class LabelsMixin:
         time, and a label someone else gave since stays. One transaction: concurrent undos
         each take back a different label. A ``request_id`` makes a retry safe: the same
         undo sent twice takes back one label.
+
+        Parameters
+        ----------
+        who : str
+            The labeler's identity (see :func:`check_labeler`).
+        request_id : str, optional
+            The undo's id: 1 to 64 letters, digits, ``-`` or ``_``.
+
+        Returns
+        -------
+        LabelResult or None
+            The undo: ``item`` is the item, ``class_id`` its label now and ``took_back`` the
+            request id of the label taken back; None if ``who`` has no label to take back.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [0, 1])
+        1
+        >>> s.label_from_page(0, "dog", who="web-1").class_id
+        1
+        >>> undo = s.undo_last("web-1")
+        >>> undo.item, undo.class_id
+        (0, None)
+        >>> print(s.undo_last("web-1"))
+        None
+        >>> s.close()
         """
         who = check_labeler(who)
         with self.writing():
@@ -264,7 +345,38 @@ class LabelsMixin:
     def import_labels(
         self, rows: Sequence[tuple[int, object]], who: str, held_out: bool = False
     ) -> int:
-        """Record many labels in one transaction: all of them, or none if any is bad."""
+        """Record many labels in one transaction: all of them, or none if any is bad.
+
+        Parameters
+        ----------
+        rows : sequence of (int, object)
+            ``(item, label)`` pairs; a label is a class name or number (None takes it back).
+        who : str
+            Who gave the labels (the ``--who`` of an import).
+        held_out : bool
+            Whether the items belong to the held-out evaluation set.
+
+        Returns
+        -------
+        int
+            How many labels were recorded.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.import_labels([(0, "cat"), (2, "dog")], who="ann")
+        2
+        >>> s.import_labels([(1, "cat"), (5, "dog")], who="ann")
+        Traceback (most recent call last):
+        ...
+        ralif._validation.RalifInputError: unknown item 5; items are 0..2
+        >>> s.label_array()[0].tolist()
+        [0, -1, 1]
+        >>> s.close()
+        """
         with self.writing():
             for item, label in rows:
                 self.add_label(item, label, who=who, held_out=held_out, source="import")
@@ -272,13 +384,40 @@ class LabelsMixin:
         return len(rows)
 
     def labels_for_export(self, with_items: bool = False) -> tuple[list[str], list[tuple]]:
-        """Column names and one row per labeled item: ``item, label, class_name, held_out,
-        who, at`` (and the item's ``path, text`` with ``with_items``).
+        """Return the column names and one row per labeled item, for the export.
 
-        ``who`` and ``at`` say who gave the label and when (the page's labeler identity,
-        or the ``--who`` of an import), even where an undo since gave the label back.
-        Read in one transaction, so the rows are a complete picture of one moment even
-        while the session is being labeled.
+        The columns are ``item, label, class_name, held_out, who, at`` (and the item's
+        ``path, text`` with ``with_items``). ``who`` and ``at`` say who gave the label and
+        when (the page's labeler identity, or the ``--who`` of an import), even where an
+        undo since gave the label back. Read in one transaction, so the rows are a complete
+        picture of one moment even while the session is being labeled.
+
+        Parameters
+        ----------
+        with_items : bool
+            Add each item's ``path`` and ``text`` columns.
+
+        Returns
+        -------
+        list of str
+            The column names.
+        list of tuple
+            One row per labeled item, in the order of the items.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_label(1, "dog", who="ann").class_id
+        1
+        >>> columns, rows = s.labels_for_export()
+        >>> columns
+        ['item', 'label', 'class_name', 'held_out', 'who', 'at']
+        >>> rows[0][:5]
+        (1, 1, 'dog', 0, 'ann')
+        >>> s.close()
         """
         extra = ", i.path, i.text" if with_items else ""
         with self.reading():
@@ -298,7 +437,32 @@ class LabelsMixin:
     def latest_events(
         self, items: Sequence[int] | None = None, as_of: str | None = None
     ) -> list[tuple[int, int | None, int, int]]:
-        """``(item, class_id, held_out, unsure)`` of each item's latest event (before ``as_of``)."""
+        """Return each item's latest event as ``(item, class_id, held_out, unsure)``.
+
+        Parameters
+        ----------
+        items : sequence of int, optional
+            Only these items; by default every item that has an event.
+        as_of : str, optional
+            An ISO time: the latest event before it.
+
+        Returns
+        -------
+        list of tuple
+            One ``(item, class_id, held_out, unsure)`` per item, in no particular order;
+            ``class_id`` is None where the label was taken back or the item marked unsure.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> _ = s.add_label(2, "dog"), s.add_label(0, None, unsure=True)
+        >>> sorted(s.latest_events())
+        [(0, None, 0, 1), (2, 1, 0, 0)]
+        >>> s.close()
+        """
         where: list[str] = []
         args: list[str | int] = []
         if as_of:
@@ -318,10 +482,31 @@ class LabelsMixin:
     def current_labels(
         self, as_of: str | None = None, items: Sequence[int] | None = None
     ) -> dict[int, tuple[int, bool]]:
-        """``item -> (class_id, held_out)`` for every item whose latest event is a label.
+        """Return ``item -> (class_id, held_out)`` for every item whose latest event is a label.
 
-        With ``as_of`` (an ISO time), the labels as they stood just before that time; with
-        ``items``, only those items.
+        Parameters
+        ----------
+        as_of : str, optional
+            An ISO time: the labels as they stood just before that time.
+        items : sequence of int, optional
+            Only those items.
+
+        Returns
+        -------
+        dict of int to (int, bool)
+            Each labeled item's class number and whether it is held out.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_label(1, "dog", held_out=True).class_id
+        1
+        >>> s.current_labels()
+        {1: (1, True)}
+        >>> s.close()
         """
         return {
             int(i): (int(c), bool(h))
@@ -330,11 +515,49 @@ class LabelsMixin:
         }
 
     def unsure_items(self) -> set[int]:
-        """Items whose latest event marks them unsure (the labeler could not decide)."""
+        """Return the items whose latest event marks them unsure (the labeler could not decide).
+
+        Returns
+        -------
+        set of int
+            The item numbers.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> _ = s.add_label(2, None, unsure=True)
+        >>> s.unsure_items()
+        {2}
+        >>> s.close()
+        """
         return {int(i) for i, c, _, u in self.latest_events() if c is None and u}
 
     def label_array(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(y, held_out)`` over all items: ``y`` is -1 where unlabeled."""
+        """Return ``(y, held_out)`` over all items: ``y`` is -1 where unlabeled.
+
+        Returns
+        -------
+        y : numpy.ndarray of int64
+            Each item's class number; -1 where unlabeled.
+        held_out : numpy.ndarray of bool
+            Whether each item belongs to the held-out evaluation set.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_label(1, "dog").class_id
+        1
+        >>> y, held_out = s.label_array()
+        >>> y.tolist(), held_out.tolist()
+        ([-1, 1, -1], [False, False, False])
+        >>> s.close()
+        """
         n = self.n_items()
         y = np.full(n, -1, dtype=np.int64)
         held = np.zeros(n, dtype=bool)
@@ -344,7 +567,30 @@ class LabelsMixin:
         return y, held
 
     def history(self, item: int) -> list[dict]:
-        """Every event of one item, oldest first."""
+        """Return every event of one item, oldest first.
+
+        Parameters
+        ----------
+        item : int
+            The item's number.
+
+        Returns
+        -------
+        list of dict
+            One ``{class_id, who, at, source}`` per event; ``class_id`` is None where the
+            label was taken back or the item marked unsure.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> _ = s.add_label(0, "cat", who="ann"), s.add_label(0, "dog", who="bob")
+        >>> [(event["class_id"], event["who"]) for event in s.history(0)]
+        [(0, 'ann'), (1, 'bob')]
+        >>> s.close()
+        """
         rows = self.db.execute(
             "SELECT class_id, who, at, source FROM label_events WHERE item_id = ? ORDER BY id",
             (self.check_item(item),),

@@ -25,7 +25,27 @@ class RoundsMixin:
         def writing(self) -> AbstractContextManager[None]: ...
 
     def snapshot(self) -> tuple[int, int]:
-        """``(latest round, latest event)``: what a batch was picked from."""
+        """Return ``(latest round, latest event)``: what a batch was picked from.
+
+        Returns
+        -------
+        tuple of (int, int)
+            The latest round's id and the latest label event's id (0 where there is none).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.snapshot()
+        (0, 0)
+        >>> s.add_round("random", {}, [0, 1])
+        1
+        >>> s.snapshot()
+        (1, 0)
+        >>> s.close()
+        """
         row = self.db.execute(
             "SELECT (SELECT COALESCE(MAX(id), 0) FROM rounds), "
             "(SELECT COALESCE(MAX(id), 0) FROM label_events)"
@@ -47,6 +67,38 @@ class RoundsMixin:
         recorded and None is returned when another batch was recorded since, or one of the
         items was labeled since: the caller picks again. Without ``force``, an open batch
         is refused.
+
+        Parameters
+        ----------
+        strategy : str
+            The name of the strategy that picked the batch.
+        params : dict
+            Its parameters, stored as JSON.
+        items : sequence of int
+            The batch's items, in the order picked.
+        metrics : dict, optional
+            Measurements to keep with the round, stored as JSON.
+        picked_from : tuple of (int, int), optional
+            The :meth:`snapshot` the batch was picked from.
+        force : bool
+            Record the batch even while another is open.
+
+        Returns
+        -------
+        int or None
+            The new round's id; None if nothing was recorded (see ``picked_from``).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> before = s.snapshot()
+        >>> s.add_round("random", {"seed": 0}, [2, 0], picked_from=before)
+        1
+        >>> print(s.add_round("random", {"seed": 1}, [1], picked_from=before))
+        None
         """
         with self.writing():
             if not force:
@@ -80,7 +132,26 @@ class RoundsMixin:
         return rid
 
     def rounds(self) -> list[dict]:
-        """Every recorded batch: id, strategy, params, created_at, metrics, closed_at."""
+        """Return every recorded batch: id, strategy, params, created_at, metrics, closed_at.
+
+        Returns
+        -------
+        list of dict
+            One per round, oldest first; ``closed_at`` is None for a batch not closed.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {"seed": 0}, [2, 0])
+        1
+        >>> batch = s.rounds()[0]
+        >>> batch["id"], batch["strategy"], batch["params"], batch["closed_at"]
+        (1, 'random', {'seed': 0}, None)
+        >>> s.close()
+        """
         rows = self.db.execute(
             "SELECT id, strategy, params, created_at, metrics, closed_at FROM rounds ORDER BY id"
         )
@@ -97,23 +168,87 @@ class RoundsMixin:
         ]
 
     def round_items(self, round_id: int) -> list[int]:
-        """The items of one batch, in the order picked."""
+        """Return the items of one batch, in the order picked.
+
+        Parameters
+        ----------
+        round_id : int
+            The round's id.
+
+        Returns
+        -------
+        list of int
+            The item numbers (none for an unknown round).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [2, 0])
+        1
+        >>> s.round_items(1)
+        [2, 0]
+        >>> s.close()
+        """
         rows = self.db.execute(
             "SELECT item_id FROM round_items WHERE round_id = ? ORDER BY position", (round_id,)
         )
         return [int(r[0]) for r in rows]
 
     def current_batch(self) -> tuple[int | None, list[int]]:
-        """The latest round and its items in the order picked."""
+        """Return the latest round and its items in the order picked.
+
+        Returns
+        -------
+        round : int or None
+            The latest round's id; None before the first.
+        items : list of int
+            Its items, in the order picked.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.current_batch()
+        (None, [])
+        >>> s.add_round("random", {}, [2, 0])
+        1
+        >>> s.current_batch()
+        (1, [2, 0])
+        >>> s.close()
+        """
         row = self.db.execute("SELECT MAX(id) FROM rounds").fetchone()
         if row[0] is None:
             return None, []
         return int(row[0]), self.round_items(int(row[0]))
 
     def waiting_by_round(self) -> dict[int, list[int]]:
-        """``round -> items still waiting`` (neither labeled nor marked unsure) of unclosed rounds.
+        """Return each unclosed round's items still waiting (neither labeled nor marked unsure).
 
         Held-out items never wait: they are labeled by the held-out set, not on the page.
+
+        Returns
+        -------
+        dict of int to list of int
+            ``round -> items still waiting``, in the order picked; a round with none waiting
+            is left out.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [2, 0])
+        1
+        >>> _ = s.add_label(2, "dog")
+        >>> s.waiting_by_round()
+        {1: [0]}
+        >>> s.close()
         """
         # Each item's latest event by an index seek, not a pass over every event: this runs
         # on every label the page gives.
@@ -130,11 +265,51 @@ class RoundsMixin:
         return out
 
     def open_rounds(self) -> list[int]:
-        """Batches not closed that still have items waiting for a label."""
+        """Return the batches not closed that still have items waiting for a label.
+
+        Returns
+        -------
+        list of int
+            Their round ids, in order.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [0])
+        1
+        >>> s.open_rounds()
+        [1]
+        >>> _ = s.add_label(0, "cat")
+        >>> s.open_rounds()
+        []
+        >>> s.close()
+        """
         return sorted(self.waiting_by_round())
 
     def served_rounds(self) -> list[int]:
-        """The batches the labeling page shows: every open batch and the latest unclosed one."""
+        """Return the batches the labeling page shows: every open batch and the latest unclosed one.
+
+        Returns
+        -------
+        list of int
+            Their round ids, in order.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [0])
+        1
+        >>> _ = s.add_label(0, "cat")
+        >>> s.open_rounds(), s.served_rounds()
+        ([], [1])
+        >>> s.close()
+        """
         served = set(self.open_rounds())
         row = self.db.execute("SELECT MAX(id) FROM rounds WHERE closed_at IS NULL").fetchone()
         if row[0] is not None:
@@ -142,18 +317,76 @@ class RoundsMixin:
         return sorted(served)
 
     def served_items(self) -> set[int]:
-        """Items the labeling page may label: those of the served batches."""
+        """Return the items the labeling page may label: those of the served batches.
+
+        Returns
+        -------
+        set of int
+            The item numbers.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [2, 0])
+        1
+        >>> sorted(s.served_items())
+        [0, 2]
+        >>> s.close()
+        """
         out: set[int] = set()
         for rid in self.served_rounds():
             out.update(self.round_items(rid))
         return out
 
     def pending_items(self) -> set[int]:
-        """Items of unclosed batches that are still waiting for a label."""
+        """Return the items of unclosed batches that are still waiting for a label.
+
+        Returns
+        -------
+        set of int
+            The item numbers.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [2, 0])
+        1
+        >>> _ = s.add_label(2, "dog")
+        >>> s.pending_items()
+        {0}
+        >>> s.close()
+        """
         return {i for items in self.waiting_by_round().values() for i in items}
 
     def refuse_if_open(self) -> None:
-        """A clear error naming the open batches, if there are any."""
+        """Raise a clear error naming the open batches, if there are any.
+
+        Raises
+        ------
+        RalifInputError
+            If a batch not closed still has items waiting for a label.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.refuse_if_open()
+        >>> s.add_round("random", {}, [0, 1])
+        1
+        >>> s.refuse_if_open()
+        Traceback (most recent call last):
+        ...
+        ralif._validation.RalifInputError: batch 1 (2 waiting) is still open: label it with ralif serve, close it with ralif session close ROUND, or pass --force to pick another batch beside it
+        >>> s.close()
+        """
         waiting = self.waiting_by_round()
         if waiting:
             names = ", ".join(f"{rid} ({len(items)} waiting)" for rid, items in waiting.items())
@@ -183,6 +416,31 @@ class RoundsMixin:
         """Close a batch: its waiting items go back to the pool; returns how many were waiting.
 
         An unknown batch, or one already closed, is refused (nothing changes).
+
+        Parameters
+        ----------
+        round_id : int
+            The round's id.
+
+        Returns
+        -------
+        int
+            How many of its items were waiting for a label.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [0, 1])
+        1
+        >>> _ = s.add_label(0, "cat")
+        >>> s.close_round(1)
+        1
+        >>> s.open_rounds()
+        []
+        >>> s.close()
         """
         with self.writing():
             rid = self._check_round(round_id)
@@ -200,6 +458,32 @@ class RoundsMixin:
         """Reopen a closed batch; returns how many of its items wait for a label again.
 
         An unknown batch, or one that is not closed, is refused (nothing changes).
+
+        Parameters
+        ----------
+        round_id : int
+            The round's id.
+
+        Returns
+        -------
+        int
+            How many of its items wait for a label again.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from ralif.session.store import create_session
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.add_round("random", {}, [0, 1])
+        1
+        >>> s.close_round(1)
+        2
+        >>> s.reopen_round(1)
+        2
+        >>> s.open_rounds()
+        [1]
+        >>> s.close()
         """
         with self.writing():
             rid = self._check_round(round_id)

@@ -92,34 +92,130 @@ class SessionStore(ClassesMixin, LabelsMixin, RoundsMixin, BackupMixin):
 
     # ------------------------------------------------------------------ metadata
     def meta(self, key: str) -> str | None:
-        """The value stored under ``key`` in the session's metadata, or None."""
+        """Return the value stored under ``key`` in the session's metadata, or None.
+
+        Parameters
+        ----------
+        key : str
+            The name of the value, e.g. ``"features"`` or ``"created_at"``.
+
+        Returns
+        -------
+        str or None
+            The value, or None if the metadata has no ``key``.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.meta("app"), s.meta("no such key")
+        ('ralif-session', None)
+        >>> s.close()
+        """
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     @property
     def token(self) -> str:
-        """The secret every request to the labeling page must carry."""
+        """The secret every request to the labeling page must carry.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> len(s.token)
+        32
+        >>> s.close()
+        """
         return self.meta("token") or ""
 
     @property
     def features_path(self) -> Path:
-        """The features file the session was created over."""
+        """The features file the session was created over.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.features_path.name
+        'X.npy'
+        >>> s.close()
+        """
         return Path(self.meta("features") or "")
 
     @property
     def items_root(self) -> Path | None:
-        """The folder item paths are relative to (the manifest's folder), if any."""
+        """The folder item paths are relative to (the manifest's folder), if any.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> print(s.items_root)
+        None
+        >>> s.close()
+        """
         root = self.meta("items_root")
         return Path(root) if root else None
 
     def n_items(self) -> int:
-        """How many items (rows of the features file) the session has."""
+        """Return how many items (rows of the features file) the session has.
+
+        Returns
+        -------
+        int
+            The number of items.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.n_items()
+        3
+        >>> s.close()
+        """
         if self._n_items is None:
             self._n_items = int(self.db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
         return self._n_items
 
     def check_item(self, item: object) -> int:
-        """The item number ``item`` stands for; a clear error if it is not one of the session's."""
+        """Return the item number that ``item`` stands for.
+
+        Anything that is not one of the session's items gets a clear error.
+
+        Parameters
+        ----------
+        item : object
+            An item number: an integer, or its digits as text (as a form sends it).
+
+        Returns
+        -------
+        int
+            The item number, from 0 to ``n_items() - 1``.
+
+        Raises
+        ------
+        RalifInputError
+            If ``item`` is not one of the session's item numbers.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.check_item("2")
+        2
+        >>> s.check_item(3)
+        Traceback (most recent call last):
+        ...
+        ralif._validation.RalifInputError: unknown item 3; items are 0..2
+        >>> s.close()
+        """
         if isinstance(item, bool):
             raise RalifInputError(f"unknown item {item!r}: item numbers are integers")
         if isinstance(item, str) and item.strip().isdigit():
@@ -137,7 +233,31 @@ class SessionStore(ClassesMixin, LabelsMixin, RoundsMixin, BackupMixin):
         return value
 
     def item(self, item_id: int) -> tuple[str | None, str | None] | None:
-        """``(path, text)`` of an item, or None if there is no such item."""
+        """Return the ``(path, text)`` of an item, or None if there is no such item.
+
+        Parameters
+        ----------
+        item_id : int
+            The item's number.
+
+        Returns
+        -------
+        tuple of (str or None, str or None), or None
+            The item's image path (relative to :attr:`items_root`) and its text, each None
+            where the manifest gave none; None for an unknown item.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> manifest = [("a.jpg", None), (None, "a dog")]
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 2, ["cat", "dog"], manifest)
+        >>> s.item(0), s.item(1)
+        (('a.jpg', None), (None, 'a dog'))
+        >>> print(s.item(2))
+        None
+        >>> s.close()
+        """
         if not isinstance(item_id, int) or not 0 <= item_id <= MAX_SQL_INT:
             return None
         row = self.db.execute("SELECT path, text FROM items WHERE id = ?", (item_id,)).fetchone()
@@ -146,7 +266,24 @@ class SessionStore(ClassesMixin, LabelsMixin, RoundsMixin, BackupMixin):
     # -------------------------------------------------------------- transactions
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """One write transaction, taken at once so that what is read inside stays true."""
+        """Run the block in one write transaction, taken at once so what is read in it stays true.
+
+        The transaction commits when the block ends and is rolled back if it raises.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> with s.writing():
+        ...     s.add_label(0, "cat").class_id
+        ...     s.add_label(1, "dog").class_id
+        0
+        1
+        >>> s.label_array()[0].tolist()
+        [0, 1, -1]
+        >>> s.close()
+        """
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -157,7 +294,18 @@ class SessionStore(ClassesMixin, LabelsMixin, RoundsMixin, BackupMixin):
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
-        """One read transaction: every query inside sees the same state of the file."""
+        """Run the block in one read transaction: every query in it sees one state of the file.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> with s.reading():
+        ...     s.n_items(), s.classes()
+        (3, ['cat', 'dog'])
+        >>> s.close()
+        """
         self.db.execute("BEGIN")
         try:
             yield
@@ -165,7 +313,19 @@ class SessionStore(ClassesMixin, LabelsMixin, RoundsMixin, BackupMixin):
             self.db.execute("COMMIT")
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> s = create_session(folder / "s.db", folder / "X.npy", 3, ["cat", "dog"])
+        >>> s.close()
+        >>> s.classes()
+        Traceback (most recent call last):
+        ...
+        sqlite3.ProgrammingError: Cannot operate on a closed database.
+        """
         self.db.close()
 
     def __enter__(self) -> SessionStore:

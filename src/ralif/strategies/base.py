@@ -181,6 +181,16 @@ class Strategy(BaseEstimator):
         -------
         indices : ndarray of shape (budget,)
             Distinct indices into ``X`` of unlabeled items, in the order picked.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Margin
+        >>> X = np.random.default_rng(0).normal(size=(60, 2)); y = np.full(60, -1)
+        >>> y[:4] = [0, 1, 0, 1]
+        >>> picks = Margin(l2=0.1).select(X, y, 3, exclude=[4, 5])
+        >>> len(picks), bool(set(picks.tolist()) & {0, 1, 2, 3, 4, 5})
+        (3, False)
         """
         validate_params(self)
         X = check_features(X, "X")
@@ -243,6 +253,16 @@ class Strategy(BaseEstimator):
         scores : ndarray of shape (M,)
             ``scores[i]`` scores ``X[pool[i]]`` (NaN where the strategy has none); which
             end is wanted first is ``score_direction``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.strategies import Random
+        >>> y = np.array([0, -1, 1, -1, -1]); pool = np.flatnonzero(y < 0)
+        >>> picks, scores = Random().query(None, np.zeros((5, 2)), y, pool, 2,
+        ...                                np.random.default_rng(0))
+        >>> set(picks.tolist()) <= {1, 3, 4}, scores.shape
+        (True, (3,))
         """
         if type(self).plan is Strategy.plan:
             raise NotImplementedError(f"{type(self).__name__} must implement query() or plan()")
@@ -268,12 +288,34 @@ class Strategy(BaseEstimator):
         -------
         picks, scores
             As for :meth:`query`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.pools.query import PoolQuery
+        >>> from ralif.strategies import Random
+        >>> y = np.array([0, -1, 1, -1, -1]); pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(Random(), np.zeros((5, 2)), y, pool, 2,
+        ...                         np.random.default_rng(0))
+        >>> len(Random().plan(q, None)[0])
+        2
         """
         raise NotImplementedError(f"{type(self).__name__} has no plan over a pool")
 
     def default_model(self) -> object:
-        """The unfitted classifier fitted when :meth:`select` is given none: the linear
-        head, with the strategy's ``l2`` when it has one."""
+        """Return the unfitted classifier fitted when :meth:`select` is given none.
+
+        Returns
+        -------
+        object
+            The linear head, with the strategy's ``l2`` when it has one.
+
+        Examples
+        --------
+        >>> from ralif.strategies import Margin
+        >>> Margin(l2=0.5).default_model()
+        LinearHead(l2=0.5)
+        """
         from ralif.head import LinearHead
 
         l2 = getattr(self, "l2", "auto")

@@ -270,7 +270,18 @@ class RALIF(Strategy):
         self.random_state = random_state
 
     def influence_settings(self) -> InfluenceSettings:
-        """The influence computation these parameters ask for."""
+        """Return the influence computation these parameters ask for.
+
+        Returns
+        -------
+        InfluenceSettings
+            The target, damping, solver, ridge rescaling and weighting.
+
+        Examples
+        --------
+        >>> RALIF(weighting="balanced").influence_settings().weighting
+        'balanced'
+        """
         return InfluenceSettings(
             target=self.target,
             damping=self.damping,
@@ -280,8 +291,19 @@ class RALIF(Strategy):
         )
 
     def default_model(self) -> object:
-        """``head`` (a ``LinearHead`` refitted with its own settings, a fitted
-        ``LogisticRegression`` taken as it is), else ``LinearHead(l2=l2)``."""
+        """Return the model fitted when :meth:`select` is given none.
+
+        Returns
+        -------
+        object
+            ``head`` (a ``LinearHead`` refitted with its own settings, a fitted
+            ``LogisticRegression`` taken as it is), else ``LinearHead(l2=l2)``.
+
+        Examples
+        --------
+        >>> RALIF(l2=0.1).default_model()
+        LinearHead(l2=0.1)
+        """
         if self.head is None:
             return LinearHead(l2=self.l2)
         if isinstance(self.head, LinearHead):
@@ -289,6 +311,33 @@ class RALIF(Strategy):
         return self.head
 
     def plan(self, q: PoolQuery, model: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Pick the batch: two passes over the pool, the candidates, then diversity.
+
+        Parameters
+        ----------
+        q : ralif.pools.query.PoolQuery
+            The pool, the labeled rows, the budget and the random generator.
+        model : classifier
+            The model fitted on the labeled items.
+
+        Returns
+        -------
+        picks, scores
+            As for :meth:`ralif.Strategy.query`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif.pools.query import PoolQuery
+        >>> X = np.random.default_rng(0).normal(size=(80, 3)); y = np.full(80, -1)
+        >>> y[:8] = [0, 1] * 4
+        >>> strat = RALIF(l2=0.1)
+        >>> pool = np.flatnonzero(y < 0)
+        >>> q = PoolQuery.in_memory(strat, X, y, pool, 4, np.random.default_rng(0))
+        >>> model = strat.default_model().fit(X[:8], y[:8])
+        >>> len(strat.plan(q, model)[0])
+        4
+        """
         XL, yL = q.X_labeled, q.y_labeled
         head = self.fit_influence_head(model, XL, yL)
         settings = self.influence_settings()
@@ -323,8 +372,31 @@ class RALIF(Strategy):
     def fit_influence_head(
         self, model: Any, X_labeled: np.ndarray, y_labeled: np.ndarray
     ) -> LinearHead:
-        """The head influence is computed on: the model's, refitted with ``l2_scale``
-        times its ridge when that is not 1."""
+        """Return the head influence is computed on.
+
+        It is the model's, refitted with ``l2_scale`` times its ridge when that is not 1.
+
+        Parameters
+        ----------
+        model : LinearHead or LogisticRegression
+            Fitted on the labeled items.
+        X_labeled, y_labeled : ndarray
+            The labeled items' features and labels.
+
+        Returns
+        -------
+        LinearHead
+            Fitted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ralif import LinearHead
+        >>> X = np.array([[0.0], [1.0], [3.0], [4.0]]); y = np.array([0, 0, 1, 1])
+        >>> head = LinearHead(l2=0.1).fit(X, y)
+        >>> float(RALIF(l2_scale=10.0).fit_influence_head(head, X, y).l2_)
+        1.0
+        """
         head = influence_head(model, X_labeled, y_labeled)
         if self.l2_scale != 1.0:
             head = clone(head).set_params(l2=head.l2_ * self.l2_scale).fit(X_labeled, y_labeled)
@@ -333,7 +405,30 @@ class RALIF(Strategy):
     def candidate_positions(
         self, scores: np.ndarray, margins: np.ndarray, budget: int
     ) -> np.ndarray:
-        """Positions of the candidates in the pool, best score first (the candidate rule)."""
+        """Return the positions of the candidates in the pool, best score first.
+
+        Parameters
+        ----------
+        scores : ndarray of shape (N,)
+            Each pool item's score (lower is better).
+        margins : ndarray of shape (N,)
+            Each pool item's top-2 probability gap (lower is more uncertain).
+        budget : int
+            Items to pick: the candidates are never fewer.
+
+        Returns
+        -------
+        ndarray of int
+            Positions into the pool, by the candidate rule (``candidates``,
+            ``n_candidates``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> scores, margins = np.array([0.3, -0.2, 0.1, -0.5]), np.array([0.1, 0.9, 0.2, 0.8])
+        >>> RALIF(n_candidates=1).candidate_positions(scores, margins, 1).tolist()
+        [2]
+        """
         fraction = candidate_share(self.n_candidates, budget, len(scores))
         if self.candidates == "influence+margin":
             return uncertain_candidate_set(scores, margins, fraction, budget)
@@ -350,7 +445,35 @@ class RALIF(Strategy):
         X_labeled: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        """Rows of the candidates (ordered best first) to pick, by the diversity rule."""
+        """Return the rows of the candidates to pick, by the diversity rule.
+
+        Parameters
+        ----------
+        X_candidates : ndarray of shape (m, d)
+            The candidates' features, best first.
+        candidate_scores : ndarray of shape (m,)
+            Their scores.
+        budget : int
+            How many to pick.
+        X_labeled : ndarray
+            The labeled items' features (k-means++ measures distances from them).
+        rng : numpy.random.Generator
+            The draws.
+
+        Returns
+        -------
+        ndarray of int
+            Rows of ``X_candidates``, in the order picked.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> Xc = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0]])
+        >>> rows = RALIF().diversify(Xc, np.zeros(3), 2, np.empty((0, 2)),
+        ...                          np.random.default_rng(0))
+        >>> int(rows[0]), len(rows)
+        (0, 2)
+        """
         if self.diversity == "cluster":
             return cluster_best_select(X_candidates, candidate_scores, budget, random_state=rng)
         # The candidates are ordered best first, so row 0 is the first pick.
