@@ -29,6 +29,8 @@ from ralif._validation import (
 )
 from ralif.head import LinearHead
 from ralif.pools.devices import block_device
+from ralif.pools.query import BlockRunner
+from ralif.pools.sources import ArrayPool
 from ralif.scores import margin
 
 TARGETS = ("pool", "all", "labeled", "entropy")
@@ -145,12 +147,10 @@ def target_sums_block(
     W: np.ndarray,
     b: np.ndarray | None,
     settings: InfluenceSettings,
-    keep_proba: bool = False,
 ) -> tuple[dict, dict]:
     """Pass 1 of an influence query over one block of pool rows.
 
-    Per item: the head's probabilities' top-2 ``margin`` (and, with ``keep_proba``, the
-    probabilities); summed: the target loss and its gradient (``gW``, ``gb``) and the
+    Per item: the head's probabilities' top-2 ``margin``; summed: the target loss and its gradient (``gW``, ``gb``) and the
     target's total weight. Class-balanced weights (``weighting="balanced"``) are known
     only after the pass, so the sums are then kept per pseudo class (with ``counts``)
     and weighed by :func:`target_sums`.
@@ -163,7 +163,7 @@ def target_sums_block(
     dev = block_device(device)
     P = dev.proba(block, W, b)
     n, C = P.shape
-    per_item = {"margin": margin(P), **({"proba": P} if keep_proba else {})}
+    per_item = {"margin": margin(P)}
     item_loss, G = target_terms(P, expected=settings.target == "entropy")
     if settings.weighting == "balanced":
         top = P.argmax(axis=1)
@@ -227,11 +227,27 @@ def scores_block(
 ) -> tuple[dict, dict]:
     """Pass 2 of an influence query over one block: each item's ``score`` of its row of
     influence (a callable of a :class:`PoolInfluence` over the block)."""
+    rows, _ = influence_block(block, device, W, b, S_W, s_b, n, shift)
+    infl = PoolInfluence(rows["delta"], rows["proba"], target_loss, np.empty(0), None)
+    return {"score": score(infl)}, {}
+
+
+def influence_block(
+    block: np.ndarray,
+    device: str,
+    W: np.ndarray,
+    b: np.ndarray | None,
+    S_W: np.ndarray,
+    s_b: np.ndarray | None,
+    n: int,
+    shift: float,
+) -> tuple[dict, dict]:
+    """Pass 2 over one block: every (item, class) influence, with the probabilities
+    (``delta``, ``proba``), from one product of the block with ``[W; S_W]``."""
     P, A = block_device(device).proba_and_product(block, W, b, S_W)
     if s_b is not None:
         A += s_b
-    infl = PoolInfluence(delta_block(P, A, n, shift), P, target_loss, np.empty(0), None)
-    return {"score": score(infl)}, {}
+    return {"delta": delta_block(P, A, n, shift), "proba": P}, {}
 
 
 def ridge_shift(head: LinearHead, S_W: np.ndarray, n: int, settings: InfluenceSettings) -> float:
@@ -346,25 +362,21 @@ def pool_influence(
     """
     n = X_labeled.shape[0]
     W, b = head.coef_, head.intercept_ if head.fit_intercept else None
-    parts = [
-        target_sums_block(block, "cpu", W, b, settings, True) for _, block in row_blocks(X, rows)
-    ]
-    proba = np.concatenate([p["proba"] for p, _ in parts])
-    sums: dict = {}
-    for _, part in parts:
-        sums = {k: sums[k] + v for k, v in part.items()} if sums else dict(part)
+    pool = np.arange(X.shape[0]) if rows is None else np.asarray(rows, dtype=np.intp)
+    if np.any(np.diff(pool) <= 0):
+        raise RalifInputError("the pool's rows must be distinct and ascending")
+    # The two passes are the block maps of every query (ralif.pools.query), over X here.
+    source = ArrayPool(X)
+    runner = BlockRunner(source, pool, source.block_rows_for(), trusted=True)
+    _, sums = runner.run(target_sums_block, "cpu", W, b, settings)
     gW, gb, loss, n_target = target_sums(sums, settings)
     s, info, loss, n_target = solve_target_direction(
         head, X_labeled, y_labeled, gW, gb, loss, n_target, settings
     )
     S_W, s_b = split_params(s, len(head.classes_), X.shape[1], head.fit_intercept)
     shift = ridge_shift(head, S_W, n, settings)
-    delta = np.empty_like(proba)
-    dev = block_device("cpu")
-    for sl, block in row_blocks(X, rows):
-        A = dev.product(block, S_W).astype(np.float64) + (s_b if s_b is not None else 0.0)
-        delta[sl] = delta_block(proba[sl], A, n, shift)
-    return PoolInfluence(delta, proba, loss / n_target, s, info)
+    per_item, _ = runner.run(influence_block, "cpu", W, b, S_W, s_b, n, shift)
+    return PoolInfluence(per_item["delta"], per_item["proba"], loss / n_target, s, info)
 
 
 def influence_matrix(
