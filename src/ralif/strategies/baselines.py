@@ -99,12 +99,59 @@ def pseudo_label_delta(infl: PoolInfluence) -> np.ndarray:
     return infl.delta[np.arange(len(infl.proba)), infl.proba.argmax(axis=1)]
 
 
-def badge_norms_block(block: np.ndarray, device: str, model: Any) -> tuple[dict, dict]:
-    """The norm of each item's gradient embedding ``(p - e_yhat) (x) [x, 1]``."""
-    R = proba_block(block, device, model)
-    R[np.arange(len(R)), R.argmax(axis=1)] -= 1.0
-    x_sq = (block.astype(np.float64) ** 2).sum(axis=1)
-    return {"score": np.sqrt((R * R).sum(axis=1) * (x_sq + 1.0))}, {}
+def gradient_residual(P: np.ndarray) -> np.ndarray:
+    """``p - e_yhat`` of each row, in place: the output part of BADGE's gradient embedding.
+
+    Parameters
+    ----------
+    P : ndarray of shape (n, C)
+        Class probabilities (changed in place).
+
+    Returns
+    -------
+    ndarray of shape (n, C)
+        ``P`` itself, its top entry of each row lowered by 1.
+
+    Examples
+    --------
+    >>> gradient_residual(np.array([[0.75, 0.25]])).tolist()
+    [[-0.25, 0.25]]
+    """
+    P[np.arange(len(P)), P.argmax(axis=1)] -= 1.0
+    return P
+
+
+def embedding_norms(R: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Return the norm of each gradient embedding ``r (x) [x, 1]``, without forming it.
+
+    Parameters
+    ----------
+    R : ndarray of shape (n, C)
+        Residuals ``p - e_yhat`` (:func:`gradient_residual`).
+    X : ndarray of shape (n, d)
+        The items' features.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        ``||r|| sqrt(||x||^2 + 1)``.
+
+    Examples
+    --------
+    >>> embedding_norms(np.array([[-0.25, 0.25]]), np.array([[1.0, 1.0]])).round(3).tolist()
+    [0.612]
+    """
+    x_sq = (X.astype(np.float64) ** 2).sum(axis=1)
+    return np.sqrt((R * R).sum(axis=1) * (x_sq + 1.0))
+
+
+def badge_norms_block(
+    block: np.ndarray, device: str, model: Any, keep: bool = False
+) -> tuple[dict, dict]:
+    """The norm of each item's gradient embedding ``(p - e_yhat) (x) [x, 1]``; with
+    ``keep``, its residual ``p - e_yhat`` too (``residual``)."""
+    R = gradient_residual(proba_block(block, device, model))
+    return {"score": embedding_norms(R, block), **({"residual": R} if keep else {})}, {}
 
 
 class Random(Strategy):
@@ -472,20 +519,23 @@ class BADGE(_ModelStrategy):
             network_proba = self.network_.proba
         if network_proba is not None and q.streamed:
             raise RalifInputError("BADGE with network_proba cannot be streamed")
-        if network_proba is None:
-            per_item, _ = q.map(badge_norms_block, model)
         sample = q.sample()  # the whole pool, or past a streamed query's cap a sample
         X_sample = q.take(sample)
         if network_proba is not None:
-            P = np.array(network_proba(q.pool[sample]), dtype=np.float64)
+            R = gradient_residual(np.array(network_proba(q.pool[sample]), dtype=np.float64))
+            norms = embedding_norms(R, X_sample)
         else:
-            P = pool_proba(model, X_sample, np.arange(len(sample)))
-        P[np.arange(len(P)), P.argmax(axis=1)] -= 1.0
-        rows = gradient_kmeans_pp_select(P, X_sample, q.budget, random_state=q.rng)
-        if network_proba is not None:  # its embeddings' norms, from the same numbers
-            x_sq = (X_sample.astype(np.float64) ** 2).sum(axis=1)
-            per_item = {"score": np.sqrt((P * P).sum(axis=1) * (x_sq + 1.0))}
-        return q.pool[sample[rows]], per_item["score"]
+            # The pass over the pool gives the norms; where the sample is the whole pool
+            # it keeps the residuals too, so the probabilities are computed once.
+            whole = len(sample) == len(q.pool)
+            per_item, _ = q.map(badge_norms_block, model, whole)
+            norms = per_item["score"]
+            if whole:
+                R = per_item["residual"]
+            else:
+                R = gradient_residual(pool_proba(model, X_sample, np.arange(len(sample))))
+        rows = gradient_kmeans_pp_select(R, X_sample, q.budget, random_state=q.rng)
+        return q.pool[sample[rows]], norms
 
 
 class ISAL(_ModelStrategy):
