@@ -436,15 +436,8 @@ class SubSample(_Composite):
         cap = max(int(self.max_candidates), q.budget)
         q.max_candidates = cap if q.max_candidates is None else min(q.max_candidates, cap)
         part.set_params(random_state=self.random_state)
-        part.model_ = None
-        if part.needs_model and len(np.unique(q.y_labeled)) < 2:
-            q.strat = part  # the part's own answer to a model it cannot fit
-            picks, scores = q.too_few_classes()
-        elif part.needs_model:
-            part.model_ = part._fitted_model(model, q.X_labeled, q.y_labeled)
-            picks, scores = part.plan(q, part.model_)
-        else:
-            picks, scores = part.plan(q, None)
+        q.strat = part  # the part runs as any strategy does: its model, its fallback, its plan
+        picks, scores = q.run(model)
         part.pool_index_, part.scores_, part.picks_ = q.pool, scores, picks
         self.strategy_ = part
         return picks, scores
