@@ -166,13 +166,9 @@ class BenchConfig:
 
 
 def _streams(strategy: str) -> bool:
-    from ralif.pools.streaming import check_streamable
+    from ralif.pools.streaming import streams
 
-    try:
-        check_streamable(strategy)
-    except RalifInputError:
-        return False
-    return True
+    return streams(strategy_class(strategy)[0])
 
 
 def _stream_device(device: str) -> str:
